@@ -1,0 +1,1 @@
+"""The lab: experiments behind the ``droplab`` subcommands, their results files and plots."""
