@@ -1,0 +1,23 @@
+"""The NumPy engine: modules, layers, the dropout family, losses, optimizers, training.
+
+Every layer is a :class:`Module` with ``forward(x)`` / ``backward(dy)``, ``train()`` /
+``eval()`` and ``.training``. ``p`` is always the probability of DROPPING a unit.
+"""
+
+from droplab.nn.activations import SELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from droplab.nn.dropout import Dropout
+from droplab.nn.layers import Dense, Flatten
+from droplab.nn.losses import BinaryCrossEntropy, Loss, MSELoss, SoftmaxCrossEntropy
+from droplab.nn.module import Module, Parameter, Sequential
+from droplab.nn.optim import SGD, Adam, AdamW, Optimizer
+from droplab.nn.train import evaluate, fit, predict
+
+__all__ = [
+    "Module", "Parameter", "Sequential",
+    "Dense", "Flatten",
+    "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "SELU", "Softmax",
+    "Dropout",
+    "Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSELoss",
+    "Optimizer", "SGD", "Adam", "AdamW",
+    "fit", "predict", "evaluate",
+]

@@ -1,0 +1,254 @@
+"""Training and evaluation: ``fit``, ``predict``, ``evaluate`` (bound as methods of every Module).
+
+``fit`` runs mini-batch (or full-batch) training with seeded shuffling and records a history
+of per-epoch lists:
+
+* ``loss``: mean data loss over the epoch's batches, in training mode (dropout on);
+* ``accuracy`` (classification): accuracy of those same training-mode outputs;
+* ``regularization_loss``: the L1/L2 penalty at the end of the epoch (only if non-zero);
+* ``val_loss``, ``val_accuracy``: on ``validation_data``, in eval mode.
+
+The objective minimised is the data loss plus ``model.regularization_loss()``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from droplab import _rng, _validate
+from droplab.nn.losses import Loss
+from droplab.nn.module import Module
+from droplab.nn.optim import Optimizer
+
+__all__ = ["fit", "predict", "evaluate", "Callback"]
+
+
+class Callback(Protocol):
+    """Optional hooks called by ``fit``; implement any subset.
+
+    ``on_epoch_begin(epoch, model)``, ``on_batch_end(step, model)`` (after the optimizer
+    step: max-norm constraints go here), ``on_epoch_end(epoch, logs, model)`` (``logs``: the
+    epoch's metrics). Rate schedules use ``on_epoch_begin``.
+    """
+
+
+def _call(callbacks: Sequence[Any], hook: str, *args) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        if fn is not None:
+            fn(*args)
+
+
+def _check_xy(where: str, X, y, model_loss: Loss | None = None) -> tuple[np.ndarray, np.ndarray]:
+    X = _validate.finite_array(where, "X", X)
+    y = np.asarray(y)
+    if y.dtype.kind == "f":
+        _validate.finite_array(where, "y", y)
+    if y.shape[0:1] != X.shape[0:1]:
+        raise ValueError(_validate.message(where, "y", f"{X.shape[0]} targets (one per row of X)",
+                                           f"array of shape {y.shape}"))
+    return X, y
+
+
+def _accuracy(loss: Loss, out: np.ndarray, y: np.ndarray) -> float:
+    if out.ndim == 2 and out.shape[1] > 1:
+        pred = out.argmax(axis=1)
+        target = y if y.ndim == 1 else y.argmax(axis=1)
+    else:
+        pred = (loss.output(out).reshape(len(out), -1) > 0.5).astype(np.int64)
+        target = y.reshape(len(y), -1)
+    return float((pred == target).mean())
+
+
+def _batches(n: int, batch_size: int | None) -> int:
+    return 1 if batch_size is None or batch_size >= n else math.ceil(n / batch_size)
+
+
+def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
+        batch_size: int | None = None, validation_data=None, seed: _rng.Seed = None,
+        verbose: bool = True, early_stopping: int | None = None, monitor: str = "val_loss",
+        callbacks: Sequence[Any] = ()) -> dict[str, list[float]]:
+    """Train ``model`` on ``(X, y)``; returns the history dict (see the module docstring).
+
+    Args:
+        model: the network (a Module, usually a Sequential).
+        X: inputs ``(N, ...)``, finite. y: targets ``(N, ...)`` (integer labels for
+            ``SoftmaxCrossEntropy``).
+        loss: a :class:`~droplab.nn.losses.Loss`. optimizer: an Optimizer.
+        epochs (int): passes over the data, >= 1.
+        batch_size (int | None): mini-batch size; None (default) trains on the full batch.
+        validation_data: ``(X_val, y_val)``, evaluated in eval mode after every epoch.
+        seed: seed of the shuffling. None: the model's own (set by ``Sequential(seed=...)``),
+            else fresh entropy.
+        verbose (bool): show a progress bar. Default True.
+        early_stopping (int | None): stop when ``monitor`` has not improved for this many
+            epochs, and restore the best weights. Default None (off).
+        monitor (str): the history key early stopping watches (``val_loss``: lower is
+            better; ``*accuracy``: higher is better). Default ``"val_loss"``.
+        callbacks: objects with optional hooks (see :class:`Callback`).
+    """
+    where = "fit"
+    if not isinstance(model, Module):
+        raise TypeError(_validate.message(where, "model", "a droplab Module", type(model).__name__))
+    if not isinstance(loss, Loss):
+        raise TypeError(_validate.message(where, "loss", "a droplab loss (e.g. nn.SoftmaxCrossEntropy())", loss))
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(_validate.message(where, "optimizer", "a droplab optimizer (e.g. nn.Adam())", optimizer))
+    epochs = _validate.positive_int(where, "epochs", epochs)
+    if batch_size is not None:
+        batch_size = _validate.positive_int(where, "batch_size", batch_size)
+    if early_stopping is not None:
+        early_stopping = _validate.positive_int(where, "early_stopping", early_stopping)
+    X, y = _check_xy(where, X, y)
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError(_validate.message(where, "validation_data", "a pair (X_val, y_val)",
+                                              type(validation_data).__name__))
+        Xv, yv = _check_xy(where, *validation_data)
+    keys = ["loss"] + (["accuracy"] if loss.classification else [])
+    if validation_data is not None:
+        keys += ["val_loss"] + (["val_accuracy"] if loss.classification else [])
+    if early_stopping is not None:
+        _validate.one_of(where, "monitor", monitor, keys)
+
+    if seed is not None:
+        g = _rng.generator(_rng.seed_sequence(seed, where))
+    else:
+        g = getattr(model, "_fit_rng", None)
+        if g is None:
+            g = _rng.generator(model._fit_seed if model._fit_seed is not None else np.random.SeedSequence())
+            model._fit_rng = g
+    model._loss = loss  # predict() turns outputs into probabilities with it
+
+    n = X.shape[0]
+    nb = _batches(n, batch_size)
+    history: dict[str, list[float]] = {k: [] for k in keys}
+    params = model.parameters()
+    best, best_params, waited = None, None, 0
+    lower_better = "loss" in monitor
+
+    progress = _Progress(epochs, verbose)
+    try:
+        for epoch in range(epochs):
+            _call(callbacks, "on_epoch_begin", epoch, model)
+            model.train()
+            order = g.permutation(n) if nb > 1 else None
+            total_loss, correct_w = 0.0, 0.0
+            for b in range(nb):
+                if order is None:
+                    xb, yb = X, y
+                else:
+                    idx = order[b * batch_size:(b + 1) * batch_size]
+                    xb, yb = X[idx], y[idx]
+                out = model.forward(xb)
+                value = loss(out, yb)
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"fit: the training loss became {value} at epoch {epoch + 1}, batch {b + 1}; "
+                        "lower the learning rate or check the data.")
+                model.zero_grad()
+                model.backward(loss.backward())
+                optimizer.step(params)
+                _call(callbacks, "on_batch_end", optimizer.iterations, model)
+                total_loss += value * len(xb)
+                if loss.classification:
+                    correct_w += _accuracy(loss, out, yb) * len(xb)
+            logs = {"loss": total_loss / n}
+            if loss.classification:
+                logs["accuracy"] = correct_w / n
+            reg = model.regularization_loss()
+            if reg:
+                logs["regularization_loss"] = reg
+                history.setdefault("regularization_loss", [])
+            if validation_data is not None:
+                ev = evaluate(model, Xv, yv, loss)
+                logs["val_loss"] = ev["loss"]
+                if loss.classification:
+                    logs["val_accuracy"] = ev["accuracy"]
+            for k, v in logs.items():
+                history[k].append(float(v))
+            _call(callbacks, "on_epoch_end", epoch, logs, model)
+            progress.update(logs)
+            if early_stopping is not None:
+                cur = logs[monitor]
+                if best is None or (cur < best if lower_better else cur > best):
+                    best, waited = cur, 0
+                    best_params = [p.value.copy() for p in params]
+                else:
+                    waited += 1
+                    if waited >= early_stopping:
+                        break
+    finally:
+        progress.close()
+    if best_params is not None:
+        for p, v in zip(params, best_params):
+            p.value[...] = v
+    return history
+
+
+class _Progress:
+    """A rich progress bar over epochs, or nothing when not verbose."""
+
+    def __init__(self, epochs: int, verbose: bool) -> None:
+        self._bar = None
+        if verbose:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("epoch"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True)
+            self._task = self._bar.add_task("fit", total=epochs, info="")
+            self._bar.start()
+
+    def update(self, logs: dict[str, float]) -> None:
+        if self._bar is not None:
+            info = "  ".join(f"{k}={v:.4f}" for k, v in logs.items())
+            self._bar.update(self._task, advance=1, info=info)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _forward_eval(model: Module, X: np.ndarray, batch_size: int | None) -> np.ndarray:
+    was = [m.training for m in model.modules()]
+    model.eval()
+    try:
+        if batch_size is None or batch_size >= len(X):
+            return model.forward(X)
+        return np.concatenate([model.forward(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+    finally:
+        for m, t in zip(model.modules(), was):
+            m.training = t
+
+
+def predict(model: Module, X, *, batch_size: int | None = None) -> np.ndarray:
+    """Eval-mode forward pass; probabilities when the model was fit with a classification loss.
+
+    The modes of the model's layers are restored afterwards.
+    """
+    X = _validate.finite_array("predict", "X", X)
+    if batch_size is not None:
+        batch_size = _validate.positive_int("predict", "batch_size", batch_size)
+    out = _forward_eval(model, X, batch_size)
+    loss = getattr(model, "_loss", None)
+    return loss.output(out) if loss is not None else out
+
+
+def evaluate(model: Module, X, y, loss: Loss, *, batch_size: int | None = None) -> dict[str, float]:
+    """Data loss (without the L1/L2 penalty) and, for classification, accuracy, in eval mode."""
+    if not isinstance(loss, Loss):
+        raise TypeError(_validate.message("evaluate", "loss", "a droplab loss", loss))
+    X, y = _check_xy("evaluate", X, y)
+    if batch_size is not None:
+        batch_size = _validate.positive_int("evaluate", "batch_size", batch_size)
+    out = _forward_eval(model, X, batch_size)
+    loss = copy.copy(loss)  # keep the caller's loss object's gradient untouched
+    result = {"loss": loss(out, y)}
+    if loss.classification:
+        result["accuracy"] = _accuracy(loss, out, y)
+    return result
