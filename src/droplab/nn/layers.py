@@ -9,7 +9,7 @@ from droplab.nn.module import Module, Parameter
 
 __all__ = ["Dense", "Flatten"]
 
-_INITS = ("he", "glorot", "torch")
+_INITS = ("he", "glorot", "lecun", "torch")
 
 
 class Dense(Module):
@@ -21,7 +21,8 @@ class Dense(Module):
         l1, l2 (float): penalty weights on ``W``: ``l1 * sum|W| + l2 * sum W**2``. Default 0.
         bias_l1, bias_l2 (float): the same on ``b``. Default 0.
         init (str): ``"he"`` (normal, std ``sqrt(2/in)``, for ReLU; default), ``"glorot"``
-            (uniform, limit ``sqrt(6/(in+out))``, for tanh/sigmoid) or ``"torch"``
+            (uniform, limit ``sqrt(6/(in+out))``, for tanh/sigmoid), ``"lecun"`` (normal, std
+            ``sqrt(1/in)``, for SELU) or ``"torch"``
             (PyTorch's ``nn.Linear`` default: ``U(-1/sqrt(in), 1/sqrt(in))`` for W and b).
         seed (int | np.random.Generator | None): seed of the initial weights. Default None.
         dtype: float32 (default) or float64.
@@ -73,6 +74,9 @@ class Dense(Module):
         shape = (fan_in, fan_out)
         if self.init == "he":
             w = g.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+            b = np.zeros(fan_out)
+        elif self.init == "lecun":
+            w = g.standard_normal(shape) * np.sqrt(1.0 / fan_in)
             b = np.zeros(fan_out)
         elif self.init == "glorot":
             w = g.uniform(-1, 1, shape) * np.sqrt(6.0 / (fan_in + fan_out))

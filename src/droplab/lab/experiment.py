@@ -1,0 +1,103 @@
+"""One training run of the lab: build the network, fit it, measure it, return its record.
+
+Every command that trains (compare, sweep, study) goes through :func:`train_run`, so a
+record always has the same keys: ``p``, ``seed``, ``metrics`` (``train_accuracy`` measured
+in eval mode, ``val_accuracy``, ``train_loss``, ``val_loss``, ``gap``,
+``seconds_per_epoch``) and ``history``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from droplab import _validate, nn
+from droplab.lab import models
+
+__all__ = ["RunConfig", "train_run", "OPTIMIZERS", "summarize"]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What one run trains: the network, the optimiser and the schedule (not p or the seed)."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    activation: str = "relu"
+    variant: str = "dropout"
+    input_p: float = 0.0
+    epochs: int = 150
+    batch_size: int | None = 100
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    l2: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def validate(self, where: str) -> RunConfig:
+        """Check every field, raising the project's one-line errors; returns self."""
+        models.parse_hidden(self.hidden)
+        _validate.one_of(where, "activation", self.activation, models.ACTIVATIONS)
+        _validate.one_of(where, "variant", self.variant, models.VARIANTS)
+        _validate.probability(where, "input_p", self.input_p)
+        _validate.positive_int(where, "epochs", self.epochs)
+        if self.batch_size is not None:
+            _validate.positive_int(where, "batch_size", self.batch_size)
+        _validate.one_of(where, "optimizer", self.optimizer, OPTIMIZERS)
+        _validate.positive_float(where, "lr", self.lr)
+        _validate.nonnegative_float(where, "l2", self.l2)
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+def make_optimizer(name: str, lr: float) -> nn.Optimizer:
+    return {"adam": nn.Adam, "adamw": nn.AdamW, "sgd": lambda lr: nn.SGD(lr, momentum=0.9)}[name](lr)
+
+
+def train_run(ds, cfg: RunConfig, *, p: float, seed: int,
+              on_epoch: Callable[[], None] | None = None) -> tuple[dict, nn.Module]:
+    """Train one network with drop probability ``p`` and seed ``seed`` on dataset ``ds``.
+
+    Returns ``(record, model)``. ``on_epoch`` is called after every epoch (progress bars).
+    """
+    model = models.mlp(int(np.prod(ds.input_shape)), cfg.hidden, ds.classes, activation=cfg.activation,
+                       p=p, input_p=cfg.input_p if p > 0 else 0.0, variant=cfg.variant, l2=cfg.l2, seed=seed)
+    loss = nn.SoftmaxCrossEntropy()
+    X = ds.X_train.reshape(len(ds.X_train), -1)
+    Xv = ds.X_val.reshape(len(ds.X_val), -1)
+
+    class _Tick:
+        def on_epoch_end(self, epoch, logs, model):
+            if on_epoch is not None:
+                on_epoch()
+
+    t0 = time.perf_counter()
+    history = model.fit(X, ds.y_train, loss=loss, optimizer=make_optimizer(cfg.optimizer, cfg.lr),
+                        epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=(Xv, ds.y_val),
+                        verbose=False, callbacks=[_Tick()])
+    seconds = (time.perf_counter() - t0) / max(1, len(history["loss"]))
+    train = model.evaluate(X, ds.y_train, loss)
+    val = model.evaluate(Xv, ds.y_val, loss)
+    metrics = {
+        "train_accuracy": train["accuracy"], "val_accuracy": val["accuracy"],
+        "train_loss": train["loss"], "val_loss": val["loss"],
+        "gap": train["accuracy"] - val["accuracy"], "seconds_per_epoch": seconds,
+    }
+    return {"p": p, "seed": seed, "metrics": metrics, "history": history}, model
+
+
+def summarize(runs: list[dict], keys=("train_accuracy", "val_accuracy", "gap", "train_loss", "val_loss",
+                                      "seconds_per_epoch")) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation (ddof=1 when n > 1) of each metric over ``runs``."""
+    out = {}
+    for k in keys:
+        v = np.asarray([r["metrics"][k] for r in runs], dtype=float)
+        out[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
+    return out

@@ -1,0 +1,92 @@
+"""Plots for results folders (PNG, matplotlib's Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["pyplot", "learning_curves", "decision_boundary"]
+
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _band(ax, curves: Sequence[Sequence[float]], color: str, label: str, style: str = "-") -> None:
+    n = min(len(c) for c in curves)
+    arr = np.asarray([c[:n] for c in curves], dtype=float)
+    x = np.arange(1, n + 1)
+    mean = arr.mean(axis=0)
+    ax.plot(x, mean, style, color=color, label=label, lw=1.5)
+    if len(arr) > 1:
+        sd = arr.std(axis=0)
+        ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.15, lw=0)
+
+
+def learning_curves(arms: Mapping[str, Sequence[Mapping[str, Sequence[float]]]], path: str | Path,
+                    title: str = "") -> None:
+    """Train (dashed) and validation (solid) loss and accuracy per epoch, mean ± std over seeds.
+
+    ``arms`` maps an arm's label to the list of its runs' histories.
+    """
+    plt = pyplot()
+    has_acc = all("accuracy" in h for runs in arms.values() for h in runs)
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4), squeeze=False)
+    for ax, metric in zip(axes[0], ("loss", "accuracy")):
+        for (label, runs), color in zip(arms.items(), COLORS):
+            _band(ax, [h[metric] for h in runs], color, f"{label} train", "--")
+            if all(f"val_{metric}" in h for h in runs):
+                _band(ax, [h[f"val_{metric}"] for h in runs], color, f"{label} validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        if metric == "loss":
+            ax.set_yscale("log")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def decision_boundary(panels: Mapping[str, Callable[[np.ndarray], np.ndarray]], X: np.ndarray, y: np.ndarray,
+                      path: str | Path, title: str = "", resolution: int = 250) -> None:
+    """The predicted class over the plane, one panel per model, with the data points on top.
+
+    ``panels`` maps a label to a function from ``(M, 2)`` points to ``(M, K)`` probabilities.
+    """
+    plt = pyplot()
+    pad = 0.1 * (X.max(axis=0) - X.min(axis=0))
+    lo, hi = X.min(axis=0) - pad, X.max(axis=0) + pad
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
+    grid = np.c_[gx.ravel(), gy.ravel()].astype(np.float32)
+    k = int(y.max()) + 1
+    cmap = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
+    for ax, (label, predict) in zip(axes[0], panels.items()):
+        probs = predict(grid)
+        cls = probs.argmax(axis=1).reshape(gx.shape)
+        conf = probs.max(axis=1).reshape(gx.shape)
+        colors = np.asarray([cmap(c % 10)[:3] for c in range(k)])[cls]
+        shade = 0.35 + 0.45 * (conf[..., None] - 1 / k) / (1 - 1 / k)
+        ax.imshow(1 - shade * (1 - colors), origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]), aspect="auto")
+        ax.scatter(X[:, 0], X[:, 1], c=[cmap(c % 10) for c in y], s=6, edgecolors="k", linewidths=0.2)
+        ax.set_title(label)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,92 @@
+"""The `droplab` command: in-process runs of main(argv), and one subprocess smoke test."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from droplab.cli import main
+
+SMALL = ["--dataset", "spiral", "--hidden", "16", "--epochs", "3", "--batch-size", "0", "--seeds", "2",
+         "--lr", "0.05", "--quiet"]
+
+
+def test_compare_writes_results_and_plots(tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["compare", *SMALL, "--out", str(out), "--p", "0.2"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["command"] == "compare"
+    assert {"droplab", "numpy"} <= set(res["versions"])
+    assert len(res["runs"]) == 4 and {r["p"] for r in res["runs"]} == {0.0, 0.2}
+    for r in res["runs"]:
+        m = r["metrics"]
+        assert 0 <= m["train_accuracy"] <= 1 and 0 <= m["val_accuracy"] <= 1
+        assert set(r["history"]) >= {"loss", "val_loss", "accuracy", "val_accuracy"}
+        assert len(r["history"]["loss"]) == 3
+    assert [s["arm"] for s in res["summary"]] == ["no dropout", "dropout p=0.2"]
+    assert (out / "learning_curves.png").stat().st_size > 1000
+    assert (out / "decision_boundary.png").stat().st_size > 1000
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_compare_is_reproducible(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        assert main(["compare", *SMALL, "--out", str(tmp_path / name), "--seed", "3"]) == 0
+        res = json.loads((tmp_path / name / "results.json").read_text())
+        runs.append([(r["history"]["loss"], r["metrics"]["val_accuracy"]) for r in res["runs"]])
+    assert runs[0] == runs[1]
+
+
+def test_compare_prints_a_table(tmp_path, capsys):
+    args = [a for a in SMALL if a != "--quiet"]
+    assert main(["compare", *args, "--out", str(tmp_path / "t")]) == 0
+    out = capsys.readouterr().out
+    assert "no dropout" in out and "val acc" in out and "results written to" in out
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--p", "1.5", r"compare: `p` must be a probability in [0, 1]; got p=1.5."),
+    ("--seeds", "0", r"compare: `seeds` must be a positive integer; got seeds=0."),
+    ("--epochs", "-2", r"compare: `epochs` must be a positive integer; got epochs=-2."),
+    ("--dataset", "spirl", r"Did you mean 'spiral'?"),
+    ("--variant", "dropot", r"Did you mean 'dropout'?"),
+    ("--hidden", "64,x", r"`hidden` must be comma-separated positive integers"),
+    ("--optimizer", "adma", r"Did you mean 'adam'?"),
+    ("--lr", "0", r"`lr` must be a finite number > 0; got lr=0.0."),
+    ("--activation", "rlu", r"Did you mean 'relu'?"),
+])
+def test_bad_flags_give_one_line_and_exit_2(tmp_path, capsys, flag, value, message):
+    out = tmp_path / "bad"
+    code = main(["compare", *SMALL, "--out", str(out), flag, value])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_argparse_errors_exit_2(capsys):
+    assert main(["compare", "--p", "abc"]) == 2
+    assert "invalid float value" in capsys.readouterr().err
+    assert main(["nonsense"]) == 2
+
+
+def test_help_lists_commands_without_importing_numba():
+    code = ("import sys; from droplab.cli import main; rc = main(['--help']); "
+            "assert 'numba' not in sys.modules, 'numba imported'; sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "compare" in r.stdout
+
+
+def test_console_script_smoke(tmp_path):
+    import shutil
+    exe = shutil.which("droplab") or str(__import__("pathlib").Path(sys.executable).parent / "droplab")
+    r = subprocess.run([exe, "compare", *SMALL, "--out", str(tmp_path / "s")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "s" / "results.json").exists()
+    r = subprocess.run([exe, "compare", "--p", "2", "--out", str(tmp_path / "x")], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
