@@ -8,17 +8,94 @@ and backward regenerates the mask from ``(key, counter)`` instead of storing it.
 quantised to 16 bits: the effective drop probability ``threshold(p) / 2**16`` is within
 ``2**-16`` of ``p``, and the inverted scale ``1 / (1 - p_eff)`` makes ``E[y] = x`` exactly
 for the probability actually used.
+
+Two backends compute the same bits: a numba kernel (parallel, one fused pass) and the NumPy
+reference in :mod:`droplab.kernels._reference`, which is the test oracle and the fallback
+when numba cannot be imported. numba is imported on the first kernel call, not with
+``droplab``. ``DROPLAB_KERNELS=numpy`` forces the reference; ``DROPLAB_KERNELS=numba`` makes
+a failed numba import an error instead of a silent fallback.
+
+Example:
+    >>> import numpy as np
+    >>> from droplab import kernels
+    >>> x = np.ones((4, 1000), dtype=np.float32)
+    >>> y = kernels.apply(x, 0.25, (1, 2), 0, kernels.keep_scale(0.25))
+    >>> y.shape, y.dtype, sorted(set(np.unique(y).tolist()))
+    ((4, 1000), dtype('float32'), [0.0, 1.3333333730697632])
+    >>> bool(np.array_equal(y != 0, kernels.keep_mask(x.shape, 0.25, (1, 2), 0)))
+    True
 """
 
 from __future__ import annotations
 
+import numbers
+import os
+import sys
+
 import numpy as np
 
+from droplab._validate import message, one_of, probability
 from droplab.kernels import _reference
 
-__all__ = ["RESOLUTION", "threshold", "effective_p", "keep_scale", "keep_mask", "mask_values", "apply"]
+__all__ = [
+    "RESOLUTION",
+    "threshold",
+    "effective_p",
+    "keep_scale",
+    "keep_mask",
+    "mask_values",
+    "apply",
+    "backend",
+]
 
 RESOLUTION = 1 << 16
+
+_WHERE = "droplab.kernels"
+_BACKENDS = ("auto", "numba", "numpy")
+_fast = None  # the imported droplab.kernels._numba module once resolved
+_backend_name: str | None = None
+
+
+def _configure_threads() -> None:
+    """Pick numba's thread pool before numba is first imported (the user's settings win).
+
+    numba's default OpenMP pool spin-waits after each kernel, as OpenBLAS does after each
+    matmul; on a 2-core machine the two pools then steal each other's cores. numba's own
+    ``workqueue`` pool sleeps when idle and measured fastest with matmuls interleaved
+    (see ``benchmarks/kernels_quick.py --threads``).
+    """
+    if "numba" in sys.modules:
+        return  # too late to choose the layer safely; respect what the program set up
+    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+
+
+def _resolve():
+    """The numba module, or None when the reference is in use; decided once per process."""
+    global _fast, _backend_name
+    if _backend_name is not None:
+        return _fast
+    choice = os.environ.get("DROPLAB_KERNELS", "auto").strip().lower() or "auto"
+    one_of(_WHERE, "DROPLAB_KERNELS", choice, _BACKENDS)
+    if choice != "numpy":
+        try:
+            _configure_threads()
+            from droplab.kernels import _numba
+        except Exception:
+            if choice == "numba":
+                raise
+            _numba = None
+        _fast = _numba
+    _backend_name = "numba" if _fast is not None else "numpy"
+    return _fast
+
+
+def backend() -> str:
+    """``"numba"`` or ``"numpy"``: which backend computes masks in this process.
+
+    Resolving it imports numba (unless ``DROPLAB_KERNELS=numpy``).
+    """
+    _resolve()
+    return _backend_name
 
 
 def threshold(p: float) -> int:
@@ -37,19 +114,158 @@ def keep_scale(p: float) -> float:
     return 0.0 if t >= RESOLUTION else RESOLUTION / (RESOLUTION - t)
 
 
+def _check_key(where: str, key) -> tuple[int, int]:
+    ok = isinstance(key, (tuple, list)) and len(key) == 2 and all(
+        isinstance(k, numbers.Integral) and not isinstance(k, bool) and 0 <= k < 1 << 32 for k in key
+    )
+    if not ok:
+        raise ValueError(message(where, "key", "a pair of integers in [0, 2**32)", key))
+    return int(key[0]), int(key[1])
+
+
+def _check_counter(where: str, counter) -> int:
+    if isinstance(counter, bool) or not isinstance(counter, numbers.Integral):
+        raise TypeError(message(where, "counter", "an integer in [0, 2**64)", counter))
+    if not 0 <= counter < 1 << 64:
+        raise ValueError(message(where, "counter", "an integer in [0, 2**64)", counter))
+    return int(counter)
+
+
+def _check_shape(where: str, shape) -> tuple[int, ...]:
+    if isinstance(shape, numbers.Integral):
+        shape = (shape,)
+    try:
+        out = tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(message(where, "shape", "a tuple of non-negative integers", shape)) from None
+    if any(s < 0 for s in out):
+        raise ValueError(message(where, "shape", "a tuple of non-negative integers", shape))
+    return out
+
+
+def _check_dtype(where: str, name: str, dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(message(where, name, "float32 or float64", dt.name))
+    return dt
+
+
 def keep_mask(shape, p: float, key: tuple[int, int], counter: int) -> np.ndarray:
-    """Boolean mask of ``shape``: True where the element is kept."""
-    shape = tuple(shape)
-    return _reference.keep_mask(int(np.prod(shape, dtype=np.int64)), threshold(p), key, counter).reshape(shape)
+    """Boolean mask of ``shape``: True where the element is kept.
+
+    Args:
+        shape: int or tuple of ints, the mask's shape.
+        p: probability that an element is zeroed (not the keep probability), in [0, 1].
+        key: two uint32 words, the layer's Philox key.
+        counter: the call counter, an integer in [0, 2**64).
+
+    Returns:
+        A new C-contiguous ``bool`` array.
+    """
+    where = f"{_WHERE}.keep_mask"
+    shape = _check_shape(where, shape)
+    t = threshold(probability(where, "p", p))
+    key = _check_key(where, key)
+    counter = _check_counter(where, counter)
+    n = int(np.prod(shape, dtype=np.int64))
+    fast = _resolve()
+    if fast is None:
+        return _reference.keep_mask(n, t, key, counter).reshape(shape)
+    if t == 0 or t >= RESOLUTION or n == 0:
+        return np.full(shape, t == 0, dtype=bool)
+    out = np.empty(n, dtype=bool)
+    return fast.keep_mask(out, t, key, counter).reshape(shape)
 
 
 def mask_values(shape, p: float, key: tuple[int, int], counter: int, scale: float, dtype) -> np.ndarray:
-    """The multiplicative mask itself: ``scale`` where kept, 0 where dropped."""
-    m = keep_mask(shape, p, key, counter).astype(dtype)
-    m *= np.dtype(dtype).type(scale)
-    return m
+    """The multiplicative mask itself: ``scale`` where kept, 0 where dropped.
+
+    Args:
+        shape: int or tuple of ints, the mask's shape.
+        p: probability that an element is zeroed (not the keep probability), in [0, 1].
+        key: two uint32 words, the layer's Philox key.
+        counter: the call counter, an integer in [0, 2**64).
+        scale: the value of a kept element (``keep_scale(p)`` for inverted dropout).
+        dtype: float32 or float64.
+
+    Returns:
+        A new C-contiguous array of ``dtype``; the dropped value is ``0 * scale`` in ``dtype``.
+    """
+    where = f"{_WHERE}.mask_values"
+    shape = _check_shape(where, shape)
+    t = threshold(probability(where, "p", p))
+    key = _check_key(where, key)
+    counter = _check_counter(where, counter)
+    dt = _check_dtype(where, "dtype", dtype)
+    n = int(np.prod(shape, dtype=np.int64))
+    fast = _resolve()
+    if fast is None:
+        m = _reference.keep_mask(n, t, key, counter).astype(dt)
+        m *= dt.type(scale)
+        return m.reshape(shape)
+    s = dt.type(scale)
+    zero = dt.type(0) * s  # what the reference's 0 * scale gives (-0.0 for a negative scale)
+    if t == 0 or t >= RESOLUTION or n == 0:
+        return np.full(shape, s if t == 0 else zero, dtype=dt)
+    out = np.empty(n, dtype=dt)
+    return fast.mask_values(out, t, s, zero, key, counter).reshape(shape)
 
 
-def apply(x: np.ndarray, p: float, key: tuple[int, int], counter: int, scale: float) -> np.ndarray:
-    """Fused ``y = x * mask``: a new array of ``x``'s shape and dtype; ``x`` is not modified."""
-    return _reference.apply(x, threshold(p), scale, key, counter)
+def apply(x: np.ndarray, p: float, key: tuple[int, int], counter: int, scale: float, *, out=None) -> np.ndarray:
+    """Fused ``y = x * mask``: ``x * scale`` where kept, ``x * 0`` where dropped.
+
+    Forward and backward of dropout are this same linear map: call it on ``dy`` with the
+    forward's ``key`` and ``counter`` to regenerate the mask instead of storing it. The mask
+    is indexed by the flat C-order position, so a non-contiguous ``x`` gets the mask of its
+    contiguous copy.
+
+    Args:
+        x: float32 or float64 array; never modified (unless it is passed as ``out``).
+        p: probability that an element is zeroed (not the keep probability), in [0, 1].
+        key: two uint32 words, the layer's Philox key.
+        counter: the call counter, an integer in [0, 2**64).
+        scale: multiplier of kept elements (``keep_scale(p)`` for inverted dropout).
+        out: optional C-contiguous array of ``x``'s shape and dtype to write into
+            (``out=x`` is allowed and works in place).
+
+    Returns:
+        ``out``, or a new array of ``x``'s shape and dtype.
+
+    Raises:
+        TypeError: ``x`` is not float32/float64, or ``out`` has another dtype.
+        ValueError: bad ``p``, ``key``, ``counter``, or an ``out`` of the wrong shape or layout.
+    """
+    where = f"{_WHERE}.apply"
+    x = np.asarray(x)
+    dt = _check_dtype(where, "x", x.dtype)
+    t = threshold(probability(where, "p", p))
+    key = _check_key(where, key)
+    counter = _check_counter(where, counter)
+    if out is not None:
+        if not isinstance(out, np.ndarray) or out.dtype != dt:
+            got = getattr(out, "dtype", type(out).__name__)
+            raise TypeError(message(where, "out", f"an ndarray of dtype {dt.name}", got))
+        if out.shape != x.shape or not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError(
+                message(where, "out", f"a writeable C-contiguous array of shape {x.shape}", f"shape {out.shape}")
+            )
+    fast = _resolve()
+    if fast is None:
+        y = _reference.apply(x, t, scale, key, counter)
+        if out is None:
+            return y
+        out[...] = y
+        return out
+    if out is None:
+        out = np.empty(x.shape, dtype=dt)
+    if x.size == 0:
+        return out
+    s = dt.type(scale)
+    zero = dt.type(0) * s
+    if t == 0 or t >= RESOLUTION:
+        # Every element kept or every one dropped: the same products as the mask kernel.
+        np.multiply(x, s if t == 0 else zero, out=out)
+        return out
+    xc = np.ascontiguousarray(x)
+    fast.apply(xc.reshape(-1), out.reshape(-1), t, s, zero, key, counter)
+    return out

@@ -77,6 +77,8 @@ class Dropout(Module):
         RETAIN probability; droplab's ``p`` is the paper's ``1 - p``.
     """
 
+    is_dropout = True
+
     def __init__(self, p: float = 0.5, *, inverted: bool = True, axes=None, seed: _rng.Seed = None) -> None:
         super().__init__()
         where = type(self).__name__

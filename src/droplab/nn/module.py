@@ -47,6 +47,8 @@ class Module:
     """
 
     training: bool = True
+    #: True for the dropout family (the layers MC dropout switches on); False for the rest.
+    is_dropout: bool = False
 
     def __init__(self) -> None:
         self.training = True
