@@ -52,21 +52,32 @@ RESOLUTION = 1 << 16
 
 _WHERE = "droplab.kernels"
 _BACKENDS = ("auto", "numba", "numpy")
+_THREADING_LAYER = "workqueue"
 _fast = None  # the imported droplab.kernels._numba module once resolved
 _backend_name: str | None = None
 
 
 def _configure_threads() -> None:
-    """Pick numba's thread pool before numba is first imported (the user's settings win).
+    """Pick numba's thread pool before its first parallel launch (the user's choice wins).
 
     numba's default OpenMP pool spin-waits after each kernel, as OpenBLAS does after each
-    matmul; on a 2-core machine the two pools then steal each other's cores. numba's own
-    ``workqueue`` pool sleeps when idle and measured fastest with matmuls interleaved
-    (see ``benchmarks/kernels_quick.py --threads``).
+    matmul; on a 2-core machine the two pools then steal each other's cores (a training-like
+    loop of matmuls and dropout ran about 2x slower). numba's own ``workqueue`` pool sleeps
+    when idle and measured as fast as any other option (``benchmarks/kernels_quick.py
+    --threads``). It must not be entered by two threads at once, so ``_numba`` serialises its
+    launches with a lock.
     """
-    if "numba" in sys.modules:
-        return  # too late to choose the layer safely; respect what the program set up
-    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        return
+    if "numba" not in sys.modules:
+        os.environ["NUMBA_THREADING_LAYER"] = _THREADING_LAYER
+        return
+    # numba is already imported: its config can still change until the first parallel launch.
+    import numba
+    from numba.np.ufunc import parallel
+
+    if not getattr(parallel, "_is_initialized", True) and str(numba.config.THREADING_LAYER) == "default":
+        numba.config.THREADING_LAYER = _THREADING_LAYER
 
 
 def _resolve():

@@ -1,0 +1,217 @@
+"""numba fast path of droplab's mask source, bit-identical to :mod:`droplab.kernels._reference`.
+
+Importing this module imports numba (about 0.3 s), so :mod:`droplab.kernels` imports it only
+on the first kernel call. Each kernel is one parallel pass over the output: a ``prange`` over
+chunks of ``CHUNK`` elements; inside a chunk, a straight-line loop computes Philox4x32-10 for
+the chunk's blocks into a small local buffer (L1-resident), and a second loop reads that
+buffer as 16-bit uniforms and writes ``x * (scale or 0)``. Both inner loops are branch-free so
+LLVM vectorises them (``vpmuludq`` for the 32x32->64 multiplies). No fastmath: the result must
+match the reference bit for bit.
+
+Every element depends only on ``(key, counter, index)``, so the chunk size and the number of
+threads change nothing but speed.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from droplab.kernels._reference import LANES, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1
+
+__all__ = ["CHUNK", "philox4x32", "uniform16", "apply", "mask_values", "keep_mask", "set_num_threads", "get_num_threads"]
+
+#: Elements per parallel work item (a multiple of ``LANES``). 8192 float32 elements plus their
+#: 16 KiB of uniforms stay in L1/L2 while giving a 2-core machine hundreds of items to balance.
+CHUNK = 8192
+
+# numba's workqueue pool (droplab's default, see kernels._configure_threads) aborts the process
+# when two Python threads launch parallel kernels at once; one lock makes them take turns
+# (each launch already uses every core).
+_LAUNCH = threading.Lock()
+
+_M32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+_M0 = np.uint64(PHILOX_M0)
+_M1 = np.uint64(PHILOX_M1)
+
+
+@njit(inline="always")
+def _round(c0, c1, c2, c3, k0, k1):
+    # One Philox round on 32-bit words held in uint64 with zero upper halves, so the products
+    # are exact 32x32->64 multiplies (vpmuludq once vectorised).
+    # The masks on the inputs are no-ops on valid words but tell LLVM the upper halves are
+    # zero; without them it emits the 64x64 vpmullq, several times slower.
+    p0 = _M0 * (c0 & _M32)
+    p1 = _M1 * (c2 & _M32)
+    return ((p1 >> _S32) ^ (c1 & _M32) ^ (k0 & _M32)), p1 & _M32, ((p0 >> _S32) ^ (c3 & _M32) ^ (k1 & _M32)), p0 & _M32
+
+
+@njit(inline="always")
+def _philox10(c0, c1, c2, c3, ks0, ks1):
+    # ks0/ks1: the ten round keys, precomputed once per call (the key schedule is the same
+    # for every block). Written out so the block loop is straight-line code.
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, ks0[0], ks1[0])
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, ks0[1], ks1[1])
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, ks0[2], ks1[2])
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, ks0[3], ks1[3])
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, ks0[4], ks1[4])
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, ks0[5], ks1[5])
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, ks0[6], ks1[6])
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, ks0[7], ks1[7])
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, ks0[8], ks1[8])
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, ks0[9], ks1[9])
+    return c0, c1, c2, c3
+
+
+@functools.lru_cache(maxsize=256)
+def _key_schedule(k0: int, k1: int):
+    """The ten (k0, k1) round keys of Philox4x32-10 as two read-only uint64 arrays.
+
+    Cached: a layer calls with the same key every step.
+    """
+    r = np.arange(10, dtype=np.uint64)
+    ks0 = (np.uint64(k0 & 0xFFFFFFFF) + r * np.uint64(PHILOX_W0)) & _M32
+    ks1 = (np.uint64(k1 & 0xFFFFFFFF) + r * np.uint64(PHILOX_W1)) & _M32
+    ks0.flags.writeable = False
+    ks1.flags.writeable = False
+    return ks0, ks1
+
+
+@njit(cache=True)
+def _philox_scalar(c0, c1, c2, c3, ks0, ks1):
+    return _philox10(c0, c1, c2, c3, ks0, ks1)
+
+
+def philox4x32(counter_words, key):
+    """Philox4x32-10 of one 128-bit counter through the compiled round function (for tests)."""
+    ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
+    c = [np.uint64(int(w) & 0xFFFFFFFF) for w in counter_words]
+    return tuple(int(w) for w in _philox_scalar(c[0], c[1], c[2], c[3], ks0, ks1))
+
+
+@njit(inline="always")
+def _chunk_uniforms(buf, first_block, nblocks, c2, c3, ks0, ks1):
+    # Writes the words of blocks first_block .. first_block+nblocks-1 interleaved as
+    # (w0, w1, w2, w3) per block, so that buf viewed as uint16 is in element order
+    # (little-endian: low half of each word first), exactly as the reference lays them out.
+    for b in range(nblocks):
+        j = np.uint64(first_block + b)
+        w0, w1, w2, w3 = _philox10(j & _M32, j >> _S32, c2, c3, ks0, ks1)
+        buf[4 * b] = np.uint32(w0)
+        buf[4 * b + 1] = np.uint32(w1)
+        buf[4 * b + 2] = np.uint32(w2)
+        buf[4 * b + 3] = np.uint32(w3)
+
+
+@njit(cache=True)
+def _uniforms16(first_block, nblocks, c2, c3, ks0, ks1):
+    buf = np.empty(nblocks * 4, dtype=np.uint32)
+    _chunk_uniforms(buf, first_block, nblocks, c2, c3, ks0, ks1)
+    return buf.view(np.uint16)
+
+
+def uniform16(first_block: int, nblocks: int, key, counter) -> np.ndarray:
+    """The 16-bit uniforms of blocks ``first_block ..`` as the kernels see them (for tests of
+    block indices past 2**32, which no test array is large enough to reach)."""
+    c2, c3 = _counter_words(counter)
+    ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
+    return _uniforms16(np.int64(first_block), np.int64(nblocks), c2, c3, ks0, ks1)
+
+
+@njit(parallel=True, cache=True)
+def _apply(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
+    n = x.size
+    nchunks = (n + chunk - 1) // chunk
+    for ci in prange(nchunks):
+        start = ci * chunk
+        stop = min(start + chunk, n)
+        nblocks = (stop - start + LANES - 1) // LANES
+        buf = np.empty(nblocks * 4, dtype=np.uint32)
+        _chunk_uniforms(buf, start // LANES, nblocks, c2, c3, ks0, ks1)
+        u = buf.view(np.uint16)
+        # Slices, so the loop index starts at 0: LLVM then proves it non-negative, drops
+        # numba's negative-index wraparound and vectorises with plain loads and stores
+        # (indexing x[start + k] gave gathers and scatters).
+        xs = x[start:stop]
+        os = out[start:stop]
+        for k in range(stop - start):
+            os[k] = xs[k] * (scale if u[k] >= t else zero)
+
+
+@njit(parallel=True, cache=True)
+def _keep_mask(out, t, c2, c3, ks0, ks1, chunk):
+    n = out.size
+    nchunks = (n + chunk - 1) // chunk
+    for ci in prange(nchunks):
+        start = ci * chunk
+        stop = min(start + chunk, n)
+        nblocks = (stop - start + LANES - 1) // LANES
+        buf = np.empty(nblocks * 4, dtype=np.uint32)
+        _chunk_uniforms(buf, start // LANES, nblocks, c2, c3, ks0, ks1)
+        u = buf.view(np.uint16)
+        os = out[start:stop]
+        for k in range(stop - start):
+            os[k] = u[k] >= t
+
+
+def _counter_words(counter):
+    counter = int(counter)
+    return np.uint64(counter & 0xFFFFFFFF), np.uint64(counter >> 32)
+
+
+# The kernels take the threshold as uint16 (so the compare stays 16-bit wide once vectorised):
+# callers handle threshold 0 (keep all) and 2**16 (drop all) without a kernel.
+
+
+def _check_chunk(chunk: int) -> None:
+    # A chunk must start on a block boundary: its first uniform is lane 0 of its first block.
+    if chunk < LANES or chunk % LANES:
+        raise ValueError(f"chunk must be a positive multiple of {LANES}; got chunk={chunk!r}.")
+
+
+def apply(x, out, threshold, scale, zero, key, counter, chunk=CHUNK):
+    """``out = x * (scale if kept else zero)``; ``x``, ``out`` flat, contiguous, one dtype.
+
+    ``scale`` and ``zero`` are scalars of that dtype; ``0 < threshold < 2**16``. ``out`` may
+    be ``x`` (each element is read before it is written, by the same thread).
+    """
+    _check_chunk(chunk)
+    c2, c3 = _counter_words(counter)
+    ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
+    with _LAUNCH:
+        _apply(x, out, np.uint16(threshold), scale, zero, c2, c3, ks0, ks1, np.int64(chunk))
+    return out
+
+
+def mask_values(out, threshold, scale, zero, key, counter, chunk=CHUNK):
+    """Fill flat ``out`` with ``scale`` where kept and ``zero`` where dropped.
+
+    Runs the apply kernel on ones (``1 * scale == scale`` exactly): one compiled kernel
+    fewer (about 3 s of cold compile per dtype) for a function that is off the hot path.
+    """
+    out.fill(1)
+    return apply(out, out, threshold, scale, zero, key, counter, chunk)
+
+
+def keep_mask(out, threshold, key, counter, chunk=CHUNK):
+    """Fill flat boolean ``out`` with True where the element is kept."""
+    _check_chunk(chunk)
+    c2, c3 = _counter_words(counter)
+    ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
+    with _LAUNCH:
+        _keep_mask(out, np.uint16(threshold), c2, c3, ks0, ks1, np.int64(chunk))
+    return out
+
+
+def set_num_threads(n: int) -> None:
+    """Number of threads the parallel kernels use (numba's ``set_num_threads``)."""
+    numba.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    return numba.get_num_threads()
