@@ -6,6 +6,7 @@ Every layer is a :class:`Module` with ``forward(x)`` / ``backward(dy)``, ``train
 
 from droplab.nn.activations import SELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from droplab.nn.dropout import Dropout
+from droplab.nn.io import load, load_optimizer
 from droplab.nn.layers import Dense, Flatten
 from droplab.nn.losses import BinaryCrossEntropy, Loss, MSELoss, SoftmaxCrossEntropy
 from droplab.nn.module import Module, Parameter, Sequential
@@ -20,4 +21,5 @@ __all__ = [
     "Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSELoss",
     "Optimizer", "SGD", "Adam", "AdamW",
     "fit", "predict", "evaluate",
+    "load", "load_optimizer",
 ]

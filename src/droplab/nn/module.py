@@ -105,6 +105,11 @@ class Module:
         """Set evaluation mode on this module and all children; returns self."""
         return self.train(False)
 
+    def _buffers(self) -> dict[str, np.ndarray]:
+        """This module's own non-trainable state arrays (e.g. BatchNorm running statistics), by
+        name: the live arrays, which model files save and ``nn.load`` fills in place. None here."""
+        return {}
+
     def _penalty(self) -> float:
         """This module's own regularisation loss (L1/L2 terms); 0 for most layers."""
         return 0.0
@@ -159,6 +164,12 @@ class Module:
         from droplab.nn.train import predict
 
         return predict(self, X, batch_size=batch_size)
+
+    def save(self, path, *, optimizer=None) -> None:
+        """Write this model (and ``optimizer``'s state) to one .npz; see :func:`droplab.nn.io.save`."""
+        from droplab.nn.io import save
+
+        save(self, path, optimizer=optimizer)
 
     def evaluate(self, X, y, loss, *, batch_size: int | None = None) -> dict[str, float]:
         """Loss (and accuracy for classification) in eval mode; see :func:`droplab.nn.train.evaluate`."""

@@ -55,6 +55,21 @@ def _check_xy(where: str, X, y, model_loss: Loss | None = None) -> tuple[np.ndar
     return X, y
 
 
+def _fingerprint(*parts) -> list:
+    """What a checkpoint must be resumed with: each array's shape, dtype and CRC-32, and the
+    other settings as given."""
+    import zlib
+
+    out = []
+    for a in parts:
+        if isinstance(a, np.ndarray):
+            a = np.ascontiguousarray(a)
+            out.append([list(a.shape), a.dtype.str, zlib.crc32(a.view(np.uint8).reshape(-1)) if a.size else 0])
+        else:
+            out.append(a)
+    return out
+
+
 def _accuracy(loss: Loss, out: np.ndarray, y: np.ndarray) -> float:
     if out.ndim == 2 and out.shape[1] > 1:
         pred = out.argmax(axis=1)
@@ -72,7 +87,8 @@ def _batches(n: int, batch_size: int | None) -> int:
 def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
         batch_size: int | None = None, validation_data=None, seed: _rng.Seed = None,
         verbose: bool = True, early_stopping: int | None = None, monitor: str = "val_loss",
-        callbacks: Sequence[Any] = ()) -> dict[str, list[float]]:
+        callbacks: Sequence[Any] = (), checkpoint=None, checkpoint_every: int = 1,
+        resume: bool = False) -> dict[str, list[float]]:
     """Train ``model`` on ``(X, y)``; returns the history dict (see the module docstring).
 
     Args:
@@ -91,6 +107,19 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
         monitor (str): the history key early stopping watches (``val_loss``: lower is
             better; ``*accuracy``: higher is better). Default ``"val_loss"``.
         callbacks: objects with optional hooks (see :class:`Callback`).
+        checkpoint (str | os.PathLike | None): a file that receives, atomically, the model, the
+            optimizer's state and fit's own (epoch, history, shuffling generator, early-stopping
+            state) every ``checkpoint_every`` epochs and after the last one. A non-finite loss
+            stops the run and leaves the last good checkpoint in place. Default None.
+        checkpoint_every (int): epochs between checkpoints, >= 1. Default 1.
+        resume (bool): when ``checkpoint`` exists, restore it into ``model`` and ``optimizer``
+            and continue from the epoch after it: the result is bit-identical to a run that was
+            never interrupted. Without the file, training starts afresh. Default False.
+
+    Raises:
+        ValueError: bad arguments, data (NaN/inf, empty, mismatched lengths) or a checkpoint
+            that does not match (architecture, optimizer, data or batch size).
+        FloatingPointError: the training loss became NaN or infinite.
     """
     where = "fit"
     if not isinstance(model, Module):
@@ -104,6 +133,15 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
         batch_size = _validate.positive_int(where, "batch_size", batch_size)
     if early_stopping is not None:
         early_stopping = _validate.positive_int(where, "early_stopping", early_stopping)
+    if checkpoint is not None:
+        from droplab.nn import io
+
+        checkpoint = io._check_path(where, checkpoint)
+    checkpoint_every = _validate.positive_int(where, "checkpoint_every", checkpoint_every)
+    if not isinstance(resume, bool):
+        raise TypeError(_validate.message(where, "resume", "True or False", resume))
+    if resume and checkpoint is None:
+        raise ValueError(_validate.message(where, "checkpoint", "a file path when resume=True", None))
     X, y = _check_xy(where, X, y)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -131,10 +169,26 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
     params = model.parameters()
     best, best_params, waited = None, None, 0
     lower_better = "loss" in monitor
+    start, stopped = 0, False
+    if checkpoint is not None:
+        val = (Xv, yv) if validation_data is not None else ()
+        data_id = _fingerprint(X, y, *val, batch_size, type(loss).__name__)
+        if resume and checkpoint.exists():
+            state, best_params = io.read_checkpoint(checkpoint, model, optimizer)
+            if state.get("data") != data_id:
+                raise ValueError(f"fit: cannot resume from {str(checkpoint)!r}: it was written for other data, "
+                                 "batch size or loss; pass the same ones (or resume=False to start afresh).")
+            try:
+                start, stopped, best, waited = (int(state["epoch"]), bool(state["stopped"]), state["best"],
+                                                int(state["waited"]))
+                history = {k: [float(v) for v in vals] for k, vals in state["history"].items()}
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise ValueError(f"fit: cannot resume from {str(checkpoint)!r}: its fit state is damaged.") from None
+            io.set_generator_state(checkpoint, g, state.get("shuffle"))
 
-    progress = _Progress(epochs, verbose)
+    progress = _Progress(max(epochs - start, 0), verbose)
     try:
-        for epoch in range(epochs):
+        for epoch in range(start, epochs if not stopped else start):
             _call(callbacks, "on_epoch_begin", epoch, model)
             model.train()
             order = g.permutation(n) if nb > 1 else None
@@ -181,8 +235,13 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
                     best_params = [p.value.copy() for p in params]
                 else:
                     waited += 1
-                    if waited >= early_stopping:
-                        break
+                    stopped = waited >= early_stopping
+            if checkpoint is not None and (stopped or (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+                io.write_checkpoint(checkpoint, model, optimizer, {
+                    "epoch": epoch + 1, "stopped": stopped, "history": history, "best": best, "waited": waited,
+                    "shuffle": g.bit_generator.state, "data": data_id}, best_params)
+            if stopped:
+                break
     finally:
         progress.close()
     if best_params is not None:
