@@ -1,0 +1,509 @@
+"""``droplab ensemble``: weight scaling vs MC averaging vs the exact ensemble of all 2^n sub-networks.
+
+A network with ONE dropout layer of ``n`` units (``n <= 16``) defines ``2^n`` thinned
+sub-networks, one per keep/drop mask ``m``, each with probability
+``P(m) = p^dropped (1-p)^kept`` (``p``: probability that a unit is dropped, not the keep
+probability). This module computes, on held-out data:
+
+* **weight scaling**: one eval-mode forward (what ``predict`` does);
+* **MC averaging**: the arithmetic mean of the softmax outputs of ``T`` random masks,
+  ``T = 1 .. 1000``, repeated to show the spread;
+* the **exact arithmetic mean** ``sum_m P(m) softmax(z_m)`` and the **exact normalised
+  geometric mean** ``softmax(sum_m P(m) log softmax(z_m))`` over all ``2^n`` masks.
+
+The enumeration is vectorised: the part of the network before the dropout layer runs once
+(``h``, shape ``(N, n)``); a chunk of ``C`` masks times ``h`` gives ``(C*N, n)`` thinned
+activations that go through the layers after the dropout layer as one batch, a few matmuls
+per chunk instead of ``2^n`` model calls.
+
+Why weight scaling is the geometric mean when dropout feeds the final softmax layer: the
+normalised geometric mean of ``softmax(W^T (m*h) + b)`` is proportional to
+``exp(E_m[W^T (m*h) + b]) = exp(W^T E[m*h] + b)``, the log-normaliser of each mask cancels
+on renormalisation, and ``E[m*h] = h`` for inverted dropout: exactly the eval forward. With a
+ReLU between the dropout layer and the softmax, ``E[relu(.)] != relu(E[.])`` and it is only
+an approximation (Srivastava et al. 2014, section 7.5 and Figure 11; Baldi and Sadowski 2013).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from droplab import _validate, kernels, nn
+
+__all__ = [
+    "HELP", "MAX_UNITS", "Split", "ExactMeans", "split", "mask_weights", "exact_means",
+    "weight_scaling", "mc_samples", "mc_curve", "bernstein_bound", "build_network",
+]
+
+HELP = "weight scaling vs MC averaging vs the exact average over all 2^n sub-networks"
+MAX_UNITS = 16  # 2**16 = 65536 sub-networks
+WHERE = "ensemble"
+
+
+@dataclass
+class Split:
+    """A network cut at its one dropout layer: ``head(dropout(body(x)))``."""
+
+    body: list[nn.Module]
+    dropout: nn.Dropout
+    head: list[nn.Module]
+
+
+@dataclass
+class ExactMeans:
+    """The exact averages over every mask, each ``(N, K)`` (float64).
+
+    Attributes:
+        arithmetic: ``sum_m P(m) softmax(z_m)``.
+        geometric: ``softmax(sum_m P(m) log softmax(z_m))`` (the normalised geometric mean).
+        second_moment: ``sum_m P(m) softmax(z_m)**2``, so that the variance of one MC sample
+            is ``second_moment - arithmetic**2``.
+        masks: how many masks had a non-zero probability (and were evaluated).
+        units: ``n``, the width of the dropout layer.
+    """
+
+    arithmetic: np.ndarray
+    geometric: np.ndarray
+    second_moment: np.ndarray
+    masks: int
+    units: int
+
+    @property
+    def variance(self) -> np.ndarray:
+        """The variance of one MC sample of each probability, ``(N, K)``."""
+        return np.maximum(self.second_moment - self.arithmetic ** 2, 0.0)
+
+
+def split(model: nn.Module) -> Split:
+    """Cut a ``Sequential`` at its only dropout layer, which must be a plain ``nn.Dropout``.
+
+    Raises:
+        TypeError: ``model`` is not a Sequential, or the dropout layer is a variant whose
+            masks are not one independent Bernoulli per unit.
+        ValueError: no dropout layer, or more than one.
+    """
+    if not isinstance(model, nn.Sequential):
+        raise TypeError(_validate.message(WHERE, "model", "an nn.Sequential", type(model).__name__))
+    layers = list(model.layers)
+    found = [i for i, layer in enumerate(layers) for m in layer.modules() if m.is_dropout]
+    if len(found) != 1:
+        raise ValueError(_validate.message(WHERE, "model", "a network with exactly one dropout layer",
+                                           f"{len(found)} dropout layers"))
+    i = found[0]
+    layer = layers[i]
+    if type(layer) is not nn.Dropout or layer.axes is not None:
+        raise TypeError(_validate.message(
+            WHERE, "model", "a network whose dropout layer is nn.Dropout with axes=None",
+            repr(layer), "Enumeration needs one independent Bernoulli mask value per unit."))
+    return Split(layers[:i], layer, layers[i + 1:])
+
+
+def mask_weights(units: int, p: float, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Keep bits and probabilities of masks ``start .. stop-1`` of ``2**units``.
+
+    Mask ``i`` keeps unit ``j`` when bit ``j`` of ``i`` is set. ``p`` is the drop probability;
+    the probability of a mask is ``p**dropped * (1-p)**kept``, so the weights of all
+    ``2**units`` masks sum to 1.
+
+    Example:
+        >>> bits, w = mask_weights(3, 0.25)
+        >>> bits.shape, float(w.sum())
+        ((8, 3), 1.0)
+    """
+    stop = 2 ** units if stop is None else stop
+    idx = np.arange(start, stop, dtype=np.int64)
+    bits = ((idx[:, None] >> np.arange(units, dtype=np.int64)) & 1).astype(bool)
+    kept = bits.sum(axis=1)
+    w = np.power(float(p), units - kept) * np.power(1.0 - float(p), kept)
+    return bits, w
+
+
+def _forward(layers: Sequence[nn.Module], x: np.ndarray) -> np.ndarray:
+    for layer in layers:
+        x = layer.forward(x)
+    return x
+
+
+class _EvalMode:
+    """Puts the whole model in eval mode, then restores every module's own mode."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __enter__(self):
+        self.modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for m, t in self.modes:
+            m.training = t
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _check_x(X) -> np.ndarray:
+    return _validate.finite_array(WHERE, "X", X, ndim=None)
+
+
+def weight_scaling(model: nn.Module, X) -> np.ndarray:
+    """Softmax of one eval-mode forward (float64 ``(N, K)``): weight-scaling inference."""
+    X = _check_x(X)
+    with _EvalMode(model):
+        return np.exp(_log_softmax(model.forward(X)))
+
+
+def exact_means(model: nn.Module, X, *, chunk_elements: int = 1 << 22) -> ExactMeans:
+    """The exact arithmetic and geometric means of the softmax over all masks of the dropout layer.
+
+    Every mask with non-zero probability is evaluated (one mask for ``p = 0``), in chunks of
+    about ``chunk_elements`` activations; the body runs once, the head once per chunk.
+
+    Args:
+        model: a Sequential with exactly one ``nn.Dropout`` of at most ``MAX_UNITS`` units
+            feeding only deterministic layers; its outputs are logits.
+        X: inputs ``(N, ...)``.
+        chunk_elements (int): activations held per chunk (memory knob). Default 2**22.
+    """
+    parts = split(model)
+    X = _check_x(X)
+    chunk_elements = _validate.positive_int(WHERE, "chunk_elements", chunk_elements)
+    with _EvalMode(model):
+        h = np.asarray(_forward(parts.body, X))
+        if h.ndim != 2:
+            raise ValueError(_validate.message(WHERE, "model", "a dropout layer on (N, n) activations",
+                                               f"activations of shape {h.shape}"))
+        n_rows, units = h.shape
+        if units > MAX_UNITS:
+            raise ValueError(_validate.message(WHERE, "units", f"at most {MAX_UNITS} (2**{MAX_UNITS} sub-networks)",
+                                               units))
+        layer = parts.dropout
+        p_eff = kernels.effective_p(layer.p)
+        kept_value = layer.scale  # what a kept unit is multiplied by in training
+        am = gm = m2 = None
+        evaluated = 0
+        per_chunk = max(1, chunk_elements // max(1, n_rows * units))
+        for start in range(0, 2 ** units, per_chunk):
+            bits, w = mask_weights(units, p_eff, start, min(2 ** units, start + per_chunk))
+            keep = w > 0  # 0 * log(0) never enters the geometric mean
+            if not keep.any():
+                continue
+            bits, w = bits[keep], w[keep]
+            values = np.where(bits, kept_value, 0.0).astype(h.dtype)
+            thinned = (values[:, None, :] * h[None, :, :]).reshape(-1, units)
+            logp = _log_softmax(_forward(parts.head, thinned))
+            logp = logp.reshape(len(w), n_rows, -1)
+            probs = np.exp(logp)
+            a = np.tensordot(w, probs, axes=1)
+            g = np.tensordot(w, logp, axes=1)
+            s = np.tensordot(w, probs * probs, axes=1)
+            am, gm, m2 = (a, g, s) if am is None else (am + a, gm + g, m2 + s)
+            evaluated += len(w)
+    return ExactMeans(arithmetic=am, geometric=np.exp(_log_softmax(gm)), second_moment=m2,
+                      masks=evaluated, units=units)
+
+
+def mc_samples(model: nn.Module, X, samples: int, *, block: int = 100):
+    """Yield blocks ``(t, N, K)`` of softmax outputs of MC dropout, ``samples`` in all.
+
+    Each sample draws the dropout layer's own masks (one independent mask per input); every
+    other layer stays in eval mode, and the body runs once.
+    """
+    parts = split(model)
+    X = _check_x(X)
+    samples = _validate.positive_int(WHERE, "samples", samples)
+    with _EvalMode(model):
+        h = np.asarray(_forward(parts.body, X))
+        layer = parts.dropout
+        done = 0
+        while done < samples:
+            t = min(block, samples - done)
+            layer.training = True
+            dropped = layer.forward(np.tile(h, (t, 1)))
+            layer.training = False
+            z = _forward(parts.head, dropped)
+            yield np.exp(_log_softmax(z)).reshape(t, len(h), -1)
+            done += t
+
+
+def mc_curve(model: nn.Module, X, y, Ts: Sequence[int], *, repeats: int = 10,
+             reference: np.ndarray | None = None) -> dict[str, list]:
+    """Error and NLL of the MC average of ``T`` samples for each ``T`` in ``Ts``, ``repeats`` times.
+
+    Returns a dict of lists over ``Ts``: ``error_mean``/``error_std``, ``nll_mean``/``nll_std``
+    over the repeats, and, when ``reference`` (e.g. the exact arithmetic mean) is given,
+    ``abs_diff_mean``: the mean over inputs, classes and repeats of ``|MC_T - reference|``.
+    """
+    y = _validate.labels(WHERE, "y", y)
+    Ts = sorted({_validate.positive_int(WHERE, "T", int(t)) for t in Ts})
+    repeats = _validate.positive_int(WHERE, "repeats", repeats)
+    err = np.zeros((repeats, len(Ts)))
+    nll = np.zeros((repeats, len(Ts)))
+    diff = np.zeros((repeats, len(Ts)))
+    rows = np.arange(len(y))
+    for r in range(repeats):
+        total, seen, k = None, 0, 0
+        for block in mc_samples(model, X, Ts[-1]):
+            csum = np.cumsum(block, axis=0) + (0.0 if total is None else total)
+            while k < len(Ts) and Ts[k] <= seen + len(block):
+                mean = csum[Ts[k] - seen - 1] / Ts[k]
+                err[r, k] = 1.0 - float((mean.argmax(axis=1) == y).mean())
+                nll[r, k] = float(-np.log(np.clip(mean[rows, y], 1e-12, 1.0)).mean())
+                if reference is not None:
+                    diff[r, k] = float(np.abs(mean - reference).mean())
+                k += 1
+            total, seen = csum[-1], seen + len(block)
+    sd = (lambda a: a.std(axis=0, ddof=1)) if repeats > 1 else (lambda a: np.zeros(a.shape[1]))
+    out = {"T": Ts, "error_mean": err.mean(0).tolist(), "error_std": sd(err).tolist(),
+           "nll_mean": nll.mean(0).tolist(), "nll_std": sd(nll).tolist()}
+    if reference is not None:
+        out["abs_diff_mean"] = diff.mean(0).tolist()
+    return out
+
+
+def bernstein_bound(variance, samples: int, delta: float) -> np.ndarray:
+    """A deviation ``t`` with ``P(|mean of T samples - mu| >= t) <= delta`` for values in [0, 1].
+
+    Bernstein's inequality for ``T`` independent draws in [0, 1] with variance ``sigma^2``:
+    ``P(|mean - mu| >= t) <= 2 exp(-T t^2 / (2 sigma^2 + 2t/3))``. Setting the right side to
+    ``delta`` with ``L = log(2/delta)`` and solving the quadratic gives
+    ``t = (L/3 + sqrt(L^2/9 + 2 T sigma^2 L)) / T`` (about ``sqrt(2L) sigma/sqrt(T)``, the
+    z-score form with ``z = sqrt(2L)``, plus a small-sample term).
+
+    Example:
+        >>> t = bernstein_bound(np.array([0.0, 0.25]), 100, 1e-6)
+        >>> bool(t[0] < t[1]), bool(t[1] < 1)
+        (True, True)
+    """
+    L = math.log(2.0 / delta)
+    var = np.asarray(variance, dtype=np.float64)
+    return (L / 3 + np.sqrt(L * L / 9 + 2 * samples * var * L)) / samples
+
+
+def _row(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    rows = np.arange(len(y))
+    return {"error": 1.0 - float((probs.argmax(axis=1) == y).mean()),
+            "nll": float(-np.log(np.clip(probs[rows, y], 1e-12, 1.0)).mean())}
+
+
+def build_network(inputs: int, units: int, outputs: int, *, p: float, head: str, head_units: int = 32,
+                  seed=None) -> nn.Sequential:
+    """The float64 network of the experiment: ``Dense(inputs, units) -> ReLU -> Dropout(p)`` then
+
+    * ``head="softmax"``: ``Dense(units, outputs)`` (dropout feeds the softmax layer directly:
+      weight scaling IS the geometric mean);
+    * ``head="relu"``: ``Dense(units, head_units) -> ReLU -> Dense(head_units, outputs)``
+      (a ReLU between: weight scaling approximates it).
+
+    ``p`` is the drop probability (not the keep probability).
+
+    Example:
+        >>> net = build_network(4, 8, 3, p=0.5, head="relu", seed=0)
+        >>> net.forward(np.zeros((2, 4))).shape, len(split(net).head)
+        ((2, 3), 3)
+    """
+    _validate.one_of(WHERE, "head", head, ("softmax", "relu"))
+    _validate.probability(WHERE, "p", p)
+    f64 = np.float64
+    layers: list[nn.Module] = [nn.Dense(inputs, units, dtype=f64), nn.ReLU(), nn.Dropout(p)]
+    if head == "softmax":
+        layers.append(nn.Dense(units, outputs, init="glorot", dtype=f64))
+    else:
+        layers += [nn.Dense(units, head_units, dtype=f64), nn.ReLU(),
+                   nn.Dense(head_units, outputs, init="glorot", dtype=f64)]
+    return nn.Sequential(*layers, seed=seed)
+
+
+# ------------------------------------------------------------------------------ the command
+
+T_GRID = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="digits", help="a registered classification data set")
+    parser.add_argument("--units", type=int, default=16,
+                        help=f"width n of the dropout layer (2^n sub-networks; at most {MAX_UNITS})")
+    parser.add_argument("--p", type=float, default=0.5, help="drop probability of the dropout layer")
+    parser.add_argument("--head", default="both",
+                        help="softmax (dropout feeds the output layer), relu (a ReLU layer between) or both")
+    parser.add_argument("--head-units", type=int, default=32, help="width of the ReLU layer of the relu head")
+    parser.add_argument("--epochs", type=int, default=150, help="training epochs")
+    parser.add_argument("--batch-size", type=int, default=64, help="mini-batch size (0: full batch)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    parser.add_argument("--max-T", type=int, default=1000, help="largest number of MC samples")
+    parser.add_argument("--repeats", type=int, default=10, help="MC repeats per T (spread)")
+    parser.add_argument("--quick", action="store_true", help="a small setting (about 10 s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from droplab import data
+    from droplab.lab._results import results_dir, versions, write_json
+
+    units = _validate.positive_int(WHERE, "units", args.units)
+    if units > MAX_UNITS:
+        raise ValueError(_validate.message(WHERE, "units", f"at most {MAX_UNITS} (2**{MAX_UNITS} sub-networks)",
+                                           units))
+    p = _validate.probability(WHERE, "p", args.p, allow_one=False)
+    heads = ["softmax", "relu"] if args.head == "both" else [_validate.one_of(WHERE, "head", args.head,
+                                                                             ("softmax", "relu", "both"))]
+    head_units = _validate.positive_int(WHERE, "head_units", args.head_units)
+    epochs = _validate.positive_int(WHERE, "epochs", args.epochs)
+    batch = None if args.batch_size == 0 else _validate.positive_int(WHERE, "batch_size", args.batch_size)
+    lr = _validate.positive_float(WHERE, "lr", args.lr)
+    max_T = _validate.positive_int(WHERE, "max_T", args.max_T)
+    repeats = _validate.positive_int(WHERE, "repeats", args.repeats)
+    if args.quick:
+        units, epochs, max_T, repeats = min(units, 10), min(epochs, 40), min(max_T, 300), min(repeats, 5)
+    ds = data.load(args.dataset)
+    X = ds.X_train.reshape(len(ds.X_train), -1).astype(np.float64)
+    Xv = ds.X_val.reshape(len(ds.X_val), -1).astype(np.float64)
+    Ts = [t for t in T_GRID if t < max_T] + [max_T]
+
+    from rich.console import Console
+
+    console = Console(quiet=args.quiet)
+    runs, estimates = [], []
+    for i, head in enumerate(heads):
+        model = build_network(X.shape[1], units, ds.classes, p=p, head=head, head_units=head_units,
+                              seed=np.random.SeedSequence([args.seed, i]))
+        loss = nn.SoftmaxCrossEntropy()
+        with console.status(f"training the {head}-head network"):
+            history = model.fit(X, ds.y_train, loss=loss, optimizer=nn.Adam(lr), epochs=epochs, batch_size=batch,
+                                validation_data=(Xv, ds.y_val), verbose=False)
+        tr, va = model.evaluate(X, ds.y_train, loss), model.evaluate(Xv, ds.y_val, loss)
+        runs.append({"network": f"{head} head", "p": p, "seed": args.seed, "history": history,
+                     "metrics": {"train_accuracy": tr["accuracy"], "val_accuracy": va["accuracy"],
+                                 "train_loss": tr["loss"], "val_loss": va["loss"],
+                                 "gap": tr["accuracy"] - va["accuracy"]}})
+        with console.status(f"enumerating 2^{units} sub-networks ({head} head)"):
+            exact = exact_means(model, Xv)
+        ws = weight_scaling(model, Xv)
+        with console.status(f"MC averaging, T up to {max_T}, {repeats} repeats ({head} head)"):
+            curve = mc_curve(model, Xv, ds.y_val, Ts, repeats=repeats, reference=exact.arithmetic)
+        ws_row = _row(ws, ds.y_val)
+        match = next((t for t, e in zip(curve["T"], curve["error_mean"]) if e <= ws_row["error"]), None)
+        match_nll = next((t for t, e in zip(curve["T"], curve["nll_mean"]) if e <= ws_row["nll"]), None)
+        kl = max(0.0, float(np.mean(np.sum(exact.geometric * (np.log(np.clip(exact.geometric, 1e-300, None))
+                                                     - np.log(np.clip(ws, 1e-300, None))), axis=1))))
+        estimates.append({
+            "network": f"{head} head", "units": units, "masks": exact.masks,
+            "weight_scaling": ws_row, "exact_arithmetic": _row(exact.arithmetic, ds.y_val),
+            "exact_geometric": _row(exact.geometric, ds.y_val),
+            "mc": curve, "mc_T_matching_weight_scaling_error": match, "mc_T_matching_weight_scaling_nll": match_nll,
+            "ws_vs_geometric": {"max_abs_prob_diff": float(np.abs(ws - exact.geometric).max()), "mean_kl": kl},
+            "ws_vs_arithmetic": {"max_abs_prob_diff": float(np.abs(ws - exact.arithmetic).max())},
+        })
+    config = {"dataset": ds.name, "dataset_description": ds.description, "seed": args.seed, "units": units,
+              "p": p, "heads": heads, "head_units": head_units, "epochs": epochs, "batch_size": batch, "lr": lr,
+              "optimizer": "adam", "T": Ts, "repeats": repeats, "quick": bool(args.quick)}
+    summary = _summary(estimates)
+    reading = _reading(estimates, p, units)
+    with results_dir(args.out) as tmp:
+        write_json(tmp / "results.json", {"command": "ensemble", "config": config, "versions": versions(),
+                                          "runs": runs, "estimates": estimates, "summary": summary,
+                                          "reading": reading})
+        (tmp / "table.md").write_text(_markdown(summary))
+        _plot(estimates, tmp / "ensemble.png", f"{ds.name}: {units} dropout units, p={p:g}")
+    _print(console, summary, reading, args.out)
+    return 0
+
+
+def _summary(estimates: list[dict]) -> list[dict]:
+    rows = []
+    for est in estimates:
+        mc = est["mc"]
+        for label, key in (("weight scaling", "weight_scaling"), ("exact arithmetic mean", "exact_arithmetic"),
+                           ("exact geometric mean", "exact_geometric")):
+            rows.append({"network": est["network"], "method": label, "error": est[key]["error"],
+                         "nll": est[key]["nll"], "error_std": 0.0, "nll_std": 0.0})
+        for t in sorted({1, 10, 50, mc["T"][-1]} & set(mc["T"])):
+            k = mc["T"].index(t)
+            rows.append({"network": est["network"], "method": f"MC T={t}", "error": mc["error_mean"][k],
+                         "nll": mc["nll_mean"][k], "error_std": mc["error_std"][k], "nll_std": mc["nll_std"][k]})
+    return rows
+
+
+def _markdown(summary: list[dict]) -> str:
+    lines = ["| network | method | error (%) | NLL |", "|---|---|---:|---:|"]
+    for r in summary:
+        e = f"{100 * r['error']:.2f}" + (f" ± {100 * r['error_std']:.2f}" if r["error_std"] else "")
+        n = f"{r['nll']:.4f}" + (f" ± {r['nll_std']:.4f}" if r["nll_std"] else "")
+        lines.append(f"| {r['network']} | {r['method']} | {e} | {n} |")
+    return "\n".join(lines) + "\n"
+
+
+def _reading(estimates: list[dict], p: float, units: int) -> list[str]:
+    out = []
+    for est in estimates:
+        ws, am, gm = est["weight_scaling"], est["exact_arithmetic"], est["exact_geometric"]
+        t = est["mc_T_matching_weight_scaling_error"]
+        d = est["ws_vs_geometric"]["max_abs_prob_diff"]
+        exact_word = ("identical to the exact geometric mean up to rounding, as theory says for dropout "
+                      "feeding the softmax layer" if d < 1e-9 else
+                      "an approximation of the exact geometric mean (a ReLU lies between dropout and softmax)")
+        out.append(
+            f"{est['network']}: weight scaling error {100 * ws['error']:.2f}% (NLL {ws['nll']:.4f}); exact "
+            f"arithmetic mean {100 * am['error']:.2f}% ({am['nll']:.4f}); exact geometric mean "
+            f"{100 * gm['error']:.2f}% ({gm['nll']:.4f}) over {est['masks']} sub-networks.")
+        out.append(f"  weight scaling is {exact_word}: max |difference| of a probability = {d:.2e}, "
+                   f"mean KL = {est['ws_vs_geometric']['mean_kl']:.2e} nats.")
+        out.append("  MC averaging reaches weight scaling's mean error at T = "
+                   + (f"{t} samples" if t is not None else f"no T up to {est['mc']['T'][-1]}")
+                   + "; its mean |MC - exact arithmetic mean| falls from "
+                   f"{est['mc']['abs_diff_mean'][0]:.3g} (T=1) to {est['mc']['abs_diff_mean'][-1]:.3g} "
+                   f"(T={est['mc']['T'][-1]}), about 1/sqrt(T).")
+    return out
+
+
+def _plot(estimates: list[dict], path, title: str) -> None:
+    from droplab.lab.plots import COLORS, pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(len(estimates), 2, figsize=(11, 3.8 * len(estimates)), squeeze=False)
+    for row, est in zip(axes, estimates):
+        mc = est["mc"]
+        T = np.asarray(mc["T"])
+        for ax, metric, scale in ((row[0], "error", 100), (row[1], "nll", 1)):
+            m = np.asarray(mc[f"{metric}_mean"]) * scale
+            s = np.asarray(mc[f"{metric}_std"]) * scale
+            ax.plot(T, m, "o-", ms=3, color=COLORS[0], label="MC average (mean ± std over repeats)")
+            ax.fill_between(T, m - s, m + s, color=COLORS[0], alpha=0.2, lw=0)
+            for (label, key), color, style in zip(
+                    (("weight scaling", "weight_scaling"), ("exact arithmetic mean", "exact_arithmetic"),
+                     ("exact geometric mean", "exact_geometric")), COLORS[1:], ("-", "--", ":")):
+                ax.axhline(est[key][metric] * scale, color=color, ls=style, label=label)
+            ax.set_xscale("log")
+            ax.set_xlabel("T (MC samples)")
+            ax.set_ylabel("validation error (%)" if metric == "error" else "validation NLL")
+            ax.set_title(est["network"])
+            ax.grid(alpha=0.3)
+        row[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _print(console, summary: list[dict], reading: list[str], out) -> None:
+    from rich.table import Table
+
+    table = Table(title="droplab ensemble: validation error and NLL")
+    for col in ("network", "method", "error (%)", "NLL"):
+        table.add_column(col, justify="left" if col in ("network", "method") else "right")
+    for r in summary:
+        e = f"{100 * r['error']:.2f}" + (f" ± {100 * r['error_std']:.2f}" if r["error_std"] else "")
+        n = f"{r['nll']:.4f}" + (f" ± {r['nll_std']:.4f}" if r["nll_std"] else "")
+        table.add_row(r["network"], r["method"], e, n)
+    console.print(table)
+    for line in reading:
+        console.print(line, highlight=False)
+    console.print(f"results written to {out}/ (results.json, table.md, ensemble.png)")
