@@ -140,7 +140,7 @@ def _module_spec(m: Module, known: dict[str, type], state: dict[str, np.ndarray]
     counter = getattr(m, "counter", None)
     if isinstance(counter, numbers.Integral) and not isinstance(counter, bool):
         node["counter"] = int(counter)
-    buffers = m._buffers()
+    buffers = _module_buffers(m)
     if buffers:
         node["buffers"] = sorted(buffers)
         for bname, arr in buffers.items():
@@ -148,7 +148,37 @@ def _module_spec(m: Module, known: dict[str, type], state: dict[str, np.ndarray]
     kids = m.children()
     if kids:
         node["children"] = [_module_spec(k, known, state, index) for k in kids]
+        args = _child_args(m, kids, config)
+        if args:
+            node["child_args"] = args
     return node
+
+
+def _child_args(m: Module, kids: list[Module], config: dict) -> dict[str, Any]:
+    """Which constructor argument each child was passed as: ``{"block": 0}`` for
+    ``Residual(block)``, ``{"*layers": [0, 1, 2]}`` for ``Sequential(*layers)``. Children not
+    named here are ones the constructor builds itself (DropConnect's Dense)."""
+    out: dict[str, Any] = {}
+    position = {id(k): i for i, k in enumerate(kids)}
+    for name, prm in inspect.signature(type(m).__init__).parameters.items():
+        if name == "self" or name in config or prm.kind is prm.VAR_KEYWORD:
+            continue
+        value = getattr(m, name, None)
+        if prm.kind is prm.VAR_POSITIONAL:
+            if isinstance(value, (list, tuple)) and all(id(v) in position for v in value):
+                out["*" + name] = [position[id(v)] for v in value]
+        elif isinstance(value, Module) and id(value) in position:
+            out[name] = position[id(value)]
+    return out
+
+
+def _module_buffers(m: Module) -> dict[str, np.ndarray]:
+    """A module's buffers: ``_buffers()``, or a public ``buffers()`` where a layer defines one.
+    Each name is the attribute holding that state (an array, or a number such as a count)."""
+    out = m._buffers()
+    if not out and callable(getattr(m, "buffers", None)):
+        out = m.buffers()
+    return {str(k): np.asarray(v) for k, v in out.items()}
 
 
 def _optimizer_spec(opt: Optimizer, params: list[Parameter], state: dict[str, np.ndarray]) -> dict:
@@ -473,8 +503,31 @@ def _build(path: Path, node: dict, known: dict[str, type], count: list[int]) -> 
     count[0] += 1
     kids = [_build(path, k, known, count) for k in node.get("children", [])]
     cls = known[node["type"]]
+    where = f"module {i} ({node['type']})"
+    params = inspect.signature(cls.__init__).parameters
+    args: list[Module] = []
+    kwargs = dict(node["config"])
+    used: set[int] = set()
+    child_args = node.get("child_args", {})
+    if not isinstance(child_args, dict):
+        raise _error(path, f"{where}: 'child_args' must be an object")
+    for name, ref in child_args.items():
+        star = name.startswith("*")
+        prm = params.get(name[1:] if star else name)
+        refs = ref if star else [ref]
+        kind_ok = prm is not None and (prm.kind is prm.VAR_POSITIONAL if star else
+                                       prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY))
+        if (not kind_ok or name in kwargs or not isinstance(refs, list)
+                or not all(isinstance(r, int) and not isinstance(r, bool) and 0 <= r < len(kids) and r not in used
+                           for r in refs) or len(set(refs)) != len(refs)):
+            raise _error(path, f"{where}: 'child_args' entry {name!r} does not fit the constructor or the children")
+        used.update(refs)
+        if star:
+            args.extend(kids[r] for r in refs)
+        else:
+            kwargs[name] = kids[ref]
     try:
-        m = cls(*kids, **node["config"])
+        m = cls(*args, **kwargs)
     except (ValueError, TypeError) as exc:
         raise _error(path, f"module {i} ({node['type']}) cannot be rebuilt from its config: {exc}") from None
     return m
@@ -504,11 +557,19 @@ def _restore_modules(path: Path, model: Module, tree: dict, arrays: dict[str, np
             if not hasattr(m, "counter"):
                 raise _error(path, f"{where} has a call counter but the layer has none")
             m.counter = int(n["counter"])
-        live = m._buffers()
+        live = _module_buffers(m)
         if sorted(live) != sorted(n.get("buffers", [])):
             raise _error(path, f"{where} has buffers {sorted(live)}; the file holds {sorted(n.get('buffers', []))}")
-        for bname, dest in live.items():
-            _copy_into(path, f"buffer/{i}/{bname}", arrays, dest)
+        for bname, value in live.items():
+            current = getattr(m, bname, None)
+            if isinstance(current, np.ndarray):
+                _copy_into(path, f"buffer/{i}/{bname}", arrays, current)
+            else:  # a number kept as an attribute (e.g. a batch count)
+                dest = np.empty_like(value)
+                _copy_into(path, f"buffer/{i}/{bname}", arrays, dest)
+                if dest.ndim != 0 or not isinstance(current, (numbers.Number, np.generic)):
+                    raise _error(path, f"{where}: buffer {bname!r} is not an attribute of the layer")
+                setattr(m, bname, type(current)(dest.item()) if isinstance(current, numbers.Number) else dest[()])
         m.training = bool(n.get("training", True))
 
 
