@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args._module.run(args) or 0)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, FloatingPointError) as exc:
         if args.debug:
             raise
         print(f"droplab {args.command}: error: {exc}", file=sys.stderr)
