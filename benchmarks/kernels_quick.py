@@ -73,6 +73,7 @@ X = rng.standard_normal((3000, 2), dtype=np.float32)
 W1 = rng.standard_normal((2, 512), dtype=np.float32)
 W2 = rng.standard_normal((512, 3), dtype=np.float32)
 key, p = (1, 2), 0.5
+STEPS = int(os.environ.get("BENCH_STEPS", "100"))
 s = kernels.keep_scale(p)
 h = np.empty((3000, 512), np.float32); hd = np.empty_like(h); dh = np.empty_like(h)
 def step(c):
@@ -89,11 +90,11 @@ def step(c):
 for c in range(20):
     step(c)
 ts = []
-for c in range(200):
+for c in range(STEPS):
     t0 = time.perf_counter(); step(c); ts.append(time.perf_counter() - t0)
 # the same loop without dropout kernels: what the matmuls cost alone
 ts0 = []
-for c in range(200):
+for c in range(STEPS):
     t0 = time.perf_counter()
     np.matmul(X, W1, out=h); np.maximum(h, 0, out=h); out = h @ W2; dout = out * 1e-3
     g2 = h.T @ dout; np.matmul(dout, W2.T, out=dh); g1 = X.T @ dh
@@ -111,19 +112,20 @@ CONFIGS = {
     "workqueue": {"NUMBA_THREADING_LAYER": "workqueue"},
     "workqueue + OPENBLAS_NUM_THREADS=1": {"NUMBA_THREADING_LAYER": "workqueue", "OPENBLAS_NUM_THREADS": "1"},
     "numba 1 thread": {"NUMBA_NUM_THREADS": "1"},
-    "numpy reference": {"DROPLAB_KERNELS": "numpy"},
 }
+REFERENCE = {"numpy reference": {"DROPLAB_KERNELS": "numpy", "BENCH_STEPS": "20"}}
 
 
-def threads(rounds: int) -> None:
-    names = list(CONFIGS)
+def threads(rounds: int, with_reference: bool) -> None:
+    configs = {**CONFIGS, **(REFERENCE if with_reference else {})}
+    names = list(configs)
     results: dict[str, list] = {n: [] for n in names}
     for _ in range(rounds):  # interleaved rounds, so drift in machine load hits every config
         for name in names:
             env = {k: v for k, v in os.environ.items()
                    if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS",
                                 "NUMBA_NUM_THREADS", "DROPLAB_KERNELS")}
-            env.update(CONFIGS[name])
+            env.update(configs[name])
             r = subprocess.run([sys.executable, "-c", _LOOP], env=env, capture_output=True, text=True, check=True)
             results[name].append(json.loads(r.stdout.strip().splitlines()[-1]))
     print(f"{'config':>36} {'layer':>9} {'step ms':>8} {'matmuls only ms':>15}")
@@ -139,8 +141,9 @@ def main() -> None:
     ap.add_argument("--threads", action="store_true", help="compare thread-pool settings instead")
     ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the --threads comparison")
+    ap.add_argument("--reference", action="store_true", help="add the NumPy reference to --threads")
     a = ap.parse_args()
-    threads(a.rounds) if a.threads else speed(a.repeats)
+    threads(a.rounds, a.reference) if a.threads else speed(a.repeats)
 
 
 if __name__ == "__main__":

@@ -358,26 +358,17 @@ def test_import_does_not_import_numba():
     assert _python(code).splitlines()[-1] == "False"
 
 
-def test_environment_selects_the_backend():
+def test_environment_selects_the_backend_and_default_pool():
     code = (
         "import sys, numpy as np\nfrom droplab import kernels\n"
-        "kernels.apply(np.ones(10, np.float32), 0.5, (1, 2), 0, 2.0)\n"
-        "print(kernels.backend(), 'numba' in sys.modules)"
-    )
-    assert _python(code, DROPLAB_KERNELS="numpy") == "numpy False"
-    _numba_module()
-    assert _python(code) == "numba True"
-
-
-def test_default_threading_layer_sleeps_when_idle():
-    # The layer chosen for coexistence with OpenBLAS (see kernels._configure_threads).
-    _numba_module()
-    code = (
-        "import numpy as np, numba\nfrom droplab import kernels\n"
         "kernels.apply(np.ones(10**5, np.float32), 0.5, (1, 2), 0, 2.0)\n"
-        "print(numba.threading_layer())"
+        "print(kernels.backend(), 'numba' in sys.modules, end=' ')\n"
+        "print(sys.modules['numba'].threading_layer() if 'numba' in sys.modules else '-')"
     )
-    assert _python(code) == "workqueue"
+    assert _python(code, DROPLAB_KERNELS="numpy") == "numpy False -"
+    _numba_module()
+    # workqueue: the pool chosen for coexistence with OpenBLAS (see kernels._configure_threads)
+    assert _python(code) == "numba True workqueue"
 
 
 def test_default_threading_layer_when_numba_was_imported_first():

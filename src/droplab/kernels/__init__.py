@@ -125,7 +125,16 @@ def keep_scale(p: float) -> float:
     return 0.0 if t >= RESOLUTION else RESOLUTION / (RESOLUTION - t)
 
 
+def _check_p(where: str, p) -> float:
+    if type(p) is float and 0.0 <= p <= 1.0:  # the common case, without the ABC checks
+        return p
+    return probability(where, "p", p)
+
+
 def _check_key(where: str, key) -> tuple[int, int]:
+    if type(key) is tuple and len(key) == 2 and type(key[0]) is int and type(key[1]) is int:
+        if 0 <= key[0] < 1 << 32 and 0 <= key[1] < 1 << 32:  # fast path for the common case
+            return key
     ok = isinstance(key, (tuple, list)) and len(key) == 2 and all(
         isinstance(k, numbers.Integral) and not isinstance(k, bool) and 0 <= k < 1 << 32 for k in key
     )
@@ -135,6 +144,8 @@ def _check_key(where: str, key) -> tuple[int, int]:
 
 
 def _check_counter(where: str, counter) -> int:
+    if type(counter) is int and 0 <= counter < 1 << 64:
+        return counter
     if isinstance(counter, bool) or not isinstance(counter, numbers.Integral):
         raise TypeError(message(where, "counter", "an integer in [0, 2**64)", counter))
     if not 0 <= counter < 1 << 64:
@@ -154,9 +165,12 @@ def _check_shape(where: str, shape) -> tuple[int, ...]:
     return out
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _check_dtype(where: str, name: str, dtype) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+    dt = dtype if type(dtype) in (type(_FLOATS[0]), type(_FLOATS[1])) else np.dtype(dtype)
+    if dt not in _FLOATS:
         raise TypeError(message(where, name, "float32 or float64", dt.name))
     return dt
 
@@ -175,7 +189,7 @@ def keep_mask(shape, p: float, key: tuple[int, int], counter: int) -> np.ndarray
     """
     where = f"{_WHERE}.keep_mask"
     shape = _check_shape(where, shape)
-    t = threshold(probability(where, "p", p))
+    t = threshold(_check_p(where, p))
     key = _check_key(where, key)
     counter = _check_counter(where, counter)
     n = int(np.prod(shape, dtype=np.int64))
@@ -204,7 +218,7 @@ def mask_values(shape, p: float, key: tuple[int, int], counter: int, scale: floa
     """
     where = f"{_WHERE}.mask_values"
     shape = _check_shape(where, shape)
-    t = threshold(probability(where, "p", p))
+    t = threshold(_check_p(where, p))
     key = _check_key(where, key)
     counter = _check_counter(where, counter)
     dt = _check_dtype(where, "dtype", dtype)
@@ -249,7 +263,7 @@ def apply(x: np.ndarray, p: float, key: tuple[int, int], counter: int, scale: fl
     where = f"{_WHERE}.apply"
     x = np.asarray(x)
     dt = _check_dtype(where, "x", x.dtype)
-    t = threshold(probability(where, "p", p))
+    t = threshold(_check_p(where, p))
     key = _check_key(where, key)
     counter = _check_counter(where, counter)
     if out is not None:

@@ -29,6 +29,10 @@ __all__ = ["CHUNK", "philox4x32", "uniform16", "apply", "mask_values", "keep_mas
 #: 16 KiB of uniforms stay in L1/L2 while giving a 2-core machine hundreds of items to balance.
 CHUNK = 8192
 
+#: Arrays smaller than this run on the calling thread: below it, waking the pool costs more
+#: than the second core saves (measured with ``benchmarks/kernels_quick.py``).
+SERIAL_BELOW = 1 << 16
+
 # numba's workqueue pool (droplab's default, see kernels._configure_threads) aborts the process
 # when two Python threads launch parallel kernels at once; one lock makes them take turns
 # (each launch already uses every core).
@@ -123,40 +127,64 @@ def uniform16(first_block: int, nblocks: int, key, counter) -> np.ndarray:
     return _uniforms16(np.int64(first_block), np.int64(nblocks), c2, c3, ks0, ks1)
 
 
+@njit(inline="always")
+def _apply_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk):
+    n = x.size
+    start = ci * chunk
+    stop = min(start + chunk, n)
+    nblocks = (stop - start + LANES - 1) // LANES
+    buf = np.empty(nblocks * 4, dtype=np.uint32)
+    _chunk_uniforms(buf, start // LANES, nblocks, c2, c3, ks0, ks1)
+    u = buf.view(np.uint16)
+    # Slices, so the loop index starts at 0: LLVM then proves it non-negative, drops numba's
+    # negative-index wraparound and vectorises with plain loads and stores (indexing
+    # x[start + k] gave gathers and scatters).
+    xs = x[start:stop]
+    os = out[start:stop]
+    for k in range(stop - start):
+        os[k] = xs[k] * (scale if u[k] >= t else zero)
+
+
+@njit(inline="always")
+def _keep_chunk(out, ci, t, c2, c3, ks0, ks1, chunk):
+    n = out.size
+    start = ci * chunk
+    stop = min(start + chunk, n)
+    nblocks = (stop - start + LANES - 1) // LANES
+    buf = np.empty(nblocks * 4, dtype=np.uint32)
+    _chunk_uniforms(buf, start // LANES, nblocks, c2, c3, ks0, ks1)
+    u = buf.view(np.uint16)
+    os = out[start:stop]
+    for k in range(stop - start):
+        os[k] = u[k] >= t
+
+
+# Each kernel comes twice: parallel, and serial for small arrays, where waking the thread
+# pool (tens of microseconds) costs more than the work.
+
+
 @njit(parallel=True, cache=True)
 def _apply(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
-    n = x.size
-    nchunks = (n + chunk - 1) // chunk
-    for ci in prange(nchunks):
-        start = ci * chunk
-        stop = min(start + chunk, n)
-        nblocks = (stop - start + LANES - 1) // LANES
-        buf = np.empty(nblocks * 4, dtype=np.uint32)
-        _chunk_uniforms(buf, start // LANES, nblocks, c2, c3, ks0, ks1)
-        u = buf.view(np.uint16)
-        # Slices, so the loop index starts at 0: LLVM then proves it non-negative, drops
-        # numba's negative-index wraparound and vectorises with plain loads and stores
-        # (indexing x[start + k] gave gathers and scatters).
-        xs = x[start:stop]
-        os = out[start:stop]
-        for k in range(stop - start):
-            os[k] = xs[k] * (scale if u[k] >= t else zero)
+    for ci in prange((x.size + chunk - 1) // chunk):
+        _apply_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
+
+
+@njit(cache=True)
+def _apply_serial(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
+    for ci in range((x.size + chunk - 1) // chunk):
+        _apply_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
 
 
 @njit(parallel=True, cache=True)
 def _keep_mask(out, t, c2, c3, ks0, ks1, chunk):
-    n = out.size
-    nchunks = (n + chunk - 1) // chunk
-    for ci in prange(nchunks):
-        start = ci * chunk
-        stop = min(start + chunk, n)
-        nblocks = (stop - start + LANES - 1) // LANES
-        buf = np.empty(nblocks * 4, dtype=np.uint32)
-        _chunk_uniforms(buf, start // LANES, nblocks, c2, c3, ks0, ks1)
-        u = buf.view(np.uint16)
-        os = out[start:stop]
-        for k in range(stop - start):
-            os[k] = u[k] >= t
+    for ci in prange((out.size + chunk - 1) // chunk):
+        _keep_chunk(out, ci, t, c2, c3, ks0, ks1, chunk)
+
+
+@njit(cache=True)
+def _keep_mask_serial(out, t, c2, c3, ks0, ks1, chunk):
+    for ci in range((out.size + chunk - 1) // chunk):
+        _keep_chunk(out, ci, t, c2, c3, ks0, ks1, chunk)
 
 
 def _counter_words(counter):
@@ -183,8 +211,12 @@ def apply(x, out, threshold, scale, zero, key, counter, chunk=CHUNK):
     _check_chunk(chunk)
     c2, c3 = _counter_words(counter)
     ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
-    with _LAUNCH:
-        _apply(x, out, np.uint16(threshold), scale, zero, c2, c3, ks0, ks1, np.int64(chunk))
+    args = (x, out, np.uint16(threshold), scale, zero, c2, c3, ks0, ks1, np.int64(chunk))
+    if x.size < SERIAL_BELOW:
+        _apply_serial(*args)
+    else:
+        with _LAUNCH:
+            _apply(*args)
     return out
 
 
@@ -203,8 +235,12 @@ def keep_mask(out, threshold, key, counter, chunk=CHUNK):
     _check_chunk(chunk)
     c2, c3 = _counter_words(counter)
     ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
-    with _LAUNCH:
-        _keep_mask(out, np.uint16(threshold), c2, c3, ks0, ks1, np.int64(chunk))
+    args = (out, np.uint16(threshold), c2, c3, ks0, ks1, np.int64(chunk))
+    if out.size < SERIAL_BELOW:
+        _keep_mask_serial(*args)
+    else:
+        with _LAUNCH:
+            _keep_mask(*args)
     return out
 
 
