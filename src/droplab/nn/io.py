@@ -299,11 +299,11 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
             os.close(dfd)
 
 
-def _check_path(where: str, path: Any) -> Path:
+def _check_path(where: str, path: Any, name: str = "path") -> Path:
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
     if not isinstance(path, str) or not path:
-        raise TypeError(_validate.message(where, "path", "a file path (str or os.PathLike)", path))
+        raise TypeError(_validate.message(where, name, "a file path (str or os.PathLike)", path))
     return Path(path).expanduser()
 
 

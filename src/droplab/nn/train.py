@@ -136,7 +136,7 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
     if checkpoint is not None:
         from droplab.nn import io
 
-        checkpoint = io._check_path(where, checkpoint)
+        checkpoint = io._check_path(where, checkpoint, "checkpoint")
     checkpoint_every = _validate.positive_int(where, "checkpoint_every", checkpoint_every)
     if not isinstance(resume, bool):
         raise TypeError(_validate.message(where, "resume", "True or False", resume))
