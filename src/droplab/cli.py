@@ -19,6 +19,8 @@ from droplab import __version__
 # name -> (module, one-line help). The help is kept here so the top-level --help imports nothing.
 COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("droplab.lab.compare", "same network with and without dropout, over several seeds"),
+    "sweep": ("droplab.lab.sweep", "a grid of p (and other knobs) x seeds, in parallel, resumable"),
+    "report": ("droplab.lab.report", "one self-contained HTML page with every table and plot of a results folder"),
 }
 
 

@@ -1,0 +1,238 @@
+"""`droplab sweep`: the grid, resumption after kill -9, parallel = serial, config changes, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from droplab.cli import main
+from droplab.lab import sweep
+
+# spiral, 8 hidden units, full batch, 2 epochs: a run takes milliseconds once the kernels are warm
+TINY = ["--dataset", "spiral", "--hidden", "8", "--epochs", "2", "--batch-size", "0", "--lr", "0.05", "--quiet"]
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _strip_timing(record):
+    r = json.loads(json.dumps(record))
+    del r["metrics"]["seconds_per_epoch"]
+    return r
+
+
+def test_sweep_writes_runs_summary_and_plots(tmp_path, seed):
+    out = tmp_path / "sw"
+    s = seed % 1000
+    assert main(["sweep", *TINY, "--p", "0,0.5", "--hidden", "8;4,4", "--seeds", "2", "--seed", str(s),
+                 "--out", str(out)]) == 0
+    runs = _lines(out / "runs.jsonl")
+    assert len(runs) == 2 * 2 * 2 and len({r["key"] for r in runs}) == 8
+    res = json.loads((out / "results.json").read_text())
+    assert res["command"] == "sweep" and {"droplab", "numpy"} <= set(res["versions"])
+    assert res["config"]["grid"]["p"] == [0.0, 0.5] and res["config"]["grid"]["hidden"] == [[8], [4, 4]]
+    assert res["config"]["seeds"] == [s, s + 1]
+    assert sorted(json.dumps(r, sort_keys=True) for r in res["runs"]) == sorted(
+        json.dumps(r, sort_keys=True) for r in runs)
+    for r in res["runs"]:  # the record of compare, plus the knobs of its grid point
+        assert {"p", "seed", "metrics", "history", "hidden", "dataset", "lr"} <= set(r)
+        assert 0 <= r["metrics"]["val_accuracy"] <= 1 and len(r["history"]["loss"]) == 2
+    assert len(res["summary"]) == 4
+    for row in res["summary"]:
+        mine = [r["metrics"]["val_accuracy"] for r in runs if r["p"] == row["p"] and r["hidden"] == row["hidden"]]
+        va = row["val_accuracy"]
+        assert va["n"] == 2 and va["mean"] == pytest.approx(sum(mine) / 2)
+        # n = 2: the 95% CI half-width is t(0.975, 1) * s / sqrt(2) = 12.706 * |a - b| / 2
+        assert va["ci95"] == pytest.approx(12.7062047 * abs(mine[0] - mine[1]) / 2, rel=1e-6, abs=1e-12)
+    assert {b["line"] for b in res["best"]} == {"hidden=8", "hidden=4,4"}
+    for name in ("sweep_p.png", "gap.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".lock"]
+
+
+def test_workers_2_gives_the_records_of_workers_1(tmp_path):
+    recs = {}
+    for w in (1, 2):
+        out = tmp_path / f"w{w}"
+        assert main(["sweep", *TINY, "--p", "0,0.2,0.5", "--seeds", "2", "--workers", str(w), "--out", str(out)]) == 0
+        recs[w] = sorted((_strip_timing(r) for r in _lines(out / "runs.jsonl")), key=lambda r: r["key"])
+    assert len(recs[1]) == 6
+    assert recs[1] == recs[2]
+
+
+def test_kill_9_midway_then_rerun_completes_only_the_missing_runs(tmp_path):
+    out = tmp_path / "killed"
+    # 8 runs of about 0.1-0.5 s each (mini-batches of 30): slow enough to be caught midway
+    args = ["sweep", "--dataset", "spiral", "--hidden", "8", "--epochs", "4", "--batch-size", "30", "--lr", "0.05",
+            "--p", "0,0.5", "--seeds", "4", "--quiet", "--out", str(out)]
+    cmd = [sys.executable, "-m", "droplab.cli", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    runs = out / "runs.jsonl"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if runs.exists() and runs.read_bytes().count(b"\n") >= 1:
+                break
+            time.sleep(0.005)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    before = runs.read_bytes()
+    n_before = before.count(b"\n")
+    assert 1 <= n_before < 8, f"the sweep was not caught midway ({n_before} of 8 runs)"
+    assert not (out / "results.json").exists()
+
+    r = subprocess.run([sys.executable, "-m", "droplab.cli", *[a for a in args if a != "--quiet"]],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"{n_before} of 8 runs done, {8 - n_before} to go" in r.stdout
+    after = runs.read_bytes()
+    assert after.startswith(before[:before.rfind(b"\n") + 1])  # finished runs were kept, not redone
+    keys = [rec["key"] for rec in _lines(runs)]
+    assert len(keys) == 8 and len(set(keys)) == 8
+    assert len(json.loads((out / "results.json").read_text())["runs"]) == 8
+
+
+def test_torn_last_line_is_dropped_on_resume(tmp_path):
+    out = tmp_path / "torn"
+    base = ["sweep", *TINY, "--p", "0,0.5", "--seeds", "2", "--out", str(out)]
+    assert main(base) == 0
+    runs = out / "runs.jsonl"
+    lines = runs.read_bytes().splitlines(keepends=True)
+    # as if killed while writing the 4th record: three whole lines and half of the fourth
+    runs.write_bytes(b"".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
+    assert main(base) == 0
+    recs = _lines(runs)
+    assert len(recs) == 4 and len({r["key"] for r in recs}) == 4
+    assert sorted(map(json.dumps, map(_strip_timing, recs))) == sorted(
+        json.dumps(_strip_timing(json.loads(x))) for x in lines)
+
+
+def test_load_runs_drops_torn_duplicate_and_stray_lines(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    sweep.append_record(path, {"key": "a", "v": 1})
+    sweep.append_record(path, {"key": "b", "v": 2})
+    with open(path, "ab") as f:
+        f.write(b'{"key": "a", "v": 3}\n{"key": "zz"}\nnot json\n{"key": "c", "v"')
+    kept, dropped = sweep.load_runs(path, keys=["a", "b", "c"])
+    assert kept == {"a": {"key": "a", "v": 1}, "b": {"key": "b", "v": 2}} and dropped == 4
+    assert path.read_text() == '{"key":"a","v":1}\n{"key":"b","v":2}\n'  # rewritten clean
+    sweep.append_record(path, {"key": "c", "v": 4})
+    assert sweep.load_runs(path)[0]["c"] == {"key": "c", "v": 4}
+    assert sweep.load_runs(tmp_path / "missing.jsonl") == ({}, 0)
+
+
+def test_changed_grid_is_rejected_unless_force(tmp_path, capsys):
+    out = tmp_path / "sw"
+    assert main(["sweep", *TINY, "--p", "0,0.5", "--seeds", "1", "--out", str(out)]) == 0
+    old = (out / "runs.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["sweep", *TINY, "--p", "0,0.3", "--seeds", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a sweep of another grid" in err and "--force" in err and err.count("\n") == 1
+    assert (out / "runs.jsonl").read_text() == old  # nothing touched
+    assert main(["sweep", *TINY, "--p", "0,0.5", "--seeds", "2", "--out", str(out)]) == 2  # more seeds: new config
+    assert main(["sweep", *TINY, "--p", "0,0.3", "--seeds", "1", "--out", str(out), "--force"]) == 0
+    assert sorted(r["p"] for r in _lines(out / "runs.jsonl")) == [0.0, 0.3]
+    # workers and backend are not part of the config: a rerun with other workers resumes
+    assert main(["sweep", *TINY, "--p", "0,0.3", "--seeds", "1", "--out", str(out), "--workers", "2"]) == 0
+
+
+def test_out_holding_other_files_is_rejected(tmp_path, capsys):
+    out = tmp_path / "other"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    assert main(["sweep", *TINY, "--p", "0", "--seeds", "1", "--out", str(out)]) == 2
+    assert "an empty folder or a sweep's folder" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
+def test_toml_config_and_flags_override_it(tmp_path):
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text('dataset = "spiral"\np = [0, 0.25]\nhidden = [[8], "4,4"]\nepochs = 2\nbatch-size = 0\n'
+                   'lr = 0.05\nseeds = 2\n')
+    out = tmp_path / "t"
+    assert main(["sweep", "--config", str(cfg), "--quiet", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["grid"]["hidden"] == [[8], [4, 4]] and res["config"]["grid"]["p"] == [0.0, 0.25]
+    assert len(res["runs"]) == 2 * 2 * 2
+    out2 = tmp_path / "t2"
+    assert main(["sweep", "--config", str(cfg), "--p", "0.5", "--seeds", "1", "--quiet", "--out", str(out2)]) == 0
+    res2 = json.loads((out2 / "results.json").read_text())
+    assert res2["config"]["grid"]["p"] == [0.5] and res2["config"]["grid"]["hidden"] == [[8], [4, 4]]
+    assert len(res2["runs"]) == 2
+
+
+def test_expand_orders_points_and_config_hash_ignores_nothing_that_matters():
+    grid = {"hidden": [[8], [16]], "p": [0.0, 0.5]}
+    assert sweep.expand(grid) == [{"hidden": [8], "p": 0.0}, {"hidden": [8], "p": 0.5},
+                                  {"hidden": [16], "p": 0.0}, {"hidden": [16], "p": 0.5}]
+    h = sweep.config_hash(grid, [0, 1], "label")
+    assert h != sweep.config_hash(grid, [0, 2], "label")
+    assert h != sweep.config_hash({**grid, "lr": [0.1]}, [0, 1], "label")
+    assert sweep.run_key({"p": 0.0}, 0) != sweep.run_key({"p": 0.0}, 1)
+
+
+def test_t_quantile_and_mean_ci():
+    assert sweep.t_quantile(1) == pytest.approx(12.7062, abs=1e-4)
+    assert sweep.t_quantile(30) == pytest.approx(2.0423, abs=1e-4)
+    ci = sweep.mean_ci([1.0, 2.0, 3.0])
+    assert ci["mean"] == 2.0 and ci["std"] == 1.0 and ci["n"] == 3
+    assert ci["ci95"] == pytest.approx(4.302653 / 3 ** 0.5, rel=1e-6)
+    assert sweep.mean_ci([0.5])["ci95"] is None
+    with pytest.raises(ValueError, match=r"t_quantile: `df` must be a positive integer; got df=0."):
+        sweep.t_quantile(0)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--p", "0,1.5"], r"sweep: `p` must be a probability in [0, 1]; got p=1.5."),
+    (["--p", "0,x"], r"sweep: `p` must be comma-separated numbers like 0,0.1,0.3 (--p); got p='0,x'."),
+    (["--hidden", "8;x"], r"`hidden` must be comma-separated positive integers"),
+    (["--lr", "0"], r"sweep: `lr` must be a finite number > 0; got lr=0.0."),
+    (["--epochs", "2.5"], r"sweep: `epochs` must be comma-separated numbers like 10,20 (--epochs)"),
+    (["--optimizer", "adma"], r"Did you mean 'adam'?"),
+    (["--variant", "dropot"], r"Did you mean 'dropout'?"),
+    (["--dataset", "spirl"], r"Did you mean 'spiral'?"),
+    (["--seeds", "0"], r"sweep: `seeds` must be a positive integer; got seeds=0."),
+    (["--workers", "0"], r"sweep: `workers` must be a positive integer; got workers=0."),
+    (["--backend", "dsk"], r"Did you mean 'dask'?"),
+    (["--config", "missing.toml"], r"sweep: `config` must be an existing TOML file; got config='missing.toml'."),
+])
+def test_bad_input_gives_one_line_exit_2_and_writes_nothing(tmp_path, capsys, flags, message):
+    out = tmp_path / "bad"
+    code = main(["sweep", *TINY, "--out", str(out), *flags])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_bad_toml_key_and_value(tmp_path, capsys):
+    cfg = tmp_path / "g.toml"
+    cfg.write_text("pp = [0.1]\n")
+    assert main(["sweep", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "sweep (g.toml): `key` must be a knob of the grid; got key='pp'. Did you mean 'p'?" in capsys.readouterr().err
+    cfg.write_text("lr = 'fast'\n")
+    assert main(["sweep", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "sweep (g.toml): `lr` must be a real number; got lr='fast'." in capsys.readouterr().err
+    cfg.write_text("p = [0.1\n")
+    assert main(["sweep", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "`config` must be a valid TOML file" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("backend,package", [("dask", "distributed"), ("ray", "ray")])
+def test_cluster_backend_without_its_package_is_one_line(tmp_path, capsys, backend, package):
+    import importlib.util
+
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed")
+    assert main(["sweep", *TINY, "--backend", backend, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{package} is not installed" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
