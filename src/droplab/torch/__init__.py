@@ -1,0 +1,63 @@
+"""droplab's dropout family for PyTorch (the ``torch`` extra): ``import droplab.torch as dt``.
+
+``import droplab`` never imports torch; importing this package does. ``p`` is always the
+probability that an element is zeroed (not the keep probability).
+
+* Modules: :class:`Dropout` (``axes=``, ``inverted=``), :class:`Dropout1d`/``2d``/``3d``,
+  :class:`AlphaDropout`, :class:`GaussianDropout`, :class:`DropConnectLinear`,
+  :class:`DropBlock2d`, :class:`DropPath`, :class:`LockedDropout`, :class:`ConcreteDropout`;
+  every one takes ``seed=`` (masks identical to ``droplab.nn`` layers with that seed) or
+  ``generator=`` (a ``torch.Generator``). Functional forms in :mod:`droplab.torch.functional`.
+* Rate schedules: :class:`RateScheduler` with :class:`Constant`, :class:`LinearRamp`,
+  :class:`EarlyDropout`.
+* MC dropout: :class:`enable_mc_dropout`, :func:`mc_predict`, :func:`patch`.
+
+Masks: contiguous float32/float64 CPU tensors go through :mod:`droplab.kernels` on zero-copy
+numpy views inside a custom ``autograd.Function`` that saves no tensor (backward regenerates
+the mask from the key and the counter). Other dtypes and devices compute the same Philox
+bits in pure torch. ``torch.compile`` works; it graph-breaks at the kernel call (a numpy
+call dynamo does not trace), so the fused CPU path runs eagerly inside a compiled model.
+
+Example:
+    >>> import torch
+    >>> import droplab.torch as dt
+    >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), dt.Dropout(0.2, seed=0))
+    >>> net(torch.ones(4, 8)).shape
+    torch.Size([4, 16])
+"""
+
+from __future__ import annotations
+
+try:
+    import torch as _torch  # noqa: F401
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "droplab.torch needs PyTorch, which is not installed; install the extra with "
+        "`pip install 'droplab[torch]'` (or `pip install torch`)."
+    ) from err
+
+from droplab.torch import functional
+from droplab.torch.mc import MCPrediction, enable_mc_dropout, is_dropout, mc_predict, patch
+from droplab.torch.modules import (
+    AlphaDropout,
+    ConcreteDropout,
+    DropBlock2d,
+    DropConnectLinear,
+    DropPath,
+    Dropout,
+    Dropout1d,
+    Dropout2d,
+    Dropout3d,
+    GaussianDropout,
+    LockedDropout,
+    regularization_loss,
+)
+from droplab.torch.schedules import Constant, EarlyDropout, LinearRamp, RateScheduler
+
+__all__ = [
+    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "GaussianDropout", "DropConnectLinear",
+    "DropBlock2d", "DropPath", "LockedDropout", "ConcreteDropout", "regularization_loss",
+    "Constant", "LinearRamp", "EarlyDropout", "RateScheduler",
+    "is_dropout", "enable_mc_dropout", "MCPrediction", "mc_predict", "patch",
+    "functional",
+]
