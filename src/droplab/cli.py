@@ -19,8 +19,11 @@ from droplab import __version__
 # name -> (module, one-line help). The help is kept here so the top-level --help imports nothing.
 COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("droplab.lab.compare", "same network with and without dropout, over several seeds"),
+    "uncertainty": ("droplab.lab.uncertainty", "MC dropout predictive uncertainty, calibration and OOD detection"),
     "sweep": ("droplab.lab.sweep", "a grid of p (and other knobs) x seeds, in parallel, resumable"),
     "report": ("droplab.lab.report", "one self-contained HTML page with every table and plot of a results folder"),
+    "ensemble": ("droplab.lab.ensemble", "weight scaling vs MC averaging vs the exact average over all 2^n sub-networks"),
+    "study": ("droplab.lab.study", "canned experiments: which p, where, BatchNorm order, cost, textbook, bug gallery"),
 }
 
 
