@@ -5,17 +5,22 @@ Every layer is a :class:`Module` with ``forward(x)`` / ``backward(dy)``, ``train
 """
 
 from droplab.nn.activations import SELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from droplab.nn.conv import AvgPool2d, Conv2d, MaxPool2d
 from droplab.nn.dropout import Dropout
 from droplab.nn.io import load, load_optimizer
 from droplab.nn.layers import Dense, Flatten
 from droplab.nn.losses import BinaryCrossEntropy, Loss, MSELoss, SoftmaxCrossEntropy
 from droplab.nn.module import Module, Parameter, Sequential
+from droplab.nn.norm import BatchNorm1d, BatchNorm2d
 from droplab.nn.optim import SGD, Adam, AdamW, Optimizer
+from droplab.nn.recurrent import GRU, RNN
+from droplab.nn.residual import Residual
 from droplab.nn.train import evaluate, fit, predict
 
 __all__ = [
     "Module", "Parameter", "Sequential",
     "Dense", "Flatten",
+    "Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Residual", "RNN", "GRU",
     "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "SELU", "Softmax",
     "Dropout",
     "Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSELoss",
