@@ -1,0 +1,476 @@
+"""``droplab report DIR``: one self-contained HTML page from any results folder.
+
+The page (``DIR/report.html`` unless ``--out`` names another file) holds a short reading of
+the result written from the numbers, the config, the versions, every table that can be
+derived from ``results.json`` (``summary``, ``runs`` and any other list or dict of records
+a command adds) and every PNG/JPEG/SVG of the folder, embedded as ``data:`` URIs. It loads
+nothing: no network, no external CSS or JavaScript, so it can be mailed or archived alone.
+
+The reading knows ``compare`` (paired differences over seeds, dropout arm minus the
+no-dropout arm) and ``sweep`` (the best p per combination of the other knobs, against
+p = 0); a command that writes its own ``reading`` into ``results.json`` (``ensemble``,
+``study``) has it shown as written; anything else with per-row validation accuracy gets its
+best row named. A sweep still running or interrupted (``runs.jsonl`` without
+``results.json``) is reported from the runs finished so far. ``p`` is always the drop
+probability (not the keep probability).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import html
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from droplab import _validate
+
+__all__ = ["HELP", "load_results", "reading", "render", "write_report", "table_from_records"]
+
+HELP = "one self-contained HTML page with every table and plot of a results folder"
+WHERE = "report"
+_IMAGES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
+_TEXTS = (".md", ".txt", ".csv")
+_DEFAULT_OUT = "results/report"  # the --out default the CLI gives every command: here it means DIR/report.html
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", help="a results folder (holding results.json, or a sweep's runs.jsonl)")
+    parser.add_argument("--title", default=None, help="page title (default: the command and the folder's name)")
+    parser.epilog = "--out FILE writes the page there instead of DIR/report.html."
+
+
+def run(args: argparse.Namespace) -> int:
+    folder = Path(args.dir)
+    out = folder / "report.html" if args.out in (None, _DEFAULT_OUT) else Path(args.out)
+    if out.is_dir():
+        out = out / "report.html"
+    path = write_report(folder, out, title=args.title)
+    if not args.quiet:
+        from rich.console import Console
+
+        console = Console()
+        for line in reading(load_results(folder)):
+            console.print(line, soft_wrap=True, markup=False)
+        console.print(f"report written to {path}", soft_wrap=True, markup=False)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# reading the folder
+
+
+def load_results(folder: str | os.PathLike) -> dict[str, Any]:
+    """``results.json`` of ``folder``; for a sweep without one, its config and finished runs."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(_validate.message(WHERE, "dir", "an existing results folder", str(folder)))
+    res_path = folder / "results.json"
+    if res_path.exists():
+        try:
+            res = json.loads(res_path.read_text())
+        except ValueError as exc:
+            raise ValueError(_validate.message(WHERE, "dir", "a folder whose results.json is valid JSON",
+                                               str(folder), f"{exc}.")) from None
+        if not isinstance(res, dict):
+            raise ValueError(_validate.message(WHERE, "dir", "a folder whose results.json holds an object",
+                                               str(folder)))
+        return res
+    if (folder / "runs.jsonl").exists() and (folder / "sweep.json").exists():
+        return _unfinished_sweep(folder)
+    raise ValueError(_validate.message(WHERE, "dir", "a results folder holding results.json", str(folder),
+                                       "Run a droplab command with --out there first."))
+
+
+def _unfinished_sweep(folder: Path) -> dict[str, Any]:
+    from droplab.lab import sweep
+
+    try:
+        config = json.loads((folder / "sweep.json").read_text())
+    except ValueError:
+        raise ValueError(_validate.message(WHERE, "dir", "a sweep folder with a valid sweep.json", str(folder))
+                         ) from None
+    runs, seen = [], set()
+    for line in (folder / "runs.jsonl").read_bytes().split(b"\n")[:-1]:  # the part after the last newline is torn
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("key") not in seen:
+            seen.add(rec.get("key"))
+            runs.append(rec)
+    grid = config.get("grid", {})
+    summary = sweep.summarize_points(runs, sweep.expand(grid)) if grid else []
+    return {"command": "sweep", "unfinished": f"{len(runs)} of {config.get('runs', '?')} runs finished",
+            "config": config, "runs": runs, "summary": summary,
+            "best": sweep.best_points(summary, grid) if summary else []}
+
+
+# ---------------------------------------------------------------------------------------------
+# the reading: a few sentences from the numbers
+
+
+def _t(n: int) -> float:
+    from droplab.lab.sweep import t_quantile
+
+    return t_quantile(n)
+
+
+def _paired(a: Mapping[Any, float], b: Mapping[Any, float]) -> tuple[float, float | None, int] | None:
+    """Mean of b - a over the common keys, its 95% CI half-width (None for n = 1), n."""
+    common = sorted(set(a) & set(b), key=str)
+    if not common:
+        return None
+    d = [b[k] - a[k] for k in common]
+    n = len(d)
+    mean = sum(d) / n
+    if n == 1:
+        return mean, None, 1
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    return mean, _t(n - 1) * sd / math.sqrt(n), n
+
+
+def _effect(verb_up: str, verb_down: str, what: str, diff: tuple[float, float | None, int], scale: float,
+            unit: str, fmt: str = "{:.1f}") -> str:
+    mean, ci, n = diff
+    verb = verb_up if mean >= 0 else verb_down
+    size = fmt.format(abs(mean) * scale)
+    if ci is None:
+        return f"{verb} {what} by {size}{unit} (one seed: no confidence interval)"
+    text = f"{verb} {what} by {size} ± {fmt.format(ci * scale)}{unit} (95% CI of the paired difference over {n} seeds)"
+    if abs(mean) <= ci:
+        text += ", within seed noise"
+    return text
+
+
+def _metric(run: Mapping, key: str) -> float | None:
+    v = run.get("metrics", {}).get(key) if isinstance(run.get("metrics"), Mapping) else None
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _reading_compare(res: Mapping) -> list[str]:
+    runs = [r for r in res.get("runs", []) if isinstance(r, Mapping) and "arm" in r]
+    arms: dict[str, list[Mapping]] = {}
+    for r in runs:
+        arms.setdefault(r["arm"], []).append(r)
+    base_name = next((a for a, rs in arms.items() if all(r.get("p") == 0 for r in rs)), None)
+    if base_name is None:
+        return []
+    base = arms[base_name]
+    out = []
+    for name, rs in arms.items():
+        if name == base_name:
+            continue
+        by_seed = {m: ({r["seed"]: _metric(r, m) for r in base if _metric(r, m) is not None},
+                       {r["seed"]: _metric(r, m) for r in rs if _metric(r, m) is not None})
+                   for m in ("val_accuracy", "val_loss", "gap")}
+        acc = _paired(*by_seed["val_accuracy"])
+        if acc is None:
+            continue
+        text = f"{name} {_effect('raised', 'lowered', 'validation accuracy', acc, 100, ' points')}"
+        loss = _paired(*by_seed["val_loss"])
+        if loss is not None:
+            text += f"; it {_effect('raised', 'lowered', 'validation loss', loss, 1, '', '{:.3f}')}"
+        gap = _paired(*by_seed["gap"])
+        if gap is not None:
+            g0 = sum(by_seed["gap"][0].values()) / len(by_seed["gap"][0])
+            g1 = sum(by_seed["gap"][1].values()) / len(by_seed["gap"][1])
+            text += (f"; the train-validation accuracy gap went from {g0 * 100:.1f} to {g1 * 100:.1f} points "
+                     f"(mean over seeds)")
+        out.append(text + ".")
+        tr = [_metric(r, "train_accuracy") for r in rs]
+        if tr and all(v is not None for v in tr) and max(tr) < 0.9:
+            out.append(f"{name} reaches only {100 * sum(tr) / len(tr):.1f}% train accuracy (eval mode, mean over "
+                       "seeds): the network underfits, where a regulariser such as dropout is not expected to help.")
+    return out
+
+
+def _reading_sweep(res: Mapping) -> list[str]:
+    summary = [r for r in res.get("summary", []) if isinstance(r, Mapping) and "p" in r and "val_accuracy" in r]
+    if not summary:
+        return []
+    grid = res.get("config", {}).get("grid", {})
+    varying = [k for k, v in grid.items() if isinstance(v, list) and len(v) > 1 and k != "p"]
+    lines: dict[tuple, list[Mapping]] = {}
+    for row in summary:
+        lines.setdefault(tuple(json.dumps(row.get(k)) for k in varying), []).append(row)
+    runs = [r for r in res.get("runs", []) if isinstance(r, Mapping)]
+    out = []
+    for rows in lines.values():
+        top = max(rows, key=lambda r: r["val_accuracy"]["mean"])
+        label = ", ".join(f"{k}={_cell(top.get(k))}" for k in varying)
+        va = top["val_accuracy"]
+        ci = "" if va.get("ci95") is None else f" ± {va['ci95'] * 100:.1f}"
+        text = (f"Best p{' for ' + label if label else ''}: {top['p']:g}, validation accuracy "
+                f"{va['mean'] * 100:.1f}{ci}% (mean ± 95% CI over {va['n']} seed(s))")
+        base = next((r for r in rows if r["p"] == 0), None)
+        if base is not None and base is not top:
+            knobs = {k: top.get(k) for k in grid if k != "p" and k in top}
+            mine = [r for r in runs if all(r.get(k) == v for k, v in knobs.items())]
+            a = {r["seed"]: _metric(r, "val_accuracy") for r in mine if r.get("p") == 0}
+            b = {r["seed"]: _metric(r, "val_accuracy") for r in mine if r.get("p") == top["p"]}
+            diff = _paired(a, b)
+            if diff is not None:
+                text += f"; against p = 0 it {_effect('raised', 'lowered', 'validation accuracy', diff, 100, ' points')}"
+        elif base is top and len(rows) > 1:
+            text += "; no p > 0 did better than no dropout here"
+        out.append(text + ".")
+    return out
+
+
+def _reading_generic(res: Mapping) -> list[str]:
+    rows = [r for r in res.get("summary", []) if isinstance(r, Mapping)] if isinstance(res.get("summary"), list) else []
+    scored = [r for r in rows if isinstance(r.get("val_accuracy"), Mapping) and "mean" in r["val_accuracy"]]
+    if len(scored) < 2:
+        return []
+    top = max(scored, key=lambda r: r["val_accuracy"]["mean"])
+    name = ", ".join(f"{k}={_cell(v)}" for k, v in top.items() if not isinstance(v, (Mapping, list)))
+    return [f"Highest mean validation accuracy: {top['val_accuracy']['mean'] * 100:.1f}% ({name})."]
+
+
+def reading(res: Mapping) -> list[str]:
+    """A few sentences on the result, written from the numbers in ``res`` (a results.json).
+
+    Example:
+        >>> runs = [{"arm": a, "p": p, "seed": s, "metrics": {"val_accuracy": v}}
+        ...         for a, p, vals in (("no dropout", 0.0, (0.60, 0.62)), ("dropout p=0.3", 0.3, (0.70, 0.71)))
+        ...         for s, v in enumerate(vals)]
+        >>> print(reading({"command": "compare", "runs": runs})[0])  # doctest: +NORMALIZE_WHITESPACE
+        dropout p=0.3 raised validation accuracy by 9.5 ± 6.4 points (95% CI of the paired difference
+        over 2 seeds).
+    """
+    out: list[str] = []
+    if res.get("unfinished"):
+        out.append(f"Unfinished sweep: {res['unfinished']}; rerun the same command to complete it.")
+    command = res.get("command")
+    derived = {"compare": _reading_compare, "sweep": _reading_sweep}.get(command, _reading_generic)(res)
+    out += derived
+    own = res.get("reading")
+    if isinstance(own, str) and own.strip():
+        out.append(own.strip())
+    elif isinstance(own, list):
+        out += [str(x) for x in own if str(x).strip()]
+    elif isinstance(own, Mapping):
+        out += [f"{k}: {v}" for k, v in own.items()]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def _num(v: float) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int):
+        return str(v)
+    if v == 0 or (1e-3 <= abs(v) < 1e5):
+        return f"{v:.4g}"
+    return f"{v:.3e}"
+
+
+def _is_stat(v: Any) -> bool:
+    return isinstance(v, Mapping) and "mean" in v and isinstance(v["mean"], (int, float))
+
+
+def _cell(v: Any) -> str:
+    """One value as the text of a table cell."""
+    if v is None:
+        return "–"
+    if isinstance(v, (int, float)):
+        return _num(v)
+    if _is_stat(v):
+        err = v.get("ci95") if v.get("ci95") is not None else v.get("std")
+        if not isinstance(err, (int, float)) or not math.isfinite(err) or err <= 0 or not math.isfinite(v["mean"]):
+            return _num(v["mean"])
+        decimals = min(8, max(0, 1 - math.floor(math.log10(err))))  # two significant digits of the error
+        return f"{v['mean']:.{decimals}f} ± {err:.{decimals}f}"
+    if isinstance(v, list):
+        if len(v) <= 8 and all(isinstance(x, (int, float, str)) or x is None for x in v):
+            return ", ".join(_cell(x) for x in v) if v else "[]"
+        text = json.dumps(v, default=str)
+        return text if len(text) <= 120 else f"[{len(v)} values]"
+    if isinstance(v, Mapping):
+        text = json.dumps(v, default=str)
+        return text if len(text) <= 120 else text[:117] + "..."
+    return str(v)
+
+
+def _flatten(record: Mapping, prefix: str = "", skip: Sequence[str] = ()) -> dict[str, Any]:
+    """Nested dicts become dotted columns, except mean/std dicts, which stay one cell."""
+    out: dict[str, Any] = {}
+    for k, v in record.items():
+        if k in skip:
+            continue
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping) and not _is_stat(v) and v:
+            # a run's metrics are its main columns: no prefix
+            out.update(_flatten(v, "" if (k == "metrics" and not prefix) else f"{name}."))
+        else:
+            out[name] = v
+    return out
+
+
+def table_from_records(records: Sequence[Mapping], skip: Sequence[str] = ()) -> tuple[list[str], list[list[str]]]:
+    """Columns (union of keys, in first-seen order) and cell texts of a list of records.
+
+    Example:
+        >>> cols, rows = table_from_records([{"p": 0.1, "val_accuracy": {"mean": 0.5, "std": 0.1}},
+        ...                                  {"p": 0.3, "extra": [1, 2]}])
+        >>> cols, rows
+        (['p', 'val_accuracy', 'extra'], [['0.1', '0.50 ± 0.10', '–'], ['0.3', '–', '1, 2']])
+    """
+    flat = [_flatten(r, skip=skip) for r in records]
+    cols: list[str] = []
+    for f in flat:
+        cols += [k for k in f if k not in cols]
+    return cols, [[_cell(f.get(c)) for c in cols] for f in flat]
+
+
+def _html_table(cols: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
+    """A table; with several rows, columns equal in every row are moved to one line above it."""
+    note = ""
+    if len(rows) > 1 and len(cols) > 2:
+        same = [i for i in range(len(cols)) if len({row[i] for row in rows}) == 1]
+        if same and len(same) < len(cols):
+            note = ('<p class="same">Same in every row: '
+                    + html.escape("; ".join(f"{cols[i]} = {rows[0][i]}" for i in same)) + "</p>")
+            keep = [i for i in range(len(cols)) if i not in same]
+            cols, rows = [cols[i] for i in keep], [[row[i] for i in keep] for row in rows]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'{note}<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _kv_table(d: Mapping) -> str:
+    flat = _flatten(d)
+    return _html_table(["key", "value"], [[k, _cell(v)] for k, v in flat.items()], "kv")
+
+
+def _section(title: str, body: str, anchor: str) -> str:
+    return f'<section id="{html.escape(anchor)}"><h2>{html.escape(title)}</h2>{body}</section>'
+
+
+def _tables(res: Mapping) -> list[tuple[str, str, str]]:
+    """(title, html, anchor) of every table derivable from the results."""
+    out = []
+    summary = res.get("summary")
+    if isinstance(summary, list) and summary and all(isinstance(r, Mapping) for r in summary):
+        cols, rows = table_from_records(summary)
+        out.append(("Summary", _html_table(cols, rows, "summary"), "summary"))
+    elif isinstance(summary, Mapping) and summary:
+        if all(isinstance(v, Mapping) for v in summary.values()):
+            cols, rows = table_from_records([{"": k, **v} for k, v in summary.items()])
+            out.append(("Summary", _html_table(cols, rows, "summary"), "summary"))
+        else:
+            out.append(("Summary", _kv_table(summary), "summary"))
+    for key, value in res.items():
+        if key in ("command", "config", "versions", "runs", "summary", "reading", "unfinished"):
+            continue
+        title = key.replace("_", " ").capitalize()
+        if isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
+            cols, rows = table_from_records(value, skip=("history",))
+            out.append((title, _html_table(cols, rows, key), key))
+        elif isinstance(value, Mapping) and value:
+            out.append((title, _kv_table(value), key))
+    runs = res.get("runs")
+    if isinstance(runs, list) and runs and all(isinstance(r, Mapping) for r in runs):
+        cols, rows = table_from_records(runs, skip=("history", "key"))
+        out.append((f"Runs ({len(runs)})", _html_table(cols, rows, "runs"), "runs"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the page
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;
+     padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;
+     margin-top:1.6em}
+.sub{color:#666;margin-top:0}
+.reading{background:#f4f8fb;border-left:4px solid #1f77b4;padding:.6em 1em}
+.reading li{margin:.3em 0}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0;display:block;overflow-x:auto;max-width:100%}
+th,td{border:1px solid #ddd;padding:.25em .55em;text-align:right;white-space:nowrap}
+th{background:#f2f2f2;position:sticky;top:0}
+td:first-child,th:first-child,table.kv td,table.kv th{text-align:left}
+.same{color:#555;font-size:.85em;margin:.3em 0}
+table.kv td{white-space:normal;max-width:70em}
+tbody tr:nth-child(even){background:#fafafa}
+figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{color:#555;font-size:.9em}
+pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.85em}
+nav a{margin-right:1em}
+"""
+
+
+def render(folder: str | os.PathLike, title: str | None = None) -> str:
+    """The report page of ``folder`` as one HTML string (images inlined as data URIs)."""
+    folder = Path(folder)
+    res = load_results(folder)
+    command = str(res.get("command", "results"))
+    title = title or f"droplab {command}: {folder.resolve().name}"
+    parts: list[tuple[str, str, str]] = []
+    lines = reading(res)
+    if lines:
+        items = "".join(f"<li>{html.escape(x)}</li>" for x in lines)
+        parts.append(("Reading", f'<ul class="reading">{items}</ul>', "reading"))
+    figures = []
+    for path in sorted(folder.iterdir()):
+        mime = _IMAGES.get(path.suffix.lower())
+        if mime and path.is_file() and not path.name.startswith("."):
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            figures.append(f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(path.name)}">'
+                           f"<figcaption>{html.escape(path.name)}</figcaption></figure>")
+    if figures:
+        parts.append(("Plots", "".join(figures), "plots"))
+    parts += _tables(res)
+    if isinstance(res.get("config"), Mapping):
+        parts.append(("Config", _kv_table(res["config"]), "config"))
+    if isinstance(res.get("versions"), Mapping):
+        parts.append(("Versions", _kv_table(res["versions"]), "versions"))
+    texts = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in _TEXTS and path.is_file() and path.stat().st_size <= 100_000:
+            texts.append(f"<details><summary>{html.escape(path.name)}</summary>"
+                         f"<pre>{html.escape(path.read_text(errors='replace'))}</pre></details>")
+    if texts:
+        parts.append(("Files", "".join(texts), "files"))
+    nav = "".join(f'<a href="#{html.escape(a)}">{html.escape(t)}</a>' for t, _, a in parts)
+    body = "".join(_section(t, b, a) for t, b, a in parts)
+    versions = res.get("versions", {}) if isinstance(res.get("versions"), Mapping) else {}
+    sub = (f"{html.escape(str(folder))} · droplab {html.escape(str(versions.get('droplab', '?')))} · "
+           "p is the drop probability · in tables, a ± b is the mean ± the 95% confidence interval over seeds "
+           "where the results hold one, else ± the standard deviation")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>"
+            f'<h1>{html.escape(title)}</h1><p class="sub">{sub}</p><nav>{nav}</nav>\n{body}\n</body></html>\n')
+
+
+def write_report(folder: str | os.PathLike, out: str | os.PathLike | None = None, title: str | None = None) -> Path:
+    """Render ``folder`` and write the page atomically to ``out`` (default ``folder/report.html``)."""
+    folder = Path(folder)
+    page = render(folder, title)
+    out = Path(out) if out is not None else folder / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(page)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return out
