@@ -10,6 +10,7 @@ from droplab.nn.dropout import Dropout
 from droplab.nn.io import load, load_optimizer
 from droplab.nn.layers import Dense, Flatten
 from droplab.nn.losses import BinaryCrossEntropy, Loss, MSELoss, SoftmaxCrossEntropy
+from droplab.nn.mc import MCResult, mc_predict
 from droplab.nn.module import Module, Parameter, Sequential
 from droplab.nn.norm import BatchNorm1d, BatchNorm2d
 from droplab.nn.optim import SGD, Adam, AdamW, Optimizer
@@ -26,5 +27,6 @@ __all__ = [
     "Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSELoss",
     "Optimizer", "SGD", "Adam", "AdamW",
     "fit", "predict", "evaluate",
+    "mc_predict", "MCResult",
     "load", "load_optimizer",
 ]

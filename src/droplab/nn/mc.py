@@ -1,0 +1,388 @@
+"""MC dropout: predictive uncertainty from T stochastic forward passes, batched.
+
+Gal and Ghahramani (2016) showed that keeping dropout on at test time and averaging ``T``
+stochastic passes approximates Bayesian model averaging; the spread of the passes says how
+unsure the network is. :func:`mc_predict` does it in one call:
+
+* only the dropout-family layers (``module.is_dropout``) sample; every other layer
+  (BatchNorm above all) stays in eval mode, and ``model.train()`` is never called, so
+  BatchNorm's running statistics are untouched (the bug of keras #9412 / tf-keras #81);
+* the ``T`` passes run as ONE stacked forward: the inputs are tiled ``T`` times along the
+  batch axis, so each copy of an input row meets its own mask (a mask element is a function
+  of its index), instead of a Python loop of ``T`` model calls. Large problems are cut into
+  chunks under a memory budget (:data:`MEMORY_BUDGET`);
+* the layers of a :class:`~droplab.nn.Sequential` before its first dropout layer are
+  deterministic in this mode, so they run once per input, not ``T`` times;
+* the modes of every layer are restored afterwards, even when the forward raises.
+
+Reference:
+    Gal and Ghahramani, "Dropout as a Bayesian Approximation: Representing Model
+    Uncertainty in Deep Learning", ICML 2016 (MC dropout, the 1/tau term of the predictive
+    variance). Gal, "Uncertainty in Deep Learning", PhD thesis, 2016, section 3.3 (predictive
+    entropy, mutual information / BALD, variation ratio).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from droplab import _rng, _validate
+from droplab.metrics import _entropy
+from droplab.nn.dropout import Dropout
+from droplab.nn.losses import Loss
+from droplab.nn.module import Module, Sequential
+
+__all__ = ["MCResult", "mc_predict", "MEMORY_BUDGET"]
+
+#: Bytes the widest activation of one stacked forward may take (64 MiB). The number of
+#: inputs per chunk is chosen so that ``T * inputs * widest_row_bytes`` stays under it
+#: (with at least one input per chunk; ``T`` itself is split when one input is too much).
+MEMORY_BUDGET = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class MCResult:
+    """What :func:`mc_predict` returns: the T passes and the statistics over them.
+
+    For classification the outputs are probabilities (the loss's output transform of the
+    logits: softmax, or a sigmoid expanded to two classes ``[1 - q, q]``). For regression
+    they are the raw outputs.
+
+    Attributes:
+        samples: ``(T, N, K)`` per-pass outputs (float64), or None with ``keep_samples=False``.
+        mean: ``(N, K)`` predictive mean over the passes.
+        std: ``(N, K)`` standard deviation over the passes (population, ``ddof=0``).
+        entropy: ``(N,)`` predictive entropy (nats) of ``mean`` (classification; else None).
+        expected_entropy: ``(N,)`` mean over the passes of each pass's entropy, the
+            aleatoric part (classification; else None).
+        mutual_information: ``(N,)`` ``entropy - expected_entropy`` (BALD), the epistemic
+            part, in ``[0, entropy]`` (classification; else None).
+        variation_ratio: ``(N,)`` ``1 - (passes voting for the modal class) / T``
+            (classification; else None).
+        variance: ``(N, K)`` predictive variance: ``std**2`` plus ``1 / tau`` for
+            regression when ``tau`` was given (Gal and Ghahramani 2016, eq. 8).
+        kind: ``"classification"`` or ``"regression"``.
+        T: the number of passes.
+        stacked: True when the passes ran as stacked forwards; False when a dropout layer
+            shares its noise across the batch axis and the passes ran one after another.
+    """
+
+    samples: np.ndarray | None
+    mean: np.ndarray
+    std: np.ndarray
+    entropy: np.ndarray | None
+    expected_entropy: np.ndarray | None
+    mutual_information: np.ndarray | None
+    variation_ratio: np.ndarray | None
+    variance: np.ndarray
+    kind: str
+    T: int
+    stacked: bool
+
+    @property
+    def prediction(self) -> np.ndarray:
+        """``(N,)`` argmax class of ``mean`` (classification), or ``mean`` (regression)."""
+        return self.mean.argmax(axis=-1) if self.kind == "classification" else self.mean
+
+
+# --- which layers sample, and can they be stacked? ---------------------------------------
+
+
+def _batch_independent(layer: Module) -> bool:
+    """True when ``layer`` draws independent noise for every row of its batch.
+
+    Only then does tiling the inputs ``T`` times give ``T`` independent passes. A layer of
+    the Dropout family whose forward is the base mechanism qualifies when its noise shape
+    keeps the batch axis; anything else (a layer sharing one mask over the batch, such as
+    DropConnect's weight mask, or a custom forward) is run pass by pass instead.
+    """
+    if not isinstance(layer, Dropout) or type(layer).forward is not Dropout.forward:
+        return False
+    for ndim in (2, 3, 4, 5):  # probe the noise shape at a rank the layer accepts
+        shape = (7,) + (3,) * (ndim - 1)
+        try:
+            noise = layer.noise_shape(shape)
+        except (ValueError, TypeError):
+            continue
+        return len(noise) == ndim and noise[0] == 7
+    return False
+
+
+def _snapshot(layer: Module) -> dict:
+    """The layer's attributes, copying the random state a forward could advance in place."""
+    return {k: copy.deepcopy(v) if isinstance(v, (np.random.Generator, np.random.BitGenerator)) else v
+            for k, v in vars(layer).items()}
+
+
+def _restore(layer: Module, saved: dict) -> None:
+    vars(layer).clear()
+    vars(layer).update(saved)
+
+
+def _reseed_masks(layer: Module, ss: np.random.SeedSequence) -> None:
+    """Give ``layer`` a temporary mask stream from ``ss`` without touching its weights."""
+    if hasattr(layer, "_key"):  # the kernel contract: a mask is a function of (_key, counter, index)
+        layer._key = _rng.mask_key(ss)
+        layer.counter = 0
+        return
+    params = [(p, p.value.copy()) for p in layer._parameters()]
+    layer._reseed(ss)
+    for p, value in params:  # a layer with weights (DropConnect) must keep them
+        p.value = value
+
+
+# --- the statistics, accumulated chunk by chunk ------------------------------------------
+
+
+class _Stats:
+    """Running mean / M2 (Chan et al.), entropies and votes over passes, for one input chunk."""
+
+    def __init__(self, n: int, k: int, classification: bool) -> None:
+        self.count = 0
+        self.mean = np.zeros((n, k))
+        self.m2 = np.zeros((n, k))
+        self.classification = classification
+        if classification:
+            self.ent_mean = np.zeros(n)
+            self.votes = np.zeros((n, k), dtype=np.int64)
+
+    def add(self, s: np.ndarray) -> None:
+        """Fold in passes ``s`` of shape ``(t, n, k)``, float64."""
+        t = s.shape[0]
+        # shifted by the first pass: passes that agree give their value and M2 = 0 exactly
+        mean_b = s[0] + (s - s[0]).mean(axis=0)
+        m2_b = ((s - mean_b) ** 2).sum(axis=0)
+        if self.count == 0:
+            self.mean, self.m2 = mean_b, m2_b
+        else:
+            total = self.count + t
+            delta = mean_b - self.mean
+            self.mean = self.mean + delta * (t / total)
+            self.m2 = self.m2 + m2_b + delta**2 * (self.count * t / total)
+        self.count += t
+        if self.classification:
+            ent = _entropy(s)
+            ent_mean = ent[0] + (ent - ent[0]).mean(axis=0)
+            self.ent_mean += (ent_mean - self.ent_mean) * (t / (self.count))
+            n, k = s.shape[1:]
+            picks = s.argmax(axis=-1) + k * np.arange(n)
+            self.votes += np.bincount(picks.ravel(), minlength=n * k).reshape(n, k)
+
+
+# --- the forward passes -------------------------------------------------------------------
+
+
+def _split_prefix(model: Module) -> tuple[list[Module], Module | list[Module]]:
+    """``(deterministic prefix, rest)``: a Sequential's layers before its first sampling one."""
+    if isinstance(model, Sequential):
+        layers = list(model.layers)
+        for i, layer in enumerate(layers):
+            if any(m.is_dropout for m in layer.modules()):
+                return layers[:i], layers[i:]
+        return layers, []
+    return [], model
+
+
+def _run(layers, x: np.ndarray) -> np.ndarray:
+    if isinstance(layers, Module):
+        return layers.forward(x)
+    for layer in layers:
+        x = layer.forward(x)
+    return x
+
+
+def _widest_row_bytes(model: Module, x1: np.ndarray) -> int:
+    """Bytes per input row of the widest array a forward makes, from a one-row probe.
+
+    The probe runs in eval mode (no mask is drawn, no counter moves, BatchNorm statistics
+    are not updated) with every module's forward wrapped to record its output's size.
+    """
+    widest = [x1.nbytes]
+    mods = list(model.modules())
+
+    def wrap(m):
+        cls_forward = type(m).forward
+
+        def forward(x):
+            y = cls_forward(m, x)
+            widest.append(int(np.asarray(y).nbytes))
+            return y
+        return forward
+
+    for m in mods:
+        m.forward = wrap(m)
+    try:
+        model.forward(x1)
+    finally:
+        for m in mods:
+            vars(m).pop("forward", None)
+    return max(widest)
+
+
+def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batch_size: int | None = None,
+               keep_samples: bool = True, tau: float | None = None, *, loss: Loss | None = None) -> MCResult:
+    """MC dropout prediction: ``samples`` stochastic passes with only dropout layers sampling.
+
+    ``p`` of the model's dropout layers is the probability that a unit is zeroed (not the
+    keep probability); each pass is a training-mode forward of those layers (``x * m / (1 -
+    p)`` for inverted dropout), while every other layer, BatchNorm included, runs in eval
+    mode. ``model.train()`` is never called, and each module's ``training`` flag is restored
+    afterwards, even on error.
+
+    The passes are batched: the inputs are tiled ``samples`` times along the batch axis and
+    run as one forward (a single large matrix product per layer instead of ``T`` small
+    ones). A chunk holds at most :data:`MEMORY_BUDGET` bytes in its widest activation,
+    measured by a one-row probe, or ``batch_size`` inputs (times ``T`` rows) when given. The
+    layers of a Sequential before its first dropout layer run once per input. A dropout
+    layer whose noise is shared across the batch axis makes the passes run one by one.
+
+    Randomness: with ``seed`` (int | Generator), the dropout layers draw from temporary mask
+    streams derived from it, and their keys and counters are restored afterwards, so the
+    model's own mask stream (and a later ``fit``) is untouched; the same seed, model, inputs,
+    ``samples`` and chunking give bit-identical results. With ``seed=None`` the layers' own
+    streams are used and advanced, as training forwards would, so a model built with
+    ``Sequential(seed=s)`` gives reproducible MC predictions too.
+
+    Args:
+        model (Module): the network (trained or not).
+        X: inputs ``(N, ...)``, finite.
+        samples (int): number of passes ``T``, >= 1. Default 50.
+        seed (int | np.random.Generator | None): see Randomness. Default None.
+        batch_size (int | None): inputs per stacked forward (each chunk runs ``T`` times as
+            many rows); None (default) picks it from the memory budget.
+        keep_samples (bool): keep the ``(T, N, K)`` passes in the result. False saves
+            memory; the statistics are the same. Default True.
+        tau (float | None): model precision for regression; adds ``1 / tau`` to the
+            predictive variance. Default None (no term). Ignored for classification.
+        loss (Loss | None): whose ``output`` turns raw outputs into predictions; default
+            the loss the model was fit with (softmax probabilities for
+            ``SoftmaxCrossEntropy``), raw outputs (regression) when it was never fit.
+
+    Returns:
+        An :class:`MCResult`.
+
+    Shape:
+        X ``(N, *)``; samples ``(T, N, K)``; mean, std, variance ``(N, K)``; entropy,
+        mutual_information, variation_ratio ``(N,)``.
+
+    Raises:
+        TypeError: ``model`` not a Module, ``loss`` not a Loss, non-integer ``samples`` /
+            ``batch_size``, non-numeric ``X``.
+        ValueError: ``samples`` or ``batch_size`` < 1, ``tau`` <= 0, ``X`` empty or not
+            finite, a model with no dropout layer.
+
+    Example:
+        >>> import numpy as np
+        >>> from droplab import nn
+        >>> model = nn.Sequential(nn.Dense(4, 32), nn.ReLU(), nn.Dropout(0.5), nn.Dense(32, 3), seed=0)
+        >>> model._loss = nn.SoftmaxCrossEntropy()  # as after model.fit(..., loss=...)
+        >>> X = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
+        >>> r = nn.mc_predict(model, X, samples=20, seed=1)
+        >>> r.samples.shape, r.mean.shape, r.entropy.shape, r.kind
+        ((20, 10, 3), (10, 3), (10,), 'classification')
+        >>> bool(np.all((0 <= r.mutual_information) & (r.mutual_information <= r.entropy)))
+        True
+        >>> model.training  # modes restored
+        True
+
+    Reference:
+        Gal and Ghahramani, "Dropout as a Bayesian Approximation", ICML 2016.
+    """
+    where = "mc_predict"
+    if not isinstance(model, Module):
+        raise TypeError(_validate.message(where, "model", "a droplab Module", type(model).__name__))
+    T = _validate.positive_int(where, "samples", samples)
+    if batch_size is not None:
+        batch_size = _validate.positive_int(where, "batch_size", batch_size)
+    if tau is not None:
+        tau = _validate.positive_float(where, "tau", tau)
+    _rng.check_seed(where, seed)
+    if loss is None:
+        loss = getattr(model, "_loss", None)
+    elif not isinstance(loss, Loss):
+        raise TypeError(_validate.message(where, "loss", "a droplab loss (e.g. nn.SoftmaxCrossEntropy())", loss))
+    X = _validate.finite_array(where, "X", X)
+    mods = list(model.modules())
+    droppers = [m for m in mods if m.is_dropout]
+    if not droppers:
+        raise ValueError(_validate.message(
+            where, "model", "a network with at least one dropout-family layer", type(model).__name__,
+            "Without dropout every pass is the same; use model.predict(X)."))
+    stacked = all(_batch_independent(m) for m in droppers)
+
+    was = [m.training for m in mods]
+    saved = [_snapshot(m) for m in droppers] if seed is not None else []
+    try:
+        for m in mods:
+            m.training = False
+        n = X.shape[0]
+        row_bytes = _widest_row_bytes(model, X[:1])
+        if batch_size is not None:
+            per_chunk, t_chunk = batch_size, T
+        elif T * row_bytes <= MEMORY_BUDGET:
+            per_chunk, t_chunk = MEMORY_BUDGET // (T * row_bytes), T
+        else:  # one input's T copies exceed the budget: split the passes too
+            per_chunk, t_chunk = 1, max(1, MEMORY_BUDGET // row_bytes)
+        if not stacked:
+            t_chunk = 1
+        if seed is not None:
+            kids = _rng.seed_sequence(seed, where).spawn(len(droppers))
+            for m, ss in zip(droppers, kids):
+                _reseed_masks(m, ss)
+        for m in droppers:
+            m.training = True
+        prefix, rest = _split_prefix(model)
+
+        parts: list[dict] = []
+        classification = None
+        for start in range(0, n, per_chunk):
+            xb = X[start:start + per_chunk]
+            nb = xb.shape[0]
+            h = _run(prefix, xb)
+            stats = None
+            chunk_samples = []
+            for t0 in range(0, T, t_chunk):
+                tc = min(t_chunk, T - t0)
+                hh = np.concatenate([h] * tc) if tc > 1 else h
+                out = _run(rest, hh)
+                out = np.asarray(loss.output(out) if loss is not None else out)
+                out = out.reshape(tc, nb, -1).astype(np.float64)
+                if classification is None:
+                    classification = bool(loss is not None and loss.classification)
+                if classification and out.shape[-1] == 1:  # a sigmoid output: two classes
+                    out = np.concatenate([1.0 - out, out], axis=-1)
+                if stats is None:
+                    stats = _Stats(nb, out.shape[-1], classification)
+                stats.add(out)
+                if keep_samples:
+                    chunk_samples.append(out)
+            parts.append({"stats": stats, "samples": np.concatenate(chunk_samples) if keep_samples else None})
+    finally:
+        for m, t in zip(mods, was):
+            m.training = t
+        for m, state in zip(droppers, saved):
+            _restore(m, state)
+
+    mean = np.concatenate([q["stats"].mean for q in parts])
+    var = np.concatenate([q["stats"].m2 for q in parts]) / T
+    var = np.maximum(var, 0.0)
+    std = np.sqrt(var)
+    entropy = expected = mi = vr = None
+    if classification:
+        entropy = np.maximum(_entropy(mean), 0.0)
+        expected = np.maximum(np.concatenate([q["stats"].ent_mean for q in parts]), 0.0)
+        mi = np.clip(entropy - expected, 0.0, entropy)
+        votes = np.concatenate([q["stats"].votes for q in parts])
+        vr = 1.0 - votes.max(axis=-1) / T
+        variance = var
+    else:
+        variance = var + (1.0 / tau if tau is not None else 0.0)
+    return MCResult(
+        samples=np.concatenate([q["samples"] for q in parts], axis=1) if keep_samples else None,
+        mean=mean, std=std, entropy=entropy, expected_entropy=expected, mutual_information=mi,
+        variation_ratio=vr, variance=variance, kind="classification" if classification else "regression",
+        T=T, stacked=stacked)
