@@ -7,6 +7,8 @@ Every layer is a :class:`Module` with ``forward(x)`` / ``backward(dy)``, ``train
 from droplab.nn.activations import SELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from droplab.nn.conv import AvgPool2d, Conv2d, MaxPool2d
 from droplab.nn.dropout import Dropout
+from droplab.nn.family import (AlphaDropout, ConcreteDropout, DropBlock2d, DropConnect, DropPath, Dropout1d,
+                               Dropout2d, Dropout3d, GaussianDropout, LockedDropout)
 from droplab.nn.io import load, load_optimizer
 from droplab.nn.layers import Dense, Flatten
 from droplab.nn.losses import BinaryCrossEntropy, Loss, MSELoss, SoftmaxCrossEntropy
@@ -24,6 +26,8 @@ __all__ = [
     "Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Residual", "RNN", "GRU",
     "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "SELU", "Softmax",
     "Dropout",
+    "Dropout1d", "Dropout2d", "Dropout3d", "GaussianDropout", "AlphaDropout", "DropConnect", "DropBlock2d",
+    "DropPath", "LockedDropout", "ConcreteDropout",
     "Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSELoss",
     "Optimizer", "SGD", "Adam", "AdamW",
     "fit", "predict", "evaluate",

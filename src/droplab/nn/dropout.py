@@ -6,7 +6,13 @@ Every variant is this one mechanism with small variations, drawn through two hoo
   shape for standard dropout; ``(N, C, 1, 1)`` for channel dropout; ``(N, 1, ..., 1)`` for
   DropPath; shared over time for locked dropout);
 * ``_sample(shape, dtype, counter)``: the multiplicative noise at that shape (Bernoulli
-  ``0`` or ``scale`` here; Gaussian, Alpha and DropBlock change it).
+  ``0`` or ``scale`` here; Gaussian, Alpha and DropBlock change it);
+* ``_shift(shape, dtype, counter)``: an additive term, ``None`` here (Alpha dropout sets
+  dropped units to a constant, so its transform is affine: ``y = x * noise + shift``).
+
+Forward computes ``x * _sample(...) (+ _shift(...))`` and backward ``dy * _sample(...)``,
+both from the same ``(key, counter)``. The variants in :mod:`droplab.nn.family` override only
+these hooks (and their constructors' checks).
 
 Masks come from :mod:`droplab.kernels`: a pure function of the layer's key, the call
 counter and the element index. ``backward`` regenerates the mask from ``(key, counter)``
@@ -78,17 +84,36 @@ class Dropout(Module):
     """
 
     is_dropout = True
+    #: whether ``p = 1`` is allowed (Gaussian and Alpha dropout have no finite noise at p = 1)
+    _allow_p_one = True
+    _p_one_hint: str | None = None
 
     def __init__(self, p: float = 0.5, *, inverted: bool = True, axes=None, seed: _rng.Seed = None) -> None:
         super().__init__()
         where = type(self).__name__
-        self.p = _validate.probability(where, "p", p)
+        self.p = p
         self.inverted = bool(inverted)
         self.axes = _validate.axes(where, axes)
         self._config = {"p": self.p, "inverted": self.inverted, "axes": self.axes}
         self._state: tuple | None = None  # what backward needs: never the mask itself
         self._reseed(_rng.seed_sequence(seed, where))
         self._explicit_seed = seed is not None
+
+    @property
+    def p(self) -> float:
+        """The drop probability; setting it (rate schedules do) validates it."""
+        return self._p
+
+    @p.setter
+    def p(self, value: float) -> None:
+        where = type(self).__name__
+        v = _validate.probability(where, "p", value)
+        if v == 1.0 and not self._allow_p_one:
+            raise ValueError(_validate.message(where, "p", "a probability in [0, 1)", value, self._p_one_hint))
+        self._p = v
+
+    def config(self) -> dict:
+        return {**self._config, "p": self.p}
 
     def _reseed(self, ss: np.random.SeedSequence) -> None:
         self._key = _rng.mask_key(ss)
@@ -116,6 +141,10 @@ class Dropout(Module):
     def _sample(self, shape: tuple[int, ...], dtype: np.dtype, counter: int) -> np.ndarray:
         """The multiplicative noise at ``shape``: ``scale`` where kept, 0 where dropped."""
         return kernels.mask_values(shape, self.p, self._key, counter, self.scale, dtype)
+
+    def _shift(self, shape: tuple[int, ...], dtype: np.dtype, counter: int) -> np.ndarray | None:
+        """An additive term of the training transform at ``shape`` (None: purely multiplicative)."""
+        return None
 
     def _eval_factor(self) -> float:
         """What evaluation multiplies by: 1, or ``1 - p_eff`` for the classic form."""
@@ -146,7 +175,9 @@ class Dropout(Module):
         counter = self.counter
         self.counter += 1
         self._state = ("train", counter, shape, x.shape)
-        return self._apply(x, shape, counter)
+        y = self._apply(x, shape, counter)
+        shift = self._shift(shape, x.dtype, counter)
+        return y if shift is None else y + shift
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         if self._state is None:
