@@ -1,8 +1,8 @@
 """numba fast path of droplab's mask source, bit-identical to :mod:`droplab.kernels._reference`.
 
 Importing this module imports numba (about 0.3 s), so :mod:`droplab.kernels` imports it only
-on the first kernel call. Each kernel is one parallel pass over the output: a ``prange`` over
-chunks of ``CHUNK`` elements; inside a chunk, a straight-line loop computes Philox4x32-10 for
+on the first kernel call. Each kernel is one pass over the output: a ``prange`` over chunks of
+``CHUNK`` elements (a plain loop on the calling thread below ``SERIAL_BELOW``); inside a chunk, a straight-line loop computes Philox4x32-10 for
 the chunk's blocks into a small local buffer (L1-resident), and a second loop reads that
 buffer as 16-bit uniforms and writes ``x * (scale or 0)``. Both inner loops are branch-free so
 LLVM vectorises them (``vpmuludq`` for the 32x32->64 multiplies). No fastmath: the result must
@@ -17,13 +17,12 @@ from __future__ import annotations
 import functools
 import threading
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from droplab.kernels._reference import LANES, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1
 
-__all__ = ["CHUNK", "philox4x32", "uniform16", "apply", "mask_values", "keep_mask", "set_num_threads", "get_num_threads"]
+__all__ = ["CHUNK", "philox4x32", "uniform16", "apply", "mask_values", "keep_mask"]
 
 #: Elements per parallel work item (a multiple of ``LANES``). 8192 float32 elements plus their
 #: 16 KiB of uniforms stay in L1/L2 while giving a 2-core machine hundreds of items to balance.
@@ -242,12 +241,3 @@ def keep_mask(out, threshold, key, counter, chunk=CHUNK):
         with _LAUNCH:
             _keep_mask(*args)
     return out
-
-
-def set_num_threads(n: int) -> None:
-    """Number of threads the parallel kernels use (numba's ``set_num_threads``)."""
-    numba.set_num_threads(n)
-
-
-def get_num_threads() -> int:
-    return numba.get_num_threads()
