@@ -179,43 +179,61 @@ _P_CHOICE = {
 
 
 def study_p_choice(scale: str, seed: int, console) -> StudyResult:
-    """Validation accuracy against p, on mnist1d (the default data) and on spiral and digits."""
-    from droplab import data
-    from droplab.lab import experiment
+    """Validation accuracy against p, on mnist1d (the default data) and on spiral and digits.
 
-    grid, n_seeds, sets = _P_CHOICE[scale]
+    The grid points are :mod:`droplab.lab.sweep`'s (its knobs, ``run_config`` and 95% CI
+    summary), so a record here is a sweep record; the runs go one after another through
+    :func:`droplab.lab.experiment.train_run`.
+    """
+    from droplab import data
+    from droplab.lab import experiment, sweep
+
+    grid_p, n_seeds, sets = _P_CHOICE[scale]
     seeds = [seed + i for i in range(n_seeds)]
-    runs = []
+    runs, summary, grids = [], [], {}
     for name, (hidden, epochs, batch, lr, options) in sets.items():
         ds = data.load(name, **options)
-        cfg = experiment.RunConfig(hidden=hidden, epochs=epochs, batch_size=batch, lr=lr).validate("study p-choice")
-        for p in grid:
+        grid = {k: list(v) for k, v in sweep.DEFAULTS.items()}
+        grid.update(dataset=[name], hidden=[list(hidden)], epochs=[epochs], batch_size=[batch or 0], lr=[lr],
+                    p=list(grid_p))
+        grids[name] = grid
+        points = sweep.expand(grid)
+        for point in points:
+            cfg = sweep.run_config(point).validate("study p-choice")
             for s in seeds:
-                with console.status(f"p-choice: {name}, p={p:g}, seed {s}"):
-                    record, _ = experiment.train_run(ds, cfg, p=p, seed=s)
-                runs.append({"dataset": name, "arm": f"{name} p={p:g}", **record})
-    summary, reading = [], []
-    for name in sets:
-        rows = _arm_summary(runs, [f"{name} p={p:g}" for p in grid])
-        for row, p in zip(rows, grid):
-            row.update(dataset=name, p=p)
+                with console.status(f"p-choice: {name}, p={point['p']:g}, seed {s}"):
+                    record, _ = experiment.train_run(ds, cfg, p=point["p"], seed=s)
+                runs.append({"key": sweep.run_key(point, s), **point, "arm": f"{name} p={point['p']:g}", **record})
+        rows = sweep.summarize_points(runs, points)
+        for row in rows:
+            mine = [r for r in runs if r["arm"] == f"{name} p={row['p']:g}"]
+            row["arm"] = f"{name} p={row['p']:g}"
+            row["train acc (%)"] = _fmt_ci([r["metrics"]["train_accuracy"] for r in mine])
+            row["val acc (%)"] = _fmt_ci([r["metrics"]["val_accuracy"] for r in mine])
+            row["gap (points)"] = _fmt_ci([r["metrics"]["gap"] for r in mine])
+            row["val loss"] = _fmt_ci([r["metrics"]["val_loss"] for r in mine], 1.0, 3)
+            row["val_accuracy"]["ci95"] = row["val_accuracy"]["ci95"] or 0.0
+            row["gap"]["ci95"] = row["gap"]["ci95"] or 0.0
         summary += rows
+    reading = []
+    for name in sets:
+        rows = [r for r in summary if r["dataset"] == name]
         best = max(rows, key=lambda r: r["val_accuracy"]["mean"])
-        line = (f"{name}: best p = {best['p']:g} (val acc {best['val acc (%)']}%)")
+        line = f"{name}: best p = {best['p']:g} (val acc {best['val acc (%)']}%)"
         if best["p"] != 0:
             line += f"; against p = 0: {_paired(runs, best['arm'], f'{name} p=0')}"
         else:
             line += "; no p > 0 beat p = 0 on average"
-        ci_overlap = [r for r in rows if r["p"] != best["p"] and
-                      r["val_accuracy"]["mean"] + r["val_accuracy"]["ci95"]
-                      >= best["val_accuracy"]["mean"] - best["val_accuracy"]["ci95"]]
-        if ci_overlap:
-            close = ", ".join(f"{r['p']:g}" for r in ci_overlap)
-            line += f"; p = {close} within the CIs (not distinguishable)"
+        close = [r for r in rows if r["p"] != best["p"] and
+                 r["val_accuracy"]["mean"] + r["val_accuracy"]["ci95"]
+                 >= best["val_accuracy"]["mean"] - best["val_accuracy"]["ci95"]]
+        if close:
+            listed = ", ".join(f"{r['p']:g}" for r in close)
+            line += f"; p = {listed} within the CIs (not distinguishable)"
         reading.append(line + ".")
     config = {"datasets": {k: {"hidden": list(v[0]), "epochs": v[1], "batch_size": v[2], "lr": v[3],
                                "options": v[4]} for k, v in sets.items()},
-              "p_grid": list(grid), "seeds": seeds, "optimizer": "adam"}
+              "p_grid": list(grid_p), "seeds": seeds, "optimizer": "adam", "grids": grids}
 
     def plot(path):
         _plot_p_choice(summary, list(sets), path)
@@ -747,7 +765,8 @@ STUDIES: dict[str, Callable] = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", metavar="NAME", help="one of: " + ", ".join(STUDIES))
+    parser.add_argument("name", metavar="NAME", help="one of: " + ", ".join(STUDIES)
+                        + " (results go to results/study-NAME unless --out is given)")
     parser.add_argument("--quick", action="store_true", help="a small setting: under two minutes on 2 cores")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds; for the test suite
 
