@@ -444,3 +444,30 @@ def test_every_variant_is_a_dropout_layer():
     for cls in (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.GaussianDropout, nn.AlphaDropout, nn.DropBlock2d,
                 nn.DropPath, nn.LockedDropout, nn.DropConnect, nn.ConcreteDropout):
         assert issubclass(cls, nn.Dropout) and cls.is_dropout
+
+
+def test_alpha_p_rounding_to_one_stays_finite(rng):
+    x = rng.standard_normal((4, 50))
+    layer = nn.AlphaDropout(math.nextafter(1.0, 0.0), seed=0)
+    y = layer.forward(x)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(layer.backward(np.ones_like(x))))
+
+
+def test_save_load_round_trip_keeps_weights_masks_and_p(tmp_path, rng, seed):
+    def model():
+        return nn.Sequential(
+            nn.Dropout2d(0.2), nn.DropBlock2d(0.2, 2, shared_channels=True, gamma="paper"), nn.Flatten(),
+            nn.GaussianDropout(0.3), nn.DropPath(0.1, mode="batch"),
+            nn.DropConnect(32, 8, 0.4, per="example", inference="gaussian", samples=5, activation=nn.ReLU()),
+            nn.AlphaDropout(0.1), nn.ConcreteDropout(nn.Dense(8, 6), init_p=0.3, temperature=0.2), seed=seed)
+
+    m = model()
+    x = _x((5, 2, 4, 4), rng, np.float32)
+    m.forward(x)
+    m.layers[7].p = 0.45
+    path = tmp_path / "family.npz"
+    m.save(path)
+    loaded = nn.load(path)
+    assert repr(loaded) == repr(m) and loaded.layers[7].p == pytest.approx(0.45)
+    assert np.array_equal(loaded.forward(x), m.forward(x))  # the next masks too: key and counter kept
+    assert np.array_equal(loaded.eval().forward(x), m.eval().forward(x))

@@ -288,7 +288,8 @@ class AlphaDropout(_Variant):
     ``y = a * (x * m + alpha' * (1 - m)) + b``, ``m ~ Bernoulli(q)``,
     ``a = (q + alpha'^2 q (1 - q))^(-1/2)``, ``b = -a (1 - q) alpha'``, so an input of mean 0
     and variance 1 keeps them. Eval: identity. Gradient: ``dy * a * m``. ``p = 1`` is
-    rejected (``a`` is infinite there).
+    rejected (``a`` is infinite there), and the mask's ``p`` is capped at ``1 - 2**-16`` so that
+    a ``p`` that rounds to 1 at 16 bits keeps a finite ``a``.
 
     Args:
         p (float): in [0, 1). Default 0.5.
@@ -315,18 +316,22 @@ class AlphaDropout(_Variant):
     _allow_p_one = False
     _p_one_hint = "Alpha dropout's affine correction a = (q + alpha'^2 q (1-q))^(-1/2) is infinite at p = 1."
 
+    @property
+    def _mask_p(self) -> float:
+        return min(self.p, 1.0 - 1.0 / kernels.RESOLUTION)  # q >= 2**-16: a stays finite
+
     def coefficients(self) -> tuple[float, float]:
         """``(a, b)`` of the affine correction for the effective ``p``."""
-        q = 1.0 - kernels.effective_p(self.p)
+        q = 1.0 - kernels.effective_p(self._mask_p)
         a = (q + ALPHA_PRIME**2 * q * (1.0 - q)) ** -0.5
         return a, -a * (1.0 - q) * ALPHA_PRIME
 
     def _sample(self, shape, dtype, counter):
-        return kernels.mask_values(shape, self.p, self._key, counter, self.coefficients()[0], dtype)
+        return kernels.mask_values(shape, self._mask_p, self._key, counter, self.coefficients()[0], dtype)
 
     def _shift(self, shape, dtype, counter):
         a, b = self.coefficients()
-        keep = kernels.keep_mask(shape, self.p, self._key, counter)
+        keep = kernels.keep_mask(shape, self._mask_p, self._key, counter)
         return np.where(keep, dtype.type(b), dtype.type(a * ALPHA_PRIME + b))
 
 
