@@ -88,27 +88,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
         return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals)
 
     g = parser.add_argument_group("grid (comma-separated values; every combination is run)")
-    g.add_argument("--p", default=None, help=f"drop probabilities (default {d('p')})")
-    g.add_argument("--dataset", default=None,
+    g.add_argument("--p", default=argparse.SUPPRESS, help=f"drop probabilities (default {d('p')})")
+    g.add_argument("--dataset", default=argparse.SUPPRESS,
                    help=f"registered data sets or .npz/.csv files (default {d('dataset')})")
-    g.add_argument("--hidden", default=None,
+    g.add_argument("--hidden", default=argparse.SUPPRESS,
                    help=f"hidden layer sizes; architectures separated by ';' (default {d('hidden')})")
-    g.add_argument("--variant", default=None, help=f"dropout variants (default {d('variant')})")
-    g.add_argument("--activation", default=None, help=f"relu, leaky_relu, tanh, sigmoid, selu "
+    g.add_argument("--variant", default=argparse.SUPPRESS, help=f"dropout variants, e.g. dropout,classic (default {d('variant')})")
+    g.add_argument("--activation", default=argparse.SUPPRESS, help=f"relu, leaky_relu, tanh, sigmoid, selu "
                                                       f"(default {d('activation')})")
-    g.add_argument("--optimizer", default=None, help=f"adam, adamw, sgd (default {d('optimizer')})")
-    g.add_argument("--lr", default=None, help=f"learning rates (default {d('lr')})")
-    g.add_argument("--l2", default=None, help=f"L2 penalties on every weight matrix (default {d('l2')})")
-    g.add_argument("--epochs", default=None, help=f"passes over the training data (default {d('epochs')})")
-    g.add_argument("--batch-size", dest="batch_size", default=None,
+    g.add_argument("--optimizer", default=argparse.SUPPRESS, help=f"adam, adamw, sgd (default {d('optimizer')})")
+    g.add_argument("--lr", default=argparse.SUPPRESS, help=f"learning rates (default {d('lr')})")
+    g.add_argument("--l2", default=argparse.SUPPRESS, help=f"L2 penalties on every weight matrix (default {d('l2')})")
+    g.add_argument("--epochs", default=argparse.SUPPRESS, help=f"passes over the training data (default {d('epochs')})")
+    g.add_argument("--batch-size", dest="batch_size", default=argparse.SUPPRESS,
                    help=f"mini-batch sizes, 0 = full batch (default {d('batch_size')})")
-    g.add_argument("--input-p", dest="input_p", default=None,
+    g.add_argument("--input-p", dest="input_p", default=argparse.SUPPRESS,
                    help=f"drop probabilities on the inputs, used where p > 0 (default {d('input_p')})")
-    parser.add_argument("--config", default=None,
+    parser.add_argument("--config", default=argparse.SUPPRESS,
                         help="TOML file with the grid (keys as the flags, with '_'; lists or single values; "
                              "also 'seeds'); flags override it")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per grid point (default 3)")
-    parser.add_argument("--label", default=None, help="label column of .csv data sets (default 'label')")
+    parser.add_argument("--seeds", type=int, default=argparse.SUPPRESS, help="seeds per grid point (default 3)")
+    parser.add_argument("--label", default=argparse.SUPPRESS, help="label column of .csv data sets (default 'label')")
     parser.add_argument("--workers", type=int, default=1, help="parallel runs (processes, or cluster tasks)")
     parser.add_argument("--backend", default="loky",
                         help="joblib backend: loky (local processes), dask or ray (when installed)")
@@ -248,8 +248,9 @@ def config_hash(grid: dict[str, list[Any]], seeds: Sequence[int], label: str) ->
 
 def build_grid(args: argparse.Namespace) -> tuple[dict[str, list[Any]], int, str]:
     """Defaults, then the TOML file, then the flags: the canonical grid, seeds and CSV label."""
-    file = read_toml(args.config) if args.config else {}
-    where_file = f"{WHERE} ({Path(args.config).name})" if args.config else WHERE
+    config, n_seeds, label = (getattr(args, k, None) for k in ("config", "seeds", "label"))
+    file = read_toml(config) if config else {}
+    where_file = f"{WHERE} ({Path(config).name})" if config else WHERE
     grid: dict[str, list[Any]] = {}
     for knob in KNOBS:
         flag = getattr(args, knob, None)
@@ -267,9 +268,9 @@ def build_grid(args: argparse.Namespace) -> tuple[dict[str, list[Any]], int, str
             if c not in values:  # a repeated value would only run the same runs twice
                 values.append(c)
         grid[knob] = values
-    seeds = args.seeds if args.seeds is not None else file.get("seeds", 3)
-    seeds = _validate.positive_int(WHERE if args.seeds is not None else where_file, "seeds", seeds)
-    label = args.label if args.label is not None else file.get("label", "label")
+    seeds = n_seeds if n_seeds is not None else file.get("seeds", 3)
+    seeds = _validate.positive_int(WHERE if n_seeds is not None else where_file, "seeds", seeds)
+    label = label if label is not None else file.get("label", "label")
     if not isinstance(label, str):
         raise TypeError(_validate.message(where_file, "label", "a column name (string)", label))
     return grid, seeds, label
@@ -677,7 +678,7 @@ def plot_sweep(summary: Sequence[dict], grid: dict[str, list[Any]], out: Path) -
     draw(axes[0], "val_accuracy", 100, "validation accuracy (%)")
     draw(axes[1], "val_loss", 1, "validation loss")
     fig.suptitle(f"sweep: mean and 95% CI over {n} seed(s)")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.88, wspace=0.22)  # tight_layout costs 0.3 s
     _save_fig(fig, out / "sweep_p.png")
     plt.close(fig)
 
@@ -685,7 +686,7 @@ def plot_sweep(summary: Sequence[dict], grid: dict[str, list[Any]], out: Path) -
     draw(ax, "gap", 100, "train - validation accuracy (points)")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_title(f"generalisation gap, mean and 95% CI over {n} seed(s)")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.13, top=0.9)
     _save_fig(fig, out / "gap.png")
     plt.close(fig)
 
