@@ -14,6 +14,7 @@ from droplab.nn.layers import Dense, Flatten
 from droplab.nn.losses import BinaryCrossEntropy, Loss, MSELoss, SoftmaxCrossEntropy
 from droplab.nn.mc import MCResult, mc_predict
 from droplab.nn.module import Module, Parameter, Sequential
+from droplab.nn.schedules import ConstantRate, EarlyDropout, LinearRamp, MaxNorm, RateSchedule
 from droplab.nn.norm import BatchNorm1d, BatchNorm2d
 from droplab.nn.optim import SGD, Adam, AdamW, Optimizer
 from droplab.nn.recurrent import GRU, RNN
@@ -28,6 +29,7 @@ __all__ = [
     "Dropout",
     "Dropout1d", "Dropout2d", "Dropout3d", "GaussianDropout", "AlphaDropout", "DropConnect", "DropBlock2d",
     "DropPath", "LockedDropout", "ConcreteDropout",
+    "RateSchedule", "ConstantRate", "LinearRamp", "EarlyDropout", "MaxNorm",
     "Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSELoss",
     "Optimizer", "SGD", "Adam", "AdamW",
     "fit", "predict", "evaluate",
