@@ -166,3 +166,14 @@ def test_bad_folder_is_one_line_exit_2(tmp_path, capsys):
     assert not (tmp_path / "report.html").exists()
     with pytest.raises(ValueError, match=r"report: `dir` must be an existing results folder"):
         report.render(tmp_path / "nope")
+
+
+def test_sweep_reading_counts_diverged_runs():
+    summary = [{"lr": 1e30, "p": 0.0, "diverged": 2, "val_accuracy": None},
+               {"lr": 0.05, "p": 0.0, "diverged": 0, "val_accuracy": {"mean": 0.5, "std": 0.0, "n": 2, "ci95": 0.0}},
+               {"lr": 0.05, "p": 0.5, "diverged": 0, "val_accuracy": {"mean": 0.6, "std": 0.0, "n": 2, "ci95": 0.0}}]
+    res = {"command": "sweep", "config": {"grid": {"lr": [1e30, 0.05], "p": [0.0, 0.5]}}, "summary": summary,
+           "runs": []}
+    lines = report.reading(res)
+    assert lines[0].startswith("2 run(s) diverged (non-finite training loss) at 1 grid point(s)")
+    assert lines[1].startswith("Best p for lr=0.05: 0.5, validation accuracy 60.0 ± 0.0% (mean ± 95% CI over 2 seed(s))")

@@ -236,3 +236,20 @@ def test_cluster_backend_without_its_package_is_one_line(tmp_path, capsys, backe
     err = capsys.readouterr().err
     assert f"{package} is not installed" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow on the way to a NaN loss
+def test_a_diverging_run_is_recorded_not_fatal(tmp_path, capsys):
+    out = tmp_path / "div"
+    args = ["sweep", *TINY, "--optimizer", "sgd", "--lr", "1e30,0.05", "--p", "0", "--seeds", "1", "--out", str(out)]
+    assert main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    bad, good = res["runs"]
+    assert bad["lr"] == 1e30 and isinstance(bad["error"], str) and bad["error"]  # fit's FloatingPointError
+    assert bad["metrics"] is None and "error" not in good and 0 <= good["metrics"]["val_accuracy"] <= 1
+    assert [row["diverged"] for row in res["summary"]] == [1, 0]
+    assert res["summary"][0]["val_accuracy"] is None and res["summary"][1]["val_accuracy"]["n"] == 1
+    assert [b["line"] for b in res["best"]] == ["lr=0.05"]
+    capsys.readouterr()
+    assert main([a for a in args if a != "--quiet"]) == 0  # deterministic: counted as done on resume
+    assert "2 of 2 runs done, 0 to go" in capsys.readouterr().out

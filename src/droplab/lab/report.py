@@ -192,16 +192,22 @@ def _reading_compare(res: Mapping) -> list[str]:
 
 
 def _reading_sweep(res: Mapping) -> list[str]:
-    summary = [r for r in res.get("summary", []) if isinstance(r, Mapping) and "p" in r and "val_accuracy" in r]
+    rows_all = [r for r in res.get("summary", []) if isinstance(r, Mapping) and "p" in r]
+    summary = [r for r in rows_all if _is_stat(r.get("val_accuracy"))]
+    out = []
+    diverged = sum(int(r.get("diverged") or 0) for r in rows_all)
+    if diverged:
+        points = [r for r in rows_all if r.get("diverged")]
+        out.append(f"{diverged} run(s) diverged (non-finite training loss) at {len(points)} grid point(s); they are "
+                   "left out of the statistics and counted in the summary's `diverged` column.")
     if not summary:
-        return []
+        return out
     grid = res.get("config", {}).get("grid", {})
     varying = [k for k, v in grid.items() if isinstance(v, list) and len(v) > 1 and k != "p"]
     lines: dict[tuple, list[Mapping]] = {}
     for row in summary:
         lines.setdefault(tuple(json.dumps(row.get(k)) for k in varying), []).append(row)
     runs = [r for r in res.get("runs", []) if isinstance(r, Mapping)]
-    out = []
     for rows in lines.values():
         top = max(rows, key=lambda r: r["val_accuracy"]["mean"])
         label = ", ".join(f"{k}={_cell(top.get(k))}" for k in varying)

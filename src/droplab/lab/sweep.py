@@ -26,6 +26,8 @@ by design, so that it can be resumed:
   by ``fsync``. A process killed at any instant leaves at most one torn last line; on
   resume it is detected (no newline, or not JSON), dropped, and the file is rewritten
   atomically with the intact records, each once.
+- A run whose training loss becomes non-finite (too large a learning rate) does not stop the
+  sweep: its record holds ``error`` and no metrics, and the summary counts it in ``diverged``.
 - ``results.json`` (``command``, ``config``, ``versions``, ``runs``, ``summary`` as for
   ``compare``; ``summary`` adds a 95% confidence interval over seeds) and the plots
   ``sweep_p.png`` (validation accuracy and loss against p, error bars = 95% CI, one line per
@@ -43,6 +45,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -323,7 +326,14 @@ def _run_one(key: str, point: dict[str, Any], seed: int, label: str) -> dict[str
     from droplab.lab import experiment
 
     _warm_kernels()
-    record, _ = experiment.train_run(_dataset(point["dataset"], label), run_config(point), p=point["p"], seed=seed)
+    try:
+        record, _ = experiment.train_run(_dataset(point["dataset"], label), run_config(point), p=point["p"],
+                                         seed=seed)
+    except FloatingPointError as exc:
+        # a diverging run is a result of the grid (too large a learning rate), not a reason to stop
+        # the sweep; it is deterministic, so a resumed sweep counts it as done
+        return {"key": key, **point, "p": point["p"], "seed": seed, "error": str(exc), "metrics": None,
+                "history": None}
     return {"key": key, **point, **record}
 
 
@@ -491,13 +501,18 @@ def mean_ci(values: Sequence[float]) -> dict[str, Any]:
 
 
 def summarize_points(runs: Sequence[dict], points: Sequence[dict]) -> list[dict[str, Any]]:
-    """One row per grid point with runs: the point's knobs and mean/std/n/ci95 of each metric."""
+    """One row per grid point with runs: its knobs, seeds, diverged runs and mean/std/n/ci95 per metric.
+
+    Runs that diverged (a record with ``error``) are counted in ``diverged`` and left out of the
+    statistics; a point whose runs all diverged has None for each metric.
+    """
     rows = []
     for point in points:
         mine = [r for r in runs if all(r.get(k) == v for k, v in point.items())]
+        ok = [r for r in mine if not r.get("error")]
         if mine:
-            rows.append({**point, "seeds": sorted(r["seed"] for r in mine),
-                         **{m: mean_ci([r["metrics"][m] for r in mine]) for m in METRICS}})
+            rows.append({**point, "seeds": sorted(r["seed"] for r in mine), "diverged": len(mine) - len(ok),
+                         **{m: mean_ci([r["metrics"][m] for r in ok]) if ok else None for m in METRICS}})
     return rows
 
 
@@ -530,7 +545,8 @@ def run(args: argparse.Namespace) -> int:
         todo = [t for t in tasks if t[0] not in done]
         from rich.console import Console
 
-        console = Console(quiet=args.quiet)
+        # a table of a dozen columns: 120 characters when the output is a file or a pipe, not rich's 80
+        console = Console(quiet=args.quiet, width=None if sys.stdout.isatty() else 120)
         if done:
             console.print(f"resuming {out}: {len(done)} of {len(tasks)} runs done, {len(todo)} to go"
                           + (f" ({dropped} torn or stray line(s) dropped)" if dropped else ""), soft_wrap=True)
@@ -626,7 +642,8 @@ def best_points(summary: Sequence[dict], grid: dict[str, list[Any]]) -> list[dic
     keys = _varying(grid)
     groups: dict[str, list[dict]] = {}
     for row in summary:
-        groups.setdefault(_line_label(row, keys), []).append(row)
+        if row["val_accuracy"] is not None:
+            groups.setdefault(_line_label(row, keys), []).append(row)
     best = []
     for name, rows in groups.items():
         top = max(rows, key=lambda r: r["val_accuracy"]["mean"])
@@ -657,7 +674,8 @@ def plot_sweep(summary: Sequence[dict], grid: dict[str, list[Any]], out: Path) -
     keys = _varying(grid)
     lines: dict[str, list[dict]] = {}
     for row in summary:
-        lines.setdefault(_line_label(row, keys), []).append(row)
+        if row["val_accuracy"] is not None:  # not every run of the point diverged
+            lines.setdefault(_line_label(row, keys), []).append(row)
 
     def draw(ax, metric: str, mult: float, ylabel: str) -> None:
         for i, (name, rows) in enumerate(lines.items()):
@@ -673,7 +691,7 @@ def plot_sweep(summary: Sequence[dict], grid: dict[str, list[Any]], out: Path) -
         if len(lines) > 1:
             ax.legend(fontsize=7)
 
-    n = min(r["val_accuracy"]["n"] for r in summary)
+    n = min((r["val_accuracy"]["n"] for rows in lines.values() for r in rows), default=0)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     draw(axes[0], "val_accuracy", 100, "validation accuracy (%)")
     draw(axes[1], "val_loss", 1, "validation loss")
@@ -703,11 +721,19 @@ def _print_table(console, summary, grid, n_seeds) -> None:
             ("ms / epoch", "seconds_per_epoch", 1000, "{:.1f}")]
     for name, *_ in cols:
         table.add_column(name, justify="right")
+    diverged = any(row["diverged"] for row in summary)
+    if diverged:
+        table.add_column("diverged", justify="right")
     for row in summary:
         cells = []
         for _, key, mult, fmt in cols:
             s = row[key]
+            if s is None:
+                cells.append("–")
+                continue
             ci = "" if s["ci95"] is None else f" ± {fmt.format(s['ci95'] * mult)}"
             cells.append(fmt.format(s["mean"] * mult) + ci)
+        if diverged:
+            cells.append(f"{row['diverged']}/{len(row['seeds'])}")
         table.add_row(*(_fmt(k, row[k]) for k in keys), *cells)
     console.print(table)
