@@ -21,7 +21,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p", type=float, default=0.3, help="drop probability of the dropout arm")
     parser.add_argument("--input-p", type=float, default=0.0, help="drop probability on the inputs (dropout arm)")
     parser.add_argument("--variant", default="dropout",
-                        help="dropout variant(s) for the dropout arm; several, comma-separated, give one arm each")
+                        help="dropout variant(s) for the dropout arm; several, comma-separated, give one arm each "
+                             "(mlp: dropout, classic, gaussian, alpha; cnn: dropout, dropout2d, dropblock, "
+                             "gaussian; rnn: dropout, locked)")
+    parser.add_argument("--model", default="mlp",
+                        help="mlp; cnn (Conv-ReLU-dropout-pool-Dense on image data sets, e.g. digits); rnn (the "
+                             "features read as a sequence, e.g. mnist1d); --hidden and --activation apply to mlp")
     parser.add_argument("--hidden", default="256,256", help="hidden layer sizes, comma-separated")
     parser.add_argument("--activation", default="relu", help="relu, leaky_relu, tanh, sigmoid or selu")
     parser.add_argument("--epochs", type=int, default=150, help="passes over the training data")
@@ -31,6 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--l2", type=float, default=0.0, help="L2 penalty on every weight matrix")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds per arm")
     parser.add_argument("--label", default="label", help="label column of a .csv data set")
+    parser.add_argument("--backend", default="numpy", choices=("numpy", "torch"),
+                        help="train with the NumPy engine or with PyTorch (droplab.torch; same weights, "
+                             "masks and shuffling)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,15 +49,19 @@ def run(args: argparse.Namespace) -> int:
     p = _validate.probability(where, "p", args.p)
     seeds = _validate.positive_int(where, "seeds", args.seeds)
     variants = [v.strip() for v in str(args.variant).split(",") if v.strip()] or ["dropout"]
+    model = _validate.one_of(where, "model", args.model, models.MODELS)
     for v in variants:
-        _validate.one_of(where, "variant", v, models.VARIANTS)
+        _validate.one_of(where, "variant", v, models.MODELS[model])
     batch = None if args.batch_size == 0 else args.batch_size
     base = experiment.RunConfig(
         hidden=models.parse_hidden(args.hidden), activation=args.activation, variant=variants[0],
         input_p=args.input_p, epochs=args.epochs, batch_size=batch, optimizer=args.optimizer, lr=args.lr,
-        l2=args.l2).validate(where)
+        l2=args.l2, model=model).validate(where)
     options = {"label": args.label} if str(args.dataset).endswith(".csv") else {}
     ds = data.load(args.dataset, **options)
+    if model == "cnn" and ds.image_shape is None:
+        raise ValueError(_validate.message(where, "model", "'mlp' or 'rnn' for a data set without an image shape",
+                                           model, f"{ds.name} has no (C, H, W) layout; try --dataset digits."))
 
     arms = [("no dropout", base, 0.0)]
     for v in variants:
@@ -69,10 +81,20 @@ def _execute(args, ds, arms, run_seeds) -> int:
     import numpy as np
 
     from droplab import kernels
+    from droplab._validate import message as _validate_message
 
     for dt in (np.float32, np.float64):  # compile the mask kernels before anything is timed
         kernels.apply(np.ones(64, dt), 0.5, (0, 0), 0, 2.0)
     console = Console(stderr=False, quiet=args.quiet)
+    backend = getattr(args, "backend", "numpy")
+    if backend == "torch":
+        try:
+            from droplab.torch.train import train_run
+        except ImportError:
+            raise ValueError(_validate_message("compare", "backend", "'numpy' here (PyTorch is not installed)",
+                                               backend, "Install it with `pip install 'droplab[torch]'`.")) from None
+    else:
+        train_run = experiment.train_run
     total = len(arms) * len(run_seeds) * arms[0][1].epochs
     runs: list[dict] = []
     models_seed0: dict[str, object] = {}
@@ -84,7 +106,7 @@ def _execute(args, ds, arms, run_seeds) -> int:
             for label, cfg, p in arms:
                 for s in run_seeds:
                     progress.update(task, description=f"{label}, seed {s}")
-                    record, model = experiment.train_run(ds, cfg, p=p, seed=s,
+                    record, model = train_run(ds, cfg, p=p, seed=s,
                                                          on_epoch=lambda: progress.advance(task))
                     record = {"arm": label, "variant": cfg.variant, **record}
                     runs.append(record)
@@ -97,6 +119,7 @@ def _execute(args, ds, arms, run_seeds) -> int:
         results = {
             "command": "compare",
             "config": {"dataset": ds.name, "dataset_description": ds.description, "seed": args.seed,
+                       "backend": backend,
                        "seeds": run_seeds, "p": arms[-1][2], "arms": [a[0] for a in arms],
                        **arms[0][1].to_dict()},
             "versions": versions(),

@@ -274,8 +274,11 @@ def _fused_apply(x: torch.Tensor, spec: Bernoulli, layout_like: torch.Tensor | N
     src = x.detach()
     if not src.is_contiguous():
         src = src.contiguous()
-    out = torch.empty(src.shape, dtype=src.dtype)
-    kernels.apply(src.numpy(), spec.p, spec.key, spec.counter, spec.scale, out=out.numpy())
+    # numpy's allocator asks for transparent huge pages on large arrays (torch's does not by
+    # default): first-touch page faults on a fresh 64 MB output cost as much as the kernel.
+    out_np = np.empty(tuple(src.shape), dtype=np.float32 if src.dtype == torch.float32 else np.float64)
+    kernels.apply(src.numpy(), spec.p, spec.key, spec.counter, spec.scale, out=out_np)
+    out = torch.from_numpy(out_np)
     if layout_like is not None and not layout_like.is_contiguous():
         shaped = torch.empty_like(layout_like)
         shaped.copy_(out)
