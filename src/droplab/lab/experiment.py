@@ -17,7 +17,7 @@ import numpy as np
 from droplab import _validate, nn
 from droplab.lab import models
 
-__all__ = ["RunConfig", "train_run", "OPTIMIZERS", "summarize"]
+__all__ = ["RunConfig", "build", "train_run", "OPTIMIZERS", "summarize"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -35,13 +35,15 @@ class RunConfig:
     optimizer: str = "adam"
     lr: float = 1e-3
     l2: float = 0.0
+    model: str = "mlp"
     extra: dict = field(default_factory=dict)
 
     def validate(self, where: str) -> RunConfig:
         """Check every field, raising the project's one-line errors; returns self."""
         models.parse_hidden(self.hidden)
         _validate.one_of(where, "activation", self.activation, models.ACTIVATIONS)
-        _validate.one_of(where, "variant", self.variant, models.VARIANTS)
+        _validate.one_of(where, "model", self.model, models.MODELS)
+        _validate.one_of(where, "variant", self.variant, models.MODELS[self.model])
         _validate.probability(where, "input_p", self.input_p)
         _validate.positive_int(where, "epochs", self.epochs)
         if self.batch_size is not None:
@@ -61,17 +63,39 @@ def make_optimizer(name: str, lr: float) -> nn.Optimizer:
     return {"adam": nn.Adam, "adamw": nn.AdamW, "sgd": lambda lr: nn.SGD(lr, momentum=0.9)}[name](lr)
 
 
+def build(ds, cfg: RunConfig, *, p: float, seed: int) -> tuple[nn.Module, tuple[int, ...]]:
+    """The network ``cfg.model`` for dataset ``ds`` and the shape one sample is fed in.
+
+    ``mlp``: flat features; ``cnn``: ``ds.image_shape`` (``digits``: 1 x 8 x 8); ``rnn``: the
+    flat features read as a sequence of ``(steps, 1)`` (MNIST-1D: 40 steps).
+    """
+    flat = int(np.prod(ds.input_shape))
+    if cfg.model == "cnn":
+        if ds.image_shape is None:
+            raise ValueError(_validate.message("compare", "model", "'mlp' or 'rnn' for a data set without an "
+                                               "image shape", cfg.model, f"{ds.name} has no (C, H, W) layout; "
+                                               "try --dataset digits."))
+        shape = tuple(int(s) for s in ds.image_shape)
+        return models.cnn(shape, ds.classes, p=p, variant=cfg.variant, seed=seed), shape
+    if cfg.model == "rnn":  # (T, F) samples as stored, or flat features read one per step
+        steps, features = ds.input_shape if len(ds.input_shape) == 2 else (flat, 1)
+        return (models.rnn(int(features), int(steps), ds.classes, p=p, variant=cfg.variant, seed=seed),
+                (int(steps), int(features)))
+    model = models.mlp(flat, cfg.hidden, ds.classes, activation=cfg.activation, p=p,
+                       input_p=cfg.input_p if p > 0 else 0.0, variant=cfg.variant, l2=cfg.l2, seed=seed)
+    return model, (flat,)
+
+
 def train_run(ds, cfg: RunConfig, *, p: float, seed: int,
               on_epoch: Callable[[], None] | None = None) -> tuple[dict, nn.Module]:
     """Train one network with drop probability ``p`` and seed ``seed`` on dataset ``ds``.
 
     Returns ``(record, model)``. ``on_epoch`` is called after every epoch (progress bars).
     """
-    model = models.mlp(int(np.prod(ds.input_shape)), cfg.hidden, ds.classes, activation=cfg.activation,
-                       p=p, input_p=cfg.input_p if p > 0 else 0.0, variant=cfg.variant, l2=cfg.l2, seed=seed)
+    model, shape = build(ds, cfg, p=p, seed=seed)
     loss = nn.SoftmaxCrossEntropy()
-    X = ds.X_train.reshape(len(ds.X_train), -1)
-    Xv = ds.X_val.reshape(len(ds.X_val), -1)
+    X = ds.X_train.reshape((len(ds.X_train),) + shape)
+    Xv = ds.X_val.reshape((len(ds.X_val),) + shape)
 
     class _Tick:
         def on_epoch_end(self, epoch, logs, model):

@@ -1,8 +1,12 @@
-"""Networks the lab builds from a spec: an MLP with dropout after each hidden activation.
+"""Networks the lab builds from a spec: an MLP with dropout after each hidden activation, a
+small CNN for the spatial variants and a recurrent classifier for locked dropout.
 
-One builder serves every command (compare, sweep, uncertainty, study), so "the same
-network with and without dropout" means the same code with only ``p`` changed: with the
-same seed, both arms start from bit-identical weights.
+One builder per model kind serves every command (compare, sweep, uncertainty, study), so
+"the same network with and without dropout" means the same code with only ``p`` changed:
+with the same seed, both arms start from bit-identical weights. Each kind has its registry of
+the variants that fit its activations: ``VARIANTS`` for ``(N, F)``, ``SPATIAL_VARIANTS`` for
+``(N, C, H, W)``, ``SEQUENCE_VARIANTS`` for ``(N, T, F)``; ``MODELS`` maps a kind to its
+registry.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from collections.abc import Callable, Sequence
 
 from droplab import _validate, nn
 
-__all__ = ["ACTIVATIONS", "VARIANTS", "INITS", "mlp", "parse_hidden"]
+__all__ = ["ACTIVATIONS", "VARIANTS", "SPATIAL_VARIANTS", "SEQUENCE_VARIANTS", "MODELS", "INITS", "mlp", "cnn",
+           "rnn", "parse_hidden"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "selu": nn.SELU,
@@ -23,6 +28,26 @@ INITS = {"relu": "he", "leaky_relu": "he", "tanh": "glorot", "sigmoid": "glorot"
 VARIANTS: dict[str, Callable[[float], nn.Module]] = {
     "dropout": lambda p: nn.Dropout(p),
     "classic": lambda p: nn.Dropout(p, inverted=False),
+    "gaussian": lambda p: nn.GaussianDropout(p),
+    "alpha": lambda p: nn.AlphaDropout(p),  # pair with --activation selu
+}
+
+# name -> factory(p) for (N, C, H, W) feature maps (the CNN)
+SPATIAL_VARIANTS: dict[str, Callable[[float], nn.Module]] = {
+    "dropout": lambda p: nn.Dropout(p),
+    "dropout2d": lambda p: nn.Dropout2d(p),
+    "dropblock": lambda p: nn.DropBlock2d(p, 3),
+    "gaussian": lambda p: nn.GaussianDropout(p),
+}
+
+# name -> factory(p) for (N, T, F) sequences (the recurrent classifier)
+SEQUENCE_VARIANTS: dict[str, Callable[[float], nn.Module]] = {
+    "dropout": lambda p: nn.Dropout(p),
+    "locked": lambda p: nn.LockedDropout(p),
+}
+
+MODELS: dict[str, dict[str, Callable[[float], nn.Module]]] = {
+    "mlp": VARIANTS, "cnn": SPATIAL_VARIANTS, "rnn": SEQUENCE_VARIANTS,
 }
 
 
@@ -71,3 +96,58 @@ def mlp(inputs: int, hidden: Sequence[int], outputs: int, *, activation: str = "
         width = h
     layers.append(nn.Dense(width, outputs, l2=l2, init="glorot"))
     return nn.Sequential(*layers, seed=seed)
+
+
+def cnn(image_shape: Sequence[int], outputs: int, *, p: float = 0.0, variant: str = "dropout2d",
+        channels: int = 32, seed=None) -> nn.Sequential:
+    """``Conv2d(3x3, same) -> ReLU -> variant(p) -> MaxPool2d(2) -> Flatten -> Dense``.
+
+    For ``digits`` (``image_shape = (1, 8, 8)``) that is 32 maps of 8 x 8, dropped whole
+    (``dropout2d``) or in 3 x 3 blocks (``dropblock``), pooled to 4 x 4, then 512 -> 10.
+
+    Args:
+        image_shape: ``(C, H, W)`` of one sample.
+        outputs (int): output units (classes).
+        p (float): drop probability of the variant (present, consuming its seed, even at 0).
+        variant (str): one of ``SPATIAL_VARIANTS``. Default "dropout2d".
+        channels (int): convolution maps. Default 32.
+        seed: seed of the whole network.
+
+    Example:
+        >>> import numpy as np
+        >>> cnn((1, 8, 8), 10, p=0.1, variant="dropblock", seed=0).forward(np.zeros((2, 1, 8, 8), np.float32)).shape
+        (2, 10)
+    """
+    variant = _validate.one_of("cnn", "variant", variant, SPATIAL_VARIANTS)
+    _validate.probability("cnn", "p", p)
+    c, h, w = (int(s) for s in image_shape)
+    return nn.Sequential(nn.Conv2d(c, channels, 3, padding=1), nn.ReLU(), SPATIAL_VARIANTS[variant](p),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Dense(channels * (h // 2) * (w // 2), outputs,
+                                                                  init="glorot"), seed=seed)
+
+
+def rnn(features: int, steps: int, outputs: int, *, p: float = 0.0, variant: str = "locked", hidden: int = 32,
+        seed=None) -> nn.Sequential:
+    """``RNN(return_sequences) -> variant(p) -> Flatten -> Dense``: a sequence classifier.
+
+    Dropout sits on the ``(N, T, hidden)`` state sequence: ``locked`` drops the same hidden
+    units at every time step of a sequence, ``dropout`` draws afresh at every step. For
+    MNIST-1D read as a sequence, ``features = 1`` and ``steps = 40``.
+
+    Args:
+        features (int): features per time step. steps (int): sequence length.
+        outputs (int): output units (classes).
+        p (float): drop probability of the variant.
+        variant (str): one of ``SEQUENCE_VARIANTS``. Default "locked".
+        hidden (int): recurrent state size. Default 32.
+        seed: seed of the whole network.
+
+    Example:
+        >>> import numpy as np
+        >>> rnn(1, 40, 10, p=0.2, seed=0).forward(np.zeros((3, 40, 1), np.float32)).shape
+        (3, 10)
+    """
+    variant = _validate.one_of("rnn", "variant", variant, SEQUENCE_VARIANTS)
+    _validate.probability("rnn", "p", p)
+    return nn.Sequential(nn.RNN(features, hidden, return_sequences=True), SEQUENCE_VARIANTS[variant](p),
+                         nn.Flatten(), nn.Dense(steps * hidden, outputs, init="glorot"), seed=seed)

@@ -1,0 +1,80 @@
+"""The family in the lab: the variant registries, the CNN and RNN builders, `compare --model`."""
+
+import json
+
+import numpy as np
+import pytest
+
+from droplab import nn
+from droplab.cli import main
+from droplab.lab import experiment, models
+
+
+def _build(model, variant, p, seed):
+    if model == "mlp":
+        return models.mlp(6, (8,), 3, p=p, variant=variant, seed=seed), (4, 6)
+    if model == "cnn":
+        return models.cnn((1, 8, 8), 3, p=p, variant=variant, seed=seed), (4, 1, 8, 8)
+    return models.rnn(2, 5, 3, p=p, variant=variant, seed=seed), (4, 5, 2)
+
+
+@pytest.mark.parametrize("model,variant", [(m, v) for m, reg in models.MODELS.items() for v in reg])
+def test_every_registered_variant_trains_in_its_model(model, variant, rng, seed):
+    net, shape = _build(model, variant, 0.3, seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = net.forward(x)
+    assert y.shape == (4, 3) and net.backward(np.ones_like(y)).shape == x.shape
+    dropout = [m for m in net.modules() if m.is_dropout]
+    assert dropout and all(m.p == 0.3 for m in dropout)
+    same, _ = _build(model, variant, 0.0, seed)  # both arms of compare start from the same weights
+    assert all(np.array_equal(a.value, b.value) for a, b in zip(net.parameters(), same.parameters()))
+
+
+def test_spatial_and_sequence_variants_are_the_right_layers():
+    assert isinstance(models.SPATIAL_VARIANTS["dropout2d"](0.1), nn.Dropout2d)
+    assert isinstance(models.SPATIAL_VARIANTS["dropblock"](0.1), nn.DropBlock2d)
+    assert isinstance(models.SEQUENCE_VARIANTS["locked"](0.1), nn.LockedDropout)
+    assert isinstance(models.VARIANTS["alpha"](0.1), nn.AlphaDropout)
+
+
+def test_compare_cnn_on_digits_one_arm_per_variant(tmp_path):
+    out = tmp_path / "cnn"
+    argv = ["compare", "--model", "cnn", "--dataset", "digits", "--variant", "dropout2d,dropblock", "--p", "0.2",
+            "--epochs", "1", "--seeds", "1", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["model"] == "cnn"
+    assert [s["arm"] for s in res["summary"]] == ["no dropout", "dropout2d p=0.2", "dropblock p=0.2"]
+    assert [r["variant"] for r in res["runs"]] == ["dropout2d", "dropout2d", "dropblock"]
+
+
+def test_rnn_run_reads_features_as_a_sequence(tmp_path, rng):
+    X = rng.standard_normal((60, 12)).astype(np.float32)
+    np.savez(tmp_path / "seq.npz", X=X, y=(X[:, 0] > 0).astype(np.int64))
+    out = tmp_path / "rnn"
+    argv = ["compare", "--model", "rnn", "--dataset", str(tmp_path / "seq.npz"), "--variant", "locked",
+            "--epochs", "2", "--seeds", "1", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["model"] == "rnn" and len(res["runs"]) == 2
+    from droplab import data
+
+    model, shape = experiment.build(data.load(str(tmp_path / "seq.npz")),
+                                    experiment.RunConfig(model="rnn", variant="locked"), p=0.3, seed=0)
+    assert shape == (12, 1) and isinstance(model[1], nn.LockedDropout)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--model", "cnn", "--dataset", "spiral"], r"compare: `model` must be 'mlp' or 'rnn' for a data set without "
+                                                r"an image shape; got model='cnn'\. spiral has no"),
+    (["--model", "rnn", "--variant", "dropblock"], r"`variant` must be one of 'dropout', 'locked'; got "
+                                                   r"variant='dropblock'"),
+    (["--model", "transformer"], r"compare: `model` must be one of 'mlp', 'cnn', 'rnn'; got model='transformer'"),
+    (["--variant", "dropout2d"], r"`variant` must be one of 'dropout', 'classic', 'gaussian', 'alpha'"),
+])
+def test_compare_rejects_a_model_variant_mismatch(argv, match, tmp_path, capsys):
+    assert main(["compare", *argv, "--epochs", "1", "--seeds", "1", "--quiet", "--out", str(tmp_path / "x")]) == 2
+    import re
+
+    assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / "x").exists()
