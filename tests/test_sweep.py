@@ -52,7 +52,7 @@ def test_sweep_writes_runs_summary_and_plots(tmp_path, seed):
     assert {b["line"] for b in res["best"]} == {"hidden=8", "hidden=4,4"}
     for name in ("sweep_p.png", "gap.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".lock"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary or lock file left
 
 
 def test_workers_2_gives_the_records_of_workers_1(tmp_path):
@@ -150,6 +150,22 @@ def test_out_holding_other_files_is_rejected(tmp_path, capsys):
     assert main(["sweep", *TINY, "--p", "0", "--seeds", "1", "--out", str(out)]) == 2
     assert "an empty folder or a sweep's folder" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
+def test_a_second_sweep_on_a_busy_folder_is_refused(tmp_path):
+    import fcntl
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running sweep holds it
+        with pytest.raises(ValueError, match=r"sweep: `out` must be a folder no other sweep is writing to"):
+            main(["sweep", *TINY, "--p", "0", "--seeds", "1", "--out", str(out), "--debug"])
+    finally:
+        os.close(fd)
+    assert list(out.iterdir()) == []
+    assert main(["sweep", *TINY, "--p", "0", "--seeds", "1", "--out", str(out)]) == 0  # free again
 
 
 def test_toml_config_and_flags_override_it(tmp_path):

@@ -405,13 +405,14 @@ def load_runs(path: str | os.PathLike, keys: Iterable[str] | None = None) -> tup
 
 @contextlib.contextmanager
 def _lock(out: Path) -> Iterator[None]:
-    """One sweep at a time per folder (an advisory lock; released by the OS if killed)."""
+    """One sweep at a time per folder: an advisory lock on the folder itself (no lock file;
+    the OS releases it when the process dies, even by kill -9)."""
     try:
         import fcntl
     except ModuleNotFoundError:  # pragma: no cover - not POSIX
         yield
         return
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(out, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -427,12 +428,9 @@ _OUTPUTS = ("sweep.json", "runs.jsonl", "results.json", "sweep_p.png", "gap.png"
 
 
 def prepare_out(out: Path, config: dict[str, Any], force: bool) -> None:
-    """Create ``out`` or check it holds this sweep; ``force`` clears a previous sweep's files."""
+    """Check the folder ``out`` is empty or holds this sweep; ``force`` clears a previous sweep's files."""
     from droplab.lab._results import write_json
 
-    if out.exists() and not out.is_dir():
-        raise ValueError(_validate.message(WHERE, "out", "a folder", str(out), "It is a file."))
-    out.mkdir(parents=True, exist_ok=True)
     meta = out / "sweep.json"
     if meta.exists() and not force:
         try:
@@ -446,7 +444,7 @@ def prepare_out(out: Path, config: dict[str, Any], force: bool) -> None:
                 f"It holds a sweep of another grid (config hash {old_hash} != {config['hash']}); "
                 "rerun with --force to start over there, or pick another --out."))
     elif not meta.exists() and not force:
-        others = sorted(p.name for p in out.iterdir() if p.name not in (".lock",))
+        others = sorted(p.name for p in out.iterdir())
         if others:
             raise ValueError(_validate.message(
                 WHERE, "out", "an empty folder or a sweep's folder", str(out),
@@ -538,8 +536,11 @@ def run(args: argparse.Namespace) -> int:
               "seed": args.seed, "label": label, "runs": len(tasks)}
 
     out = Path(args.out)
-    prepare_out(out, config, args.force)
+    if out.exists() and not out.is_dir():
+        raise ValueError(_validate.message(WHERE, "out", "a folder", str(out), "It is a file."))
+    out.mkdir(parents=True, exist_ok=True)
     with _lock(out):
+        prepare_out(out, config, args.force)
         runs_path = out / "runs.jsonl"
         done, dropped = load_runs(runs_path, keys=[t[0] for t in tasks])
         todo = [t for t in tasks if t[0] not in done]
