@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     seeds = _validate.positive_int(where, "seeds", args.seeds)
     variants = [v.strip() for v in str(args.variant).split(",") if v.strip()] or ["dropout"]
     model = _validate.one_of(where, "model", args.model, models.MODELS)
+    if getattr(args, "backend", "numpy") == "torch" and model != "mlp":
+        raise ValueError(_validate.message(where, "model", "'mlp' with --backend torch", model,
+                                           "The cnn and rnn models train with the NumPy engine."))
     for v in variants:
         _validate.one_of(where, "variant", v, models.MODELS[model])
     batch = None if args.batch_size == 0 else args.batch_size
