@@ -177,3 +177,11 @@ def test_sweep_reading_counts_diverged_runs():
     lines = report.reading(res)
     assert lines[0].startswith("2 run(s) diverged (non-finite training loss) at 1 grid point(s)")
     assert lines[1].startswith("Best p for lr=0.05: 0.5, validation accuracy 60.0 ± 0.0% (mean ± 95% CI over 2 seed(s))")
+
+
+def test_generic_reading_names_the_best_row_unless_the_command_explains_itself():
+    summary = [{"arm": "a", "val_accuracy": {"mean": 0.5, "std": 0.01}},
+               {"arm": "b", "val_accuracy": {"mean": 0.6, "std": 0.02}}]
+    assert report.reading({"command": "mystery", "summary": summary}) == [
+        "Highest mean validation accuracy: 60.0% (arm=b)."]
+    assert report.reading({"command": "mystery", "summary": summary, "reading": ["One.", "Two."]}) == ["One.", "Two."]

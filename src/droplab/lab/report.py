@@ -255,9 +255,12 @@ def reading(res: Mapping) -> list[str]:
     if res.get("unfinished"):
         out.append(f"Unfinished sweep: {res['unfinished']}; rerun the same command to complete it.")
     command = res.get("command")
-    derived = {"compare": _reading_compare, "sweep": _reading_sweep}.get(command, _reading_generic)(res)
-    out += derived
     own = res.get("reading")
+    known = {"compare": _reading_compare, "sweep": _reading_sweep}
+    if command in known:
+        out += known[command](res)
+    elif not own:  # a command that explains itself needs no guess at its best row
+        out += _reading_generic(res)
     if isinstance(own, str) and own.strip():
         out.append(own.strip())
     elif isinstance(own, list):
