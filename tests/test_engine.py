@@ -228,7 +228,7 @@ def test_engine_errors():
     bad[3, 0] = np.nan
     with pytest.raises(ValueError, match=r"fit: `X` must be finite \(no NaN or inf\); got X='array with 1 non-finite"):
         m.fit(bad, y, loss=L, optimizer=opt, epochs=1)
-    with pytest.raises(ValueError, match=r"SoftmaxCrossEntropy: `target` must be labels in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"fit: `y` must be labels in \[0, 3\); got y=.array containing 5"):
         m.fit(X, y + 5, loss=L, optimizer=opt, epochs=1, verbose=False)
     with pytest.raises(ValueError, match=r"fit: `monitor` must be one of 'loss', 'accuracy'"):
         m.fit(X, y, loss=L, optimizer=opt, epochs=1, early_stopping=2, monitor="val_loss")

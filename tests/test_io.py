@@ -210,8 +210,8 @@ def test_buffers_protocol_reaches_layers_defined_later(tmp_path, monkeypatch):
     (dict(X=np.ones((3, 2)), y=[0, 1]), ValueError, r"fit: `y` must be 3 targets \(one per row of X\)"),
     (dict(X=np.ones((0, 2)), y=[]), ValueError, r"fit: `X` must be a non-empty array"),
     (dict(X=np.array([["a", "b"]]), y=[0]), TypeError, r"fit: `X` must be a numeric array; got X='array of dtype <U1'"),
-    (dict(X=np.ones((2, 2)), y=[0, 5]), ValueError, r"SoftmaxCrossEntropy: `target` must be labels in \[0, 2\); got target='array containing 5'"),
-    (dict(X=np.ones((2, 2)), y=[0, -1]), ValueError, r"SoftmaxCrossEntropy: `target` must be labels in \[0, 2\)"),
+    (dict(X=np.ones((2, 2)), y=[0, 5]), ValueError, r"fit: `y` must be labels in \[0, 2\); got y='array containing 5'"),
+    (dict(X=np.ones((2, 2)), y=[0, -1]), ValueError, r"fit: `y` must be labels in \[0, 2\)"),
     (dict(X=np.ones((2, 3)), y=[0, 1]), ValueError, r"Dense: input must have shape \(N, 2\); got shape \(2, 3\)."),
 ])
 def test_bad_training_data_gives_one_clear_error(args, exc, message):

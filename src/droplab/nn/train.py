@@ -55,6 +55,24 @@ def _check_xy(where: str, X, y, model_loss: Loss | None = None) -> tuple[np.ndar
     return X, y
 
 
+def _check_labels(where: str, model: Module, loss: Loss, X: np.ndarray, pairs) -> None:
+    """Integer class labels must name an output unit: checked before any step is taken.
+
+    One eval-mode forward of a single row tells the number of outputs (it draws no mask and
+    updates no statistics)."""
+    from droplab.nn.losses import SoftmaxCrossEntropy
+
+    if not isinstance(loss, SoftmaxCrossEntropy) or all(np.ndim(y) != 1 for _, y in pairs):
+        return
+    try:
+        k = _forward_eval(model, X[:1], None).shape[-1]
+    except ValueError:
+        return  # a shape error: the first training forward reports it with the real batch shape
+    for name, y in pairs:
+        if np.ndim(y) == 1:
+            _validate.labels(where, name, y, k)
+
+
 def _fingerprint(*parts) -> list:
     """What a checkpoint must be resumed with: each array's shape, dtype and CRC-32, and the
     other settings as given."""
@@ -148,6 +166,7 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
             raise TypeError(_validate.message(where, "validation_data", "a pair (X_val, y_val)",
                                               type(validation_data).__name__))
         Xv, yv = _check_xy(where, *validation_data)
+    _check_labels(where, model, loss, X, [("y", y)] + ([("y_val", yv)] if validation_data is not None else []))
     keys = ["loss"] + (["accuracy"] if loss.classification else [])
     if validation_data is not None:
         keys += ["val_loss"] + (["val_accuracy"] if loss.classification else [])
