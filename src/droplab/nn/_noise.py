@@ -1,11 +1,13 @@
-"""Continuous counter-based noise: uniforms and normals as pure functions of (key, counter, index).
+"""Continuous counter-based noise: uniforms and normals as pure functions of (key, counter, shape).
 
-The Bernoulli masks of :mod:`droplab.kernels` cut each Philox4x32-10 block into eight 16-bit
+The Bernoulli masks of :mod:`droplab.kernels` come from Philox4x32-10 cut into 16-bit
 uniforms. Variants that need continuous noise (Gaussian dropout's normals, Concrete
-dropout's relaxed Bernoulli, DropConnect's Gaussian inference) draw from the same generator
-here, with 32-bit uniforms (four per block), so their noise is reproducible from the
-layer's seed and ``backward`` regenerates it instead of storing it. The key's second word is
-XOR-ed with a stream constant so this stream never coincides with the layer's mask stream.
+dropout's relaxed Bernoulli, DropConnect's Gaussian inference) draw from NumPy's Philox
+bit generator (Philox4x64-10, counter-based, in C) keyed by the layer's mask key and started
+at a counter block chosen by the call counter. A draw is therefore a pure function of
+``(key, counter, shape)``: ``backward`` regenerates it instead of storing it, and the same seed
+gives the same noise. The key's second word is a stream constant, so this stream never
+coincides with the layer's 16-bit mask stream.
 
 Example:
     >>> import numpy as np
@@ -21,41 +23,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from droplab.kernels._reference import philox4x32
-
 __all__ = ["uniform", "normal"]
 
-_STREAM = 0x5BD1E995  # separates the continuous stream from the 16-bit mask stream of the same key
-_MASK32 = np.uint64(0xFFFFFFFF)
+_STREAM = 0x5BD1E995_D40A7F8B  # the key's second word: separates this stream from the mask stream
 
 
-def _uniform64(n: int, key: tuple[int, int], counter: int) -> np.ndarray:
-    """``n`` float64 uniforms in the open interval (0, 1), 32 bits each."""
-    blocks = -(-n // 4)
-    j = np.arange(blocks, dtype=np.uint64)
-    words = philox4x32(j & _MASK32, j >> np.uint64(32), counter & 0xFFFFFFFF, counter >> 32,
-                       key[0], key[1] ^ _STREAM)
-    w = np.stack(words, axis=1).reshape(-1)[:n].astype(np.float64)
-    return (w + 0.5) * 2.0**-32  # never 0 or 1, so logs stay finite
+def _generator(key: tuple[int, int], counter: int) -> np.random.Generator:
+    # the call counter sits in the third counter word: a call draws from words 0-1 (2**128 blocks)
+    # before it could reach the next call's blocks
+    k = np.array([int(key[0]) | (int(key[1]) << 32), _STREAM], dtype=np.uint64)
+    c = np.array([0, 0, int(counter) & 0xFFFFFFFFFFFFFFFF, 0], dtype=np.uint64)
+    return np.random.Generator(np.random.Philox(key=k, counter=c))
 
 
 def uniform(shape: tuple[int, ...], key: tuple[int, int], counter: int, dtype=np.float64) -> np.ndarray:
-    """Uniforms on (0, 1) of ``shape``, computed in float64 and cast to ``dtype``.
+    """Uniforms on the open interval (0, 1) of ``shape``, 53 bits, cast to ``dtype``.
 
     A float32 cast can round the largest values up to 1.0; callers that take ``log(1 - u)``
     should ask for float64.
     """
     n = int(np.prod(shape, dtype=np.int64))
-    return _uniform64(n, key, counter).reshape(shape).astype(dtype, copy=False)
+    u = (_generator(key, counter).integers(0, 1 << 53, n, dtype=np.int64) + 0.5) * 2.0**-53  # never 0 or 1
+    return u.reshape(shape).astype(dtype, copy=False)
 
 
 def normal(shape: tuple[int, ...], key: tuple[int, int], counter: int, dtype=np.float64) -> np.ndarray:
-    """Standard normals of ``shape`` by the Box-Muller transform of the 32-bit uniforms."""
+    """Standard normals of ``shape`` (computed in float64, cast to ``dtype``)."""
     n = int(np.prod(shape, dtype=np.int64))
-    u = _uniform64(2 * (-(-n // 2)), key, counter)
-    r = np.sqrt(-2.0 * np.log(u[0::2]))
-    theta = 2.0 * np.pi * u[1::2]
-    z = np.empty(u.size)
-    z[0::2] = r * np.cos(theta)
-    z[1::2] = r * np.sin(theta)
-    return z[:n].reshape(shape).astype(dtype, copy=False)
+    return _generator(key, counter).standard_normal(n).reshape(shape).astype(dtype, copy=False)

@@ -243,7 +243,8 @@ class GaussianDropout(_Variant):
 
     ``p``: the drop probability whose inverted-dropout noise variance ``p/(1-p)`` is matched
     (not the keep probability). Training: ``y = x * (1 + sqrt(p/(1-p)) * z)``, ``z ~ N(0, 1)``
-    per element, drawn counter-based (Box-Muller on Philox uniforms), so ``E[y] = x``. Eval:
+    per element, drawn counter-based (NumPy's Philox keyed by the layer's key and call counter,
+    see :mod:`droplab.nn._noise`), so ``E[y] = x``. Eval:
     identity. Gradient: ``dy * (1 + sqrt(p/(1-p)) * z)`` with the same ``z``. ``p = 1`` is
     rejected: its variance is infinite (Keras divides by zero there).
 
