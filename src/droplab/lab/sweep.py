@@ -679,9 +679,11 @@ def plot_sweep(summary: Sequence[dict], grid: dict[str, list[Any]], out: Path) -
             lines.setdefault(_line_label(row, keys), []).append(row)
 
     def draw(ax, metric: str, mult: float, ylabel: str) -> None:
+        span = max(grid["p"]) - min(grid["p"]) or 1.0
         for i, (name, rows) in enumerate(lines.items()):
             rows = sorted(rows, key=lambda r: r["p"])
-            x = [r["p"] for r in rows]
+            dodge = (i - (len(lines) - 1) / 2) * 0.008 * span  # error bars of lines side by side, not on top
+            x = [r["p"] + dodge for r in rows]
             y = [r[metric]["mean"] * mult for r in rows]
             err = [(r[metric]["ci95"] or 0.0) * mult for r in rows]
             ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, lw=1.5, color=COLORS[i % len(COLORS)],
