@@ -15,8 +15,10 @@ probability that an element is zeroed (not the keep probability).
 Masks: contiguous float32/float64 CPU tensors go through :mod:`droplab.kernels` on zero-copy
 numpy views inside a custom ``autograd.Function`` that saves no tensor (backward regenerates
 the mask from the key and the counter). Other dtypes and devices compute the same Philox
-bits in pure torch. ``torch.compile`` works; it graph-breaks at the kernel call (a numpy
-call dynamo does not trace), so the fused CPU path runs eagerly inside a compiled model.
+bits in pure torch. ``torch.compile`` works: each droplab random module's ``forward`` is
+``torch.compiler.disable``-d, a deliberate graph break (its key and counter are Python state
+and its CPU kernel is numba, which dynamo cannot trace), so it runs eagerly between compiled
+graphs and never triggers a recompile as its counter advances.
 
 Example:
     >>> import torch

@@ -120,7 +120,12 @@ def _mask_values(shape, p, key, counter, scale, dtype, device) -> torch.Tensor:
         np_dtype = np.float32 if dtype == torch.float32 else np.float64
         return torch.from_numpy(kernels.mask_values(tuple(shape), p, key, counter, scale, np_dtype))
     keep = keep_tensor(shape, p, key, counter, device)
-    return keep.to(dtype) * scale
+    # float32 for bf16/fp16: x * mask then rounds once, as torch's x * scale does
+    return keep.to(_compute_dtype(dtype)) * scale
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in _FAST_DTYPES else torch.float32
 
 
 # -- noise specifications: what the Function applies (Python values only, never tensors) ------
@@ -176,12 +181,12 @@ class Alpha:
 
     def multiplier(self, like):
         a, _, _ = alpha_constants(self.p)
-        return self._keep(like).to(like.dtype) * a
+        return self._keep(like).to(_compute_dtype(like.dtype)) * a
 
     def shift(self, like):
         a, b, alpha_p = alpha_constants(self.p)
         keep = self._keep(like)
-        dropped = torch.full(self.noise_shape, a * alpha_p + b, dtype=like.dtype, device=like.device)
+        dropped = torch.full(self.noise_shape, a * alpha_p + b, dtype=_compute_dtype(like.dtype), device=like.device)
         return torch.where(keep, torch.full_like(dropped, b), dropped)
 
 
@@ -200,9 +205,8 @@ class Gaussian:
     def multiplier(self, like):
         sigma = math.sqrt(self.p / (1.0 - self.p))
         g = _generator(self.key, self.counter, like.device)
-        draw_dtype = like.dtype if like.dtype in _FAST_DTYPES else torch.float32
-        e = torch.randn(self.noise_shape, generator=g, dtype=draw_dtype, device=like.device)
-        return (e.mul_(sigma).add_(1.0)).to(like.dtype)
+        e = torch.randn(self.noise_shape, generator=g, dtype=_compute_dtype(like.dtype), device=like.device)
+        return e.mul_(sigma).add_(1.0)
 
     def shift(self, like):
         return None
@@ -256,13 +260,13 @@ class BlockMask:
         b = self.block
         seeds_shape = (n, c, h - b + 1, w - b + 1)
         seeds = ~keep_tensor(seeds_shape, self.gamma, self.key, self.counter, like.device)
-        work = torch.float32 if like.dtype not in _FAST_DTYPES else like.dtype
+        work = _compute_dtype(like.dtype)
         grown = torch.nn.functional.max_pool2d(
             torch.nn.functional.pad(seeds.to(work), (b - 1, b - 1, b - 1, b - 1)), b, stride=1)
         keep = 1.0 - grown
         kept = float(keep.sum())
         scale = keep.numel() / kept if kept > 0 else 0.0
-        return (keep * scale).to(like.dtype)
+        return keep * scale
 
     def shift(self, like):
         return None
@@ -301,7 +305,8 @@ class NoiseFunction(torch.autograd.Function):
             return _fused_apply(x, spec, x)
         y = x * spec.multiplier(x)
         s = spec.shift(x)
-        return y if s is None else y.add_(s)
+        y = y if s is None else y.add_(s)
+        return y.to(x.dtype)
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
@@ -313,5 +318,5 @@ class NoiseFunction(torch.autograd.Function):
                 shaped.copy_(dx)
                 dx = shaped
         else:
-            dx = dy * spec.multiplier(dy)
+            dx = (dy * spec.multiplier(dy)).to(dy.dtype)
         return dx, None

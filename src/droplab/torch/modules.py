@@ -142,6 +142,7 @@ class Dropout(torch.nn.Module):
         return x * (1.0 - kernels.effective_p(self.p))
 
     # -- the mechanism ----------------------------------------------------------------------------
+    @torch.compiler.disable  # a graph break: runs eagerly (key/counter are Python state)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.check_input(type(self).__name__, x)
         shape = self.noise_shape(tuple(x.shape))  # checks the rank even in eval
@@ -414,6 +415,7 @@ class DropBlock2d(Dropout):
         self.shared_channels = bool(shared_channels)
         self.per_example = True
 
+    @torch.compiler.disable  # a graph break: runs eagerly (key/counter are Python state)
     def forward(self, x):
         x = F.check_input("DropBlock2d", x)
         if not self.training or self.p == 0:
@@ -467,6 +469,7 @@ class DropConnectLinear(torch.nn.Linear):
         self.key = _core.make_key("DropConnectLinear", seed, generator)
         self.counter = 0
 
+    @torch.compiler.disable  # a graph break: runs eagerly (key/counter are Python state)
     def forward(self, x):
         w = self.weight
         if self.training and self.p > 0:
@@ -544,6 +547,7 @@ class ConcreteDropout(torch.nn.Module):
         """The current drop probability ``sigmoid(p_logit)``."""
         return float(torch.sigmoid(self.p_logit.detach()))
 
+    @torch.compiler.disable  # a graph break: runs eagerly (key/counter are Python state)
     def forward(self, x):
         x = F.check_input("ConcreteDropout", x)
         self._features = int(math.prod(x.shape[1:])) if x.ndim > 1 else int(x.shape[0]) if x.ndim else 1
