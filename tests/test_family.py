@@ -375,9 +375,9 @@ def _learned_p(n, seed, steps=400):
 
 def test_concrete_learned_p_falls_as_data_grows():
     # Gal et al. 2017, Figure 2: more data, smaller p. Over 10 seeds (100..109) this setting gave
-    # p = 0.464 +- 0.008 (n=50), 0.298 +- 0.044 (n=300), 0.027 +- 0.002 (n=3000) (mean +- sd).
-    # The margins below are >= 5 sd of the differences under those spreads: 0.2 is 28 sd below
-    # the observed 0.437 gap (sd 0.008) and 0.05 is 5.0 sd below the 0.271 gap (sd 0.044).
+    # p = 0.463 +- 0.005 (n=50), 0.306 +- 0.041 (n=300), 0.030 +- 0.007 (n=3000) (mean +- sd).
+    # The margins below are >= 5 sd of the differences under those spreads: 0.2 is 25 sd below
+    # the observed 0.433 gap (sd 0.009) and 0.05 is 5.4 sd below the 0.276 gap (sd 0.042).
     small, mid, large = (_learned_p(n, seed=0) for n in (50, 300, 3000))
     assert small - large > 0.2
     assert mid - large > 0.05
