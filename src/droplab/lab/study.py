@@ -302,6 +302,15 @@ def study_where(scale: str, seed: int, console) -> StudyResult:
         row = next(r for r in summary if r["arm"] == arm)
         reading.append(f"{arm}: {_paired(runs, arm, 'none')} against no dropout; train-val gap "
                        f"{row['gap (points)']} points.")
+    none = summary[0]
+    under = [r for r in summary[1:] if r["train_accuracy"]["mean"] < none["train_accuracy"]["mean"] - 0.05
+             and r["val_accuracy"]["mean"] < none["val_accuracy"]["mean"]]
+    if under:
+        reading.append(
+            f"after {epochs} epochs, {', '.join(r['arm'] for r in under)} still underfit(s): train accuracy "
+            + ", ".join(f"{r['train acc (%)']}%" for r in under) + f" against {none['train acc (%)']}% without "
+            "dropout. Dropout slows fitting; it pays off only once the network without it overfits "
+            "(large train-val gap), so judge it at the full setting (without --quick).")
     config = {"dataset": ds.name, "hidden": list(hidden), "epochs": epochs, "batch_size": batch, "lr": lr,
               "optimizer": "adam", "seeds": seeds,
               "arms": [{"arm": a, "input_p": i, "p": p} for a, i, p in _WHERE_ARMS]}
