@@ -307,9 +307,10 @@ def _plot_reliability(det, mc_mean, y, bins, t_max, path, name) -> None:
         filled = r.count > 0
         ax.bar(r.edges[:-1][filled], r.accuracy[filled], width=width[filled], align="edge", color="#1f77b4",
                edgecolor="k", lw=0.4, label="accuracy")
-        gap = r.confidence[filled] - r.accuracy[filled]
-        ax.bar(r.edges[:-1][filled], gap, bottom=r.accuracy[filled], width=width[filled], align="edge",
-               color="#d62728", alpha=0.35, edgecolor="#d62728", lw=0.4, label="gap to confidence")
+        acc, conf = r.accuracy[filled], r.confidence[filled]
+        ax.bar(r.edges[:-1][filled], np.abs(conf - acc), bottom=np.minimum(acc, conf), width=width[filled],
+               align="edge", color="#d62728", alpha=0.35, edgecolor="#d62728", lw=0.4,
+               label="gap to mean confidence")
         ax.plot([0, 1], [0, 1], "k--", lw=1)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -335,6 +336,8 @@ def _plot_vs_t(inference, path, name) -> None:
         ax.plot(ts, [r["metrics"][key] for r in mc], "o-", color="#d62728", label="MC dropout")
         ax.axhline(det[key], color="#1f77b4", ls="--", label="deterministic (weight scaling)")
         ax.set_xscale("log")
+        ax.set_xticks(ts, [str(t) for t in ts])
+        ax.minorticks_off()
         ax.set_xlabel("T (MC passes)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
