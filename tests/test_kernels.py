@@ -33,7 +33,9 @@ KAT = [
 
 P_VALUES = [0.0, 2.0**-17, 0.1, 0.5, 0.9, 1 - 2.0**-17, 1.0]
 COUNTERS = [0, 1, 2**32 - 1, 2**32, 2**40 + 3, 2**64 - 1]
-SHAPES = [(), (0,), (1,), (7,), (8,), (9,), (13,), (8191,), (8193,), (3, 8192 + 5), (65_537,), (2, 3, 5), (4, 0, 3)]  # (65_537,): the parallel path (SERIAL_BELOW = 2**16)
+# Around the 8-element block and the 8192-element chunk; (65_537,) takes the parallel path
+# (SERIAL_BELOW = 2**16), the rest the serial one.
+SHAPES = [(), (0,), (1,), (7,), (8,), (9,), (13,), (8191,), (8193,), (3, 8192 + 5), (65_537,), (2, 3, 5), (4, 0, 3)]
 
 
 def _numba_module():
@@ -312,7 +314,8 @@ def test_bad_arguments_raise_the_project_message():
         kernels.apply(x, 1.5, (1, 2), 0, 1.0)
     with pytest.raises(ValueError, match=r"`key` must be a pair of integers in \[0, 2\*\*32\)"):
         kernels.apply(x, 0.5, (1, 2**32), 0, 1.0)
-    with pytest.raises(ValueError, match=r"`counter` must be an integer in \[0, 2\*\*64\); got counter=18446744073709551616"):
+    big = r"`counter` must be an integer in \[0, 2\*\*64\); got counter=18446744073709551616"
+    with pytest.raises(ValueError, match=big):
         kernels.apply(x, 0.5, (1, 2), 2**64, 1.0)
     with pytest.raises(TypeError, match=r"`counter` must be an integer"):
         kernels.apply(x, 0.5, (1, 2), 1.0, 1.0)
@@ -333,7 +336,8 @@ def test_bad_arguments_raise_the_project_message():
 def test_bad_backend_name_in_environment(monkeypatch):
     monkeypatch.setattr(kernels, "_backend_name", None)
     monkeypatch.setenv("DROPLAB_KERNELS", "numbaa")
-    with pytest.raises(ValueError, match=r"`DROPLAB_KERNELS` must be one of 'auto', 'numba', 'numpy'.*Did you mean 'numba'"):
+    expected = r"`DROPLAB_KERNELS` must be one of 'auto', 'numba', 'numpy'.*Did you mean 'numba'"
+    with pytest.raises(ValueError, match=expected):
         kernels.backend()
 
 

@@ -1,12 +1,12 @@
 """numba fast path of droplab's mask source, bit-identical to :mod:`droplab.kernels._reference`.
 
 Importing this module imports numba (about 0.3 s), so :mod:`droplab.kernels` imports it only
-on the first kernel call. Each kernel is one pass over the output: a ``prange`` over chunks of
-``CHUNK`` elements (a plain loop on the calling thread below ``SERIAL_BELOW``); inside a chunk, a straight-line loop computes Philox4x32-10 for
-the chunk's blocks into a small local buffer (L1-resident), and a second loop reads that
-buffer as 16-bit uniforms and writes ``x * (scale or 0)``. Both inner loops are branch-free so
-LLVM vectorises them (``vpmuludq`` for the 32x32->64 multiplies). No fastmath: the result must
-match the reference bit for bit.
+on the first kernel call. Each kernel is one pass over the output: a ``prange`` over chunks
+of ``CHUNK`` elements (a plain loop on the calling thread below ``SERIAL_BELOW``). Inside a
+chunk, a straight-line loop computes Philox4x32-10 for the chunk's blocks into a small local
+buffer (L1-resident), and a second loop reads that buffer as 16-bit uniforms and writes
+``x * (scale or 0)``. Both inner loops are branch-free so LLVM vectorises them (``vpmuludq``
+for the 32x32->64 multiplies). No fastmath: the result must match the reference bit for bit.
 
 Every element depends only on ``(key, counter, index)``, so the chunk size and the number of
 threads change nothing but speed.
