@@ -50,6 +50,9 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1, default=_default, allow_nan=False)
             f.write("\n")
