@@ -90,3 +90,45 @@ def test_console_script_smoke(tmp_path):
     r = subprocess.run([exe, "compare", "--p", "2", "--out", str(tmp_path / "x")], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
+
+
+def _records(path):
+    res = json.loads((path / "results.json").read_text())
+    for r in res["runs"]:
+        r["metrics"].pop("seconds_per_epoch")
+    return res["runs"]
+
+
+def test_compare_resume_after_a_killed_process_is_bit_identical(tmp_path):
+    import os
+    import signal
+    import time
+
+    args = ["compare", "--dataset", "spiral", "--hidden", "128", "--epochs", "150", "--batch-size", "0",
+            "--seeds", "2", "--lr", "0.02", "--quiet", "--checkpoint-every", "3", "--max-norm", "3"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    out, work = tmp_path / "cut", tmp_path / ".cut.work"
+    proc = subprocess.Popen([sys.executable, "-m", "droplab.cli", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    # kill once the first run has finished and the second has a checkpoint: mid-way through the command
+    while not (work / "run-1.ckpt.npz").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL:
+        pytest.skip("the command finished before it could be killed")
+    assert not out.exists() and (work / "run-0.json").exists()
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    assert _records(out) == _records(tmp_path / "whole")
+    assert not work.exists()
+
+
+def test_resume_refuses_other_flags(tmp_path, capsys):
+    work = tmp_path / ".r.work"
+    work.mkdir()
+    (work / "config.sha256").write_text("0" * 64 + "\n")
+    code = main(["compare", *SMALL, "--out", str(tmp_path / "r"), "--resume"])
+    assert code == 2
+    assert "`resume` must be used with the flags of the interrupted run" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

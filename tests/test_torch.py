@@ -560,13 +560,15 @@ def test_compare_backend_torch_writes_results(tmp_path):
 
 @pytest.mark.slow
 def test_compare_backend_torch_lands_within_seed_noise_of_numpy(tmp_path):
-    # the default experiment (MNIST-1D, 40-256-256-10, p = 0.3), 3 seeds per backend
+    # the default experiment (MNIST-1D, 40-256-256-10, p = 0.3) cut to 15 epochs and 2 seeds per
+    # backend so CI stays short; the full default was compared by hand (see the torch issue's note)
     from droplab.cli import main
 
     means = {}
     for backend in ("numpy", "torch"):
         out = tmp_path / backend
-        assert main(["compare", "--quiet", "--backend", backend, "--out", str(out)]) == 0
+        assert main(["compare", "--quiet", "--backend", backend, "--epochs", "15", "--seeds", "2",
+                     "--out", str(out)]) == 0
         res = json.loads((out / "results.json").read_text())
         means[backend] = {r["arm"]: r["val_accuracy"] for r in res["summary"]}
     for arm, stats in means["numpy"].items():

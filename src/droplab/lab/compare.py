@@ -34,11 +34,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (momentum 0.9)")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     parser.add_argument("--l2", type=float, default=0.0, help="L2 penalty on every weight matrix")
+    parser.add_argument("--max-norm", type=float, default=0.0,
+                        help="max-norm constraint on each unit's incoming weights after every step (0: off)")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds per arm")
     parser.add_argument("--label", default="label", help="label column of a .csv data set")
     parser.add_argument("--backend", default="numpy", choices=("numpy", "torch"),
                         help="train with the NumPy engine or with PyTorch (droplab.torch; same weights, "
                              "masks and shuffling)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run with the same flags: finished runs are kept and the "
+                             "interrupted one resumes bit-identically from its last checkpoint (kept in a hidden "
+                             "folder .OUT.work beside --out until the results are written)")
+    parser.add_argument("--checkpoint-every", type=int, default=10,
+                        help="epochs between checkpoints of the run in progress (numpy backend)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
     base = experiment.RunConfig(
         hidden=models.parse_hidden(args.hidden), activation=args.activation, variant=variants[0],
         input_p=args.input_p, epochs=args.epochs, batch_size=batch, optimizer=args.optimizer, lr=args.lr,
-        l2=args.l2, model=model).validate(where)
+        l2=args.l2, max_norm=args.max_norm or None, model=model).validate(where)
+    _validate.positive_int(where, "checkpoint_every", args.checkpoint_every)
+    if args.backend == "torch" and base.max_norm:
+        raise ValueError(_validate.message(where, "max_norm", "0 with --backend torch", args.max_norm,
+                                           "The max-norm constraint is applied by the NumPy engine's fit."))
     options = {"label": args.label} if str(args.dataset).endswith(".csv") else {}
     ds = data.load(args.dataset, **options)
     if model == "cnn" and ds.image_shape is None:
@@ -75,16 +87,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _execute(args, ds, arms, run_seeds) -> int:
+    import shutil
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from droplab.lab import experiment, plots
-    from droplab.lab._results import results_dir, versions, write_json
 
     import numpy as np
 
     from droplab import kernels
     from droplab._validate import message as _validate_message
+    from droplab.lab import experiment
 
     for dt in (np.float32, np.float64):  # compile the mask kernels before anything is timed
         kernels.apply(np.ones(64, dt), 0.5, (0, 0), 0, 2.0)
@@ -99,22 +111,42 @@ def _execute(args, ds, arms, run_seeds) -> int:
     else:
         train_run = experiment.train_run
     total = len(arms) * len(run_seeds) * arms[0][1].epochs
-    runs: list[dict] = []
-    models_seed0: dict[str, object] = {}
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), disable=args.quiet, transient=True, console=console)
+    work = _work_dir(args, ds, arms, run_seeds, backend)
+    try:
+        _train_and_write(args, ds, arms, run_seeds, backend, train_run, work, console, progress, total)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: finished runs are kept in {work}; rerun with --resume to continue")
+        raise
+    except Exception:
+        shutil.rmtree(work, ignore_errors=True)  # a failed command leaves nothing behind
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _train_and_write(args, ds, arms, run_seeds, backend, train_run, work, console, progress, total) -> None:
+    from droplab.lab import experiment, plots
+    from droplab.lab._results import results_dir, versions, write_json
+
+    runs: list[dict] = []
+    models_seed0: dict[str, object] = {}
     with results_dir(args.out) as tmp:
         with progress:
             task = progress.add_task("compare", total=total)
+            index = 0
             for label, cfg, p in arms:
                 for s in run_seeds:
                     progress.update(task, description=f"{label}, seed {s}")
-                    record, model = train_run(ds, cfg, p=p, seed=s,
-                                                         on_epoch=lambda: progress.advance(task))
-                    record = {"arm": label, "variant": cfg.variant, **record}
-                    runs.append(record)
-                    if s == run_seeds[0]:
+                    record, model = _one_run(work, index, train_run, backend, ds, cfg, p, s, args,
+                                             keep_model=s == run_seeds[0],
+                                             on_epoch=lambda: progress.advance(task))
+                    progress.update(task, completed=(index + 1) * cfg.epochs)
+                    runs.append({"arm": label, "variant": cfg.variant, **record})
+                    if model is not None:
                         models_seed0[label] = model
+                    index += 1
         summary = []
         for label, cfg, p in arms:
             mine = [r for r in runs if r["arm"] == label]
@@ -138,7 +170,63 @@ def _execute(args, ds, arms, run_seeds) -> int:
     _print_table(console, ds, summary, len(run_seeds))
     console.print(f"results written to {args.out}/ (results.json, learning_curves.png"
                   + (", decision_boundary.png)" if ds.X_train.reshape(len(ds.X_train), -1).shape[1] == 2 else ")"))
-    return 0
+
+
+def _work_dir(args, ds, arms, run_seeds, backend):
+    """The hidden folder beside ``--out`` where finished runs and checkpoints wait.
+
+    ``--resume`` reuses it if it was made by the same command line (same flags, same data);
+    otherwise it starts empty. It is removed once the results folder is in place.
+    """
+    import hashlib
+    import json
+    import shutil
+    from pathlib import Path
+
+    from droplab import _validate
+
+    out = Path(args.out)
+    work = out.parent / f".{out.name}.work"
+    spec = {"dataset": ds.name, "n_train": len(ds.y_train), "seeds": run_seeds, "backend": backend,
+            "arms": [[label, cfg.to_dict(), p] for label, cfg, p in arms]}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    stamp = work / "config.sha256"
+    if args.resume and work.is_dir():
+        if not stamp.is_file() or stamp.read_text().strip() != digest:
+            raise ValueError(_validate.message(
+                "compare", "resume", "used with the flags of the interrupted run", True,
+                f"{work} was made by a different command line; rerun without --resume to start afresh."))
+        return work
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    stamp.write_text(digest + "\n")
+    return work
+
+
+def _one_run(work, index, train_run, backend, ds, cfg, p, seed, args, *, keep_model, on_epoch):
+    """One arm x seed: reused from ``work`` when it finished before, else trained (resuming
+    from its checkpoint when one is there) and recorded in ``work``."""
+    import json
+
+    from droplab import nn
+    from droplab.lab._results import write_json
+
+    done, saved = work / f"run-{index}.json", work / f"run-{index}.model.npz"
+    if done.is_file() and (not keep_model or backend != "numpy" or saved.is_file()):
+        record = json.loads(done.read_text())
+        model = nn.load(saved) if keep_model and backend == "numpy" else None
+        if keep_model and model is None:  # the torch model is not kept: train it again for the plots
+            record, model = train_run(ds, cfg, p=p, seed=seed)
+        return record, model
+    if backend == "numpy":
+        record, model = train_run(ds, cfg, p=p, seed=seed, on_epoch=on_epoch,
+                                  checkpoint=work / f"run-{index}.ckpt.npz", checkpoint_every=args.checkpoint_every)
+        if keep_model:
+            model.save(saved)
+    else:
+        record, model = train_run(ds, cfg, p=p, seed=seed, on_epoch=on_epoch)
+    write_json(done, record)
+    return record, (model if keep_model else None)
 
 
 def _print_table(console, ds, summary, n_seeds) -> None:

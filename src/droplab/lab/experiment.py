@@ -35,6 +35,7 @@ class RunConfig:
     optimizer: str = "adam"
     lr: float = 1e-3
     l2: float = 0.0
+    max_norm: float | None = None
     model: str = "mlp"
     extra: dict = field(default_factory=dict)
 
@@ -51,6 +52,8 @@ class RunConfig:
         _validate.one_of(where, "optimizer", self.optimizer, OPTIMIZERS)
         _validate.positive_float(where, "lr", self.lr)
         _validate.nonnegative_float(where, "l2", self.l2)
+        if self.max_norm is not None:
+            _validate.positive_float(where, "max_norm", self.max_norm)
         return self
 
     def to_dict(self) -> dict:
@@ -86,11 +89,13 @@ def build(ds, cfg: RunConfig, *, p: float, seed: int) -> tuple[nn.Module, tuple[
     return model, (flat,)
 
 
-def train_run(ds, cfg: RunConfig, *, p: float, seed: int,
-              on_epoch: Callable[[], None] | None = None) -> tuple[dict, nn.Module]:
+def train_run(ds, cfg: RunConfig, *, p: float, seed: int, on_epoch: Callable[[], None] | None = None,
+              checkpoint=None, checkpoint_every: int = 10) -> tuple[dict, nn.Module]:
     """Train one network with drop probability ``p`` and seed ``seed`` on dataset ``ds``.
 
     Returns ``(record, model)``. ``on_epoch`` is called after every epoch (progress bars).
+    With ``checkpoint`` (a file path) the run is checkpointed every ``checkpoint_every``
+    epochs and resumed bit-identically from that file if it exists.
     """
     model, shape = build(ds, cfg, p=p, seed=seed)
     loss = nn.SoftmaxCrossEntropy()
@@ -102,10 +107,12 @@ def train_run(ds, cfg: RunConfig, *, p: float, seed: int,
             if on_epoch is not None:
                 on_epoch()
 
+    callbacks = [_Tick()] + ([nn.MaxNorm(cfg.max_norm)] if cfg.max_norm else [])
     t0 = time.perf_counter()
     history = model.fit(X, ds.y_train, loss=loss, optimizer=make_optimizer(cfg.optimizer, cfg.lr),
                         epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=(Xv, ds.y_val),
-                        verbose=False, callbacks=[_Tick()])
+                        verbose=False, callbacks=callbacks, checkpoint=checkpoint,
+                        checkpoint_every=checkpoint_every, resume=checkpoint is not None)
     seconds = (time.perf_counter() - t0) / max(1, len(history["loss"]))
     train = model.evaluate(X, ds.y_train, loss)
     val = model.evaluate(Xv, ds.y_val, loss)
