@@ -91,30 +91,43 @@ class Dense(Module):
     def _parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _check_input(self, x) -> np.ndarray:
         x = np.asarray(x, dtype=self.dtype)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(
                 f"Dense: input must have shape (N, {self.in_features}); got shape {x.shape}."
             )
+        return x
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._check_input(x)
         self._x = x
         y = x @ self.weight.value
         y += self.bias.value
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self._backward(dy, True)
+
+    def _backward(self, dy: np.ndarray, need_dx: bool):
+        """``backward``; with ``need_dx=False`` (a model's first layer, inside fit) the input
+        gradient, which nobody reads, is not computed and None is returned."""
         if self._x is None:
             raise self._no_forward()
         dy = np.asarray(dy, dtype=self.dtype)
+        self._accumulate(dy, dy.sum(axis=0))
+        return dy @ self.weight.value.T if need_dx else None
+
+    def _accumulate(self, dy: np.ndarray, dy_colsum: np.ndarray) -> None:
+        """Add the data gradients (``dy_colsum``: ``dy.sum(axis=0)``) and the penalties' gradients."""
         w, b = self.weight, self.bias
         w.grad += self._x.T @ dy
-        b.grad += dy.sum(axis=0)
+        b.grad += dy_colsum
         for p, l1, l2 in ((w, self.l1, self.l2), (b, self.bias_l1, self.bias_l2)):
             if l1:
                 p.grad += l1 * np.sign(p.value)
             if l2:
                 p.grad += (2 * l2) * p.value
-        return dy @ w.value.T
 
     def _penalty(self) -> float:
         total = 0.0

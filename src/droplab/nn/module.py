@@ -207,6 +207,8 @@ class Sequential(Module):
                     f"Sequential: every layer must be a droplab Module; got layer {i}={layer!r}."
                 )
         self.layers = list(layers)
+        self._plan: tuple | None = None  # (layer identities, steps): see _steps
+        self._ran: list | None = None  # the steps of the last forward, for backward
         if seed is not None:
             self.seed(seed)
 
@@ -219,12 +221,35 @@ class Sequential(Module):
     def __getitem__(self, i: int) -> Module:
         return self.layers[i]
 
+    def _steps(self) -> list:
+        """The layers, with each ``Dense -> ReLU [-> Dropout]`` run as one fused block where
+        :mod:`droplab.nn._fused` allows it (same values, fewer passes over memory)."""
+        key = tuple((id(m), "forward" in vars(m)) for m in self.layers)
+        plan = getattr(self, "_plan", None)
+        if plan is None or plan[0] != key:
+            from droplab.nn import _fused
+
+            plan = self._plan = (key, _fused.plan(self.layers))
+        return plan[1]
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x)
+        steps = self._ran = self._steps()
+        for step in steps:
+            x = step.forward(x)
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+        return self._backward(dy, True)
+
+    def _backward(self, dy: np.ndarray, need_dx: bool):
+        """``backward``; with ``need_dx=False`` (inside fit, where the input gradient is never
+        read) a first Dense layer skips computing it and None is returned."""
+        steps = getattr(self, "_ran", None) or self.layers
+        for i in range(len(steps) - 1, -1, -1):
+            step = steps[i]
+            if i == 0 and not need_dx:
+                skip = getattr(step, "_backward", None)
+                if skip is not None:
+                    return skip(dy, False)
+            dy = step.backward(dy)
         return dy
