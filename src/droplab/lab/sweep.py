@@ -584,8 +584,14 @@ def _backend(backend: str, workers: int) -> Iterator[None]:
     import joblib
 
     if backend == "loky":
-        with joblib.parallel_config(backend="loky", n_jobs=workers):
-            yield
+        try:
+            with joblib.parallel_config(backend="loky", n_jobs=workers):
+                yield
+        finally:
+            if workers > 1:  # stop the worker processes now rather than after loky's idle timeout
+                from joblib.externals.loky import get_reusable_executor
+
+                get_reusable_executor().shutdown(wait=True)
     elif backend == "dask":  # pragma: no cover - needs dask.distributed
         from dask.distributed import Client
 
