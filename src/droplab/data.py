@@ -57,7 +57,6 @@ import math
 import numbers
 import os
 import random
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -67,6 +66,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from droplab._files import atomic_open
 from droplab import _rng, _validate
 from droplab._validate import message
 
@@ -401,19 +401,8 @@ def _mnist1d_cached(path: Path, n_train: int, n_val: int) -> dict[str, np.ndarra
 
 
 def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    # Write to a temporary file in the same folder, then rename: a reader never sees half a file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path) as f:  # a reader (another process) never sees half a file
+        np.savez(f, **arrays)
 
 
 def _load_mnist1d(ss, seed, *, samples=5000, shuffle_seq=False) -> Dataset:

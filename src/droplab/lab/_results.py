@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from droplab._files import atomic_open
+
 __all__ = ["results_dir", "write_json", "versions"]
 
 
@@ -47,22 +49,9 @@ def _default(o: Any):
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write JSON atomically (temp file, fsync, rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, default=_default, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, default=_default, allow_nan=False)
+        f.write("\n")
 
 
 @contextlib.contextmanager

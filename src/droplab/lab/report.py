@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import html
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from droplab._files import atomic_open
 from droplab import _validate
 
 __all__ = ["HELP", "load_results", "reading", "render", "write_report", "table_from_records"]
@@ -469,17 +468,6 @@ def write_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
     folder = Path(folder)
     page = render(folder, title)
     out = Path(out) if out is not None else folder / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(out, "w", encoding="utf-8") as f:
+        f.write(page)
     return out

@@ -46,11 +46,11 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from droplab._files import atomic_open
 from droplab import _validate
 
 __all__ = ["KNOBS", "DEFAULTS", "expand", "config_hash", "load_runs", "append_record", "t_quantile",
@@ -388,18 +388,8 @@ def load_runs(path: str | os.PathLike, keys: Iterable[str] | None = None) -> tup
         kept[k] = rec
         lines.append(line + b"\n")
     if dropped or tail:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(b"".join(lines))
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with atomic_open(path) as f:
+            f.write(b"".join(lines))
     return kept, dropped
 
 
@@ -661,16 +651,8 @@ def best_points(summary: Sequence[dict], grid: dict[str, list[Any]]) -> list[dic
 
 
 def _save_fig(fig, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        fig.savefig(f, dpi=110, format="png")
 
 
 def plot_sweep(summary: Sequence[dict], grid: dict[str, list[Any]], out: Path) -> None:

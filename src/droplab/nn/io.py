@@ -29,19 +29,18 @@ their mask key in ``_key`` (two 32-bit words) and their call counter in ``counte
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import math
 import numbers
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from droplab._files import atomic_open
 from droplab import __version__, _validate
 from droplab.nn.losses import Loss
 from droplab.nn.module import Module, Parameter
@@ -279,24 +278,8 @@ def _restore_shuffle(path: Path, model: Module, node: Any) -> None:
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows it
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
 
 
 def _check_path(where: str, path: Any, name: str = "path") -> Path:
