@@ -101,6 +101,8 @@ def _execute(args, ds, arms, run_seeds) -> int:
     for dt in (np.float32, np.float64):  # compile the mask kernels before anything is timed
         kernels.apply(np.ones(64, dt), 0.5, (0, 0), 0, 2.0)
     console = Console(stderr=False, quiet=args.quiet)
+    if not console.is_terminal:  # piped or captured: room for the whole table on one line per arm
+        console = Console(stderr=False, quiet=args.quiet, width=120)
     backend = getattr(args, "backend", "numpy")
     if backend == "torch":
         try:
@@ -163,7 +165,7 @@ def _train_and_write(args, ds, arms, run_seeds, backend, train_run, work, consol
         }
         write_json(tmp / "results.json", results)
         plots.learning_curves({label: [r["history"] for r in runs if r["arm"] == label] for label, _, _ in arms},
-                              tmp / "learning_curves.png", title=f"{ds.name}: train (dashed) vs validation")
+                              tmp / "learning_curves.png", title=f"{ds.name}: training batches, dropout on (dashed) vs validation (solid)")
         if int(ds.X_train.reshape(len(ds.X_train), -1).shape[1]) == 2:
             plots.decision_boundary({label: m.predict for label, m in models_seed0.items()}, ds.X_train, ds.y_train,
                                     tmp / "decision_boundary.png", title=f"{ds.name}, seed {run_seeds[0]}")
