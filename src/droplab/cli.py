@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("droplab.lab.report", "one self-contained HTML page with every table and plot of a results folder"),
     "ensemble": ("droplab.lab.ensemble", "weight scaling vs MC averaging vs the exact average over all 2^n sub-networks"),
     "study": ("droplab.lab.study", "canned experiments: which p, where, BatchNorm order, cost, textbook, bug gallery"),
+    "bench": ("droplab.lab.bench", "speed and memory against baselines measured in the same run"),
 }
 
 

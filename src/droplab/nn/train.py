@@ -285,6 +285,9 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
+_blas_controller = None
+
+
 def _fit_blas_threads():
     """One BLAS thread while fit trains, unless the user chose a count through the environment.
 
@@ -296,11 +299,14 @@ def _fit_blas_threads():
     """
     if any(os.environ.get(k) for k in _BLAS_ENV):
         return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    global _blas_controller
+    if _blas_controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            return contextlib.nullcontext()
+        _blas_controller = ThreadpoolController()  # finding the libraries costs ~1 ms: once
+    return _blas_controller.limit(limits=1, user_api="blas")
 
 
 class _Progress:
