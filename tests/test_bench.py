@@ -33,7 +33,7 @@ def test_results_record_the_machine_and_versions(tiny_results):
 def test_every_figure_has_median_and_spread(tiny_results):
     rows = tiny_results["dropout"]["rows"]
     impls = {r["impl"] for r in rows}
-    assert {"droplab", "textbook", "numpy_f32", "copyto"} <= impls
+    assert {"droplab", "droplab_out", "textbook", "numpy_f32", "copyto", "np_copy"} <= impls
     assert {r["phase"] for r in rows} == {"forward", "backward", "forward+backward"}
     for r in rows:
         assert r["q1_s"] <= r[MEDIAN] <= r["q3_s"] and r["min_s"] <= r[MEDIAN] <= r["max_s"]
@@ -48,12 +48,13 @@ def test_ratios_come_from_medians_of_the_same_run(tiny_results):
     checked = 0
     for (shape, p, phase, impl), r in by.items():
         ours = by[(shape, p, phase, "droplab")]
-        if impl != "droplab":
+        if impl not in ("droplab", "droplab_out"):
             assert r["droplab_speedup"] == pytest.approx(r[MEDIAN] / ours[MEDIAN])
             checked += 1
-        if phase == "forward" and impl == "droplab":
+        if phase == "forward" and impl in ("droplab", "droplab_out"):
             copy = by[(shape, p, phase, "copyto")]
             assert r["fraction_of_copyto"] == pytest.approx(copy[MEDIAN] / r[MEDIAN])
+            assert r["fraction_of_np_copy"] == pytest.approx(by[(shape, p, phase, "np_copy")][MEDIAN] / r[MEDIAN])
     assert checked >= 6
     s = tiny_results["spiral"]
     for name, st in s["per_epoch"].items():
@@ -70,7 +71,7 @@ def test_ratios_come_from_medians_of_the_same_run(tiny_results):
 
 def test_mask_bytes_per_element(tiny_results):
     for per in tiny_results["dropout"]["mask_bytes_per_element"].values():
-        assert per["droplab"] == 0
+        assert per["droplab"] == 0 and per["droplab_out"] == 0
         assert per["textbook"] == 8  # a float64 mask
         assert per["numpy_f32"] == 1  # a boolean mask
         if "torch" in per:

@@ -83,13 +83,14 @@ def _print(console, res: dict) -> None:
         t = Table(title="dropout throughput, float32 (median [IQR] ms; ratios: same run)")
         for c in ("shape", "p", "phase", "impl"):
             t.add_column(c)
-        for c in ("ms", "G elem/s", "GB/s", "droplab x faster", "of copyto"):
+        for c in ("ms", "G elem/s", "GB/s", "droplab x faster", "of copyto", "of np.copy"):
             t.add_column(c, justify="right")
         for r in d["rows"]:
             t.add_row(r["shape"], f"{r['p']:g}", r["phase"], r["impl"], _ms(r), f"{r['gelem_per_s']:.3f}",
                       f"{r['effective_gb_per_s']:.1f}",
                       f"{r['droplab_speedup']:.1f}x" if "droplab_speedup" in r else "",
-                      f"{r['fraction_of_copyto']:.0%}" if "fraction_of_copyto" in r else "")
+                      f"{r['fraction_of_copyto']:.0%}" if "fraction_of_copyto" in r else "",
+                      f"{r['fraction_of_np_copy']:.0%}" if "fraction_of_np_copy" in r else "")
         console.print(t)
         t = Table(title="mask bytes held per element between forward and backward")
         impls = sorted({k for v in d["mask_bytes_per_element"].values() for k in v})
@@ -162,10 +163,17 @@ def _print(console, res: dict) -> None:
     if "forward_fraction_of_copyto" in h:
         def x(v):
             return f"{v:.1f}x" if v is not None else "n/a"
-        console.print(f"[bold]headline[/]: forward {h['forward_shape']} p={h['forward_p']}: "
-                      f"{h['forward_fraction_of_copyto']:.0%} of copyto bandwidth, "
+        console.print(f"[bold]headline[/]: forward {h['forward_shape']} p={h['forward_p']}, nn.Dropout (new output): "
+                      f"{h['forward_fraction_of_copyto']:.0%} of copyto bandwidth "
+                      f"({h['forward_fraction_of_np_copy']:.0%} of np.copy), "
                       f"{x(h['forward_speedup_vs_textbook'])} textbook, {x(h['forward_speedup_vs_torch'])} torch "
-                      f"F.dropout; mask bytes/element {h['mask_bytes_per_element']}")
+                      f"F.dropout")
+        if h.get("forward_out_fraction_of_copyto") is not None:
+            console.print(f"[bold]headline[/]: the same kernel into a preallocated array: "
+                          f"{h['forward_out_fraction_of_copyto']:.0%} of copyto bandwidth, "
+                          f"{x(h['forward_out_speedup_vs_textbook'])} textbook, "
+                          f"{x(h['forward_out_speedup_vs_torch'])} torch F.dropout")
+        console.print(f"[bold]headline[/]: mask bytes/element {h['mask_bytes_per_element']}")
     if "spiral_speedup" in h:
         console.print("[bold]headline[/]: spiral epoch " + ", ".join(
             f"{k.replace('droplab_vs_', 'vs ')}: {v:.1f}x" for k, v in h["spiral_speedup"].items()))

@@ -204,6 +204,11 @@ def bench_dropout(sizes=None, ps=(0.1, 0.5), repeats: int = 21, progress=None) -
     writes y (8 bytes per element), backward reads dy and writes dx (8), forward+backward 16;
     ``np.copyto`` reads and writes 8. ``fraction_of_copyto`` is copyto's median time over
     droplab's forward median: the share of copy bandwidth the forward reaches.
+
+    ``droplab`` is the layer (``nn.Dropout``, default mode), which returns a new array each
+    call, so it also pays for fresh memory: ``np_copy`` (``np.copy``, a copy into a new array)
+    is its like-for-like reference. ``droplab_out`` is the same kernel writing into a
+    preallocated array, like ``np.copyto``.
     """
     from droplab import nn
     from droplab.lab._bench.textbook import Layer_Dropout
@@ -224,8 +229,15 @@ def bench_dropout(sizes=None, ps=(0.1, 0.5), repeats: int = 21, progress=None) -
             ours = nn.Dropout(p, seed=0)
             book = Layer_Dropout(p)
             plain = _NumpyF32Dropout(p)
+            from droplab import kernels
+
+            y_out, dx_out = np.empty_like(x), np.empty_like(x)
+            scale = kernels.keep_scale(p)
             impls = {
                 "droplab": (lambda: ours.forward(x), lambda: ours.backward(dy)),
+                # the same kernel writing into preallocated arrays (what np.copyto does)
+                "droplab_out": (lambda: kernels.apply(x, p, ours._key, 0, scale, out=y_out),
+                                lambda: kernels.apply(dy, p, ours._key, 0, scale, out=dx_out)),
                 "textbook": (lambda: book.forward(x, True), lambda: book.backward(dy)),
                 "numpy_f32": (lambda: plain.forward(x), lambda: plain.backward(dy)),
             }
@@ -247,8 +259,8 @@ def bench_dropout(sizes=None, ps=(0.1, 0.5), repeats: int = 21, progress=None) -
             # every implementation has run its forward once before its backward is timed
             for f, _ in impls.values():
                 f()
-            fwd = interleaved({"copyto": lambda: np.copyto(y_copy, x), **{k: f for k, (f, _) in impls.items()}},
-                              repeats)
+            fwd = interleaved({"copyto": lambda: np.copyto(y_copy, x), "np_copy": lambda: np.copy(x),
+                               **{k: f for k, (f, _) in impls.items()}}, repeats)
             bwd = interleaved({k: b for k, (_, b) in impls.items()}, repeats, setup=setups_b)
             both = interleaved({k: (lambda f=f, b=b: (f(), b())) for k, (f, b) in impls.items()}, repeats)
             if torch is not None:
@@ -258,10 +270,11 @@ def bench_dropout(sizes=None, ps=(0.1, 0.5), repeats: int = 21, progress=None) -
                     med = st["median_s"]
                     row = {"shape": name, "elements": n, "p": p, "phase": phase, "impl": impl, **st,
                            "gelem_per_s": n / med / 1e9, "effective_gb_per_s": n * nbytes / med / 1e9}
-                    if impl != "droplab" and "droplab" in res:
+                    if impl not in ("droplab", "droplab_out") and "droplab" in res:
                         row["droplab_speedup"] = ratio(res["droplab"], st)
-                    if phase == "forward" and impl == "droplab":
+                    if phase == "forward" and impl in ("droplab", "droplab_out"):
                         row["fraction_of_copyto"] = ratio(st, res["copyto"])
+                        row["fraction_of_np_copy"] = ratio(st, res["np_copy"])
                     rows.append(row)
             if name not in masks:
                 masks[name] = _mask_bytes(ours, book, plain, torch, x, p)
@@ -275,6 +288,7 @@ def _mask_bytes(ours, book, plain, torch, x, p) -> dict:
     ours.forward(x)
     out = {"droplab": (_held_bytes(ours) + sum(a.nbytes for a in (ours._state or ()) if isinstance(a, np.ndarray)))
            / n}
+    out["droplab_out"] = out["droplab"]  # the same layer's kernel: nothing kept between the calls
     book.forward(x, True)
     out["textbook"] = book.binary_mask.nbytes / n
     plain.forward(x)
@@ -547,9 +561,13 @@ def headline(res: dict) -> dict:
         h["forward_shape"] = ours["shape"]
         h["forward_p"] = pbig
         h["forward_fraction_of_copyto"] = ours["fraction_of_copyto"]
+        h["forward_fraction_of_np_copy"] = ours["fraction_of_np_copy"]
+        out_row = get("droplab_out")
+        h["forward_out_fraction_of_copyto"] = out_row["fraction_of_copyto"] if out_row else None
         for impl in ("textbook", "torch", "numpy_f32"):
             r = get(impl)
             h[f"forward_speedup_vs_{impl}"] = r["droplab_speedup"] if r else None
+            h[f"forward_out_speedup_vs_{impl}"] = (ratio(out_row, r) if r and out_row else None)
         h["mask_bytes_per_element"] = d["mask_bytes_per_element"][ours["shape"]]
     s = res.get("spiral")
     if s:
