@@ -33,90 +33,12 @@ _kernels = None  # the compiled (bias_relu, gate, bias_relu_mask), once built
 
 
 def _compile():
-    """Compile (or load from numba's cache) the two fused passes; numba is imported here.
-
-    Both run on the calling thread: they are memory-bound single passes, and on the shared
-    2-core machine a parallel launch measured 5-30x slower than the serial loop whenever the
-    other core was busy (the launch waits for its slowest thread).
-    """
+    """The kernels of :mod:`droplab.nn._fused_kernels` (numba is imported on first use)."""
     global _kernels
-    if _kernels is not None:
-        return _kernels
-    from numba import njit, prange
+    if _kernels is None:
+        from droplab.nn import _fused_kernels as k
 
-    @njit(cache=True)
-    def bias_relu(h, b, zero):
-        for i in range(h.shape[0]):
-            row = h[i]
-            for j in range(h.shape[1]):
-                v = row[j] + b[j]
-                # a NaN fails both tests and propagates, as np.maximum does
-                row[j] = v if v > 0 else (zero if v <= 0 else v)
-
-    @njit(cache=True)
-    def gate(y, dy, s, zero, out, colsum):
-        # Row by row, so each column of colsum is summed in NumPy's sum(axis=0) order.
-        colsum[:] = zero
-        for i in range(y.shape[0]):
-            yr = y[i]
-            dr = dy[i]
-            orow = out[i]
-            for j in range(y.shape[1]):
-                v = dr[j] * s if yr[j] > 0 else zero
-                orow[j] = v
-                colsum[j] += v
-
-    # Bias, ReLU and the dropout mask in one pass: the mask kernel of droplab.kernels._numba
-    # (the same Philox blocks, chunks and 16-bit compare, so the same bits as kernels.apply)
-    # with the bias and ReLU applied to each element before it is masked.
-    from droplab.kernels import _numba as kn
-    from droplab.kernels._reference import LANES
-
-    @njit(inline="always")
-    def _brm_chunk(x, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
-        start = ci * chunk
-        stop = min(start + chunk, x.size)
-        nblocks = (stop - start + LANES - 1) // LANES
-        buf = np.empty(nblocks * 4, dtype=np.uint32)
-        kn._chunk_uniforms(buf, start // LANES, nblocks, c2, c3, ks0, ks1)
-        u = buf.view(np.uint16)
-        pos = start
-        while pos < stop:  # one row segment at a time, so the bias is read contiguously
-            j0 = pos % m
-            seg = min(stop - pos, m - j0)
-            xs = x[pos:pos + seg]
-            os = out[pos:pos + seg]
-            bs = b[j0:j0 + seg]
-            us = u[pos - start:pos - start + seg]
-            for k in range(seg):
-                v = xs[k] + bs[k]
-                v = v if v > 0 else (relu_zero if v <= 0 else v)
-                os[k] = v * (scale if us[k] >= t else zero)
-            pos += seg
-
-    @njit(parallel=True, cache=True)
-    def brm_parallel(x, b, out, m, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
-        for ci in prange((x.size + chunk - 1) // chunk):
-            _brm_chunk(x, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk)
-
-    @njit(cache=True)
-    def brm_serial(x, b, out, m, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
-        for ci in range((x.size + chunk - 1) // chunk):
-            _brm_chunk(x, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk)
-
-    def bias_relu_mask(pre, b, out, threshold, scale, zero, key, counter):
-        c2, c3 = kn._counter_words(counter)
-        ks0, ks1 = kn._key_schedule(int(key[0]), int(key[1]))
-        args = (pre.reshape(-1), b, out.reshape(-1), np.int64(pre.shape[1]), np.uint16(threshold), scale, zero,
-                pre.dtype.type(0), c2, c3, ks0, ks1, np.int64(kn.CHUNK))
-        if pre.size < kn.SERIAL_BELOW:
-            brm_serial(*args)
-        else:
-            with kn._LAUNCH:
-                brm_parallel(*args)
-        return out
-
-    _kernels = (bias_relu, gate, bias_relu_mask)
+        _kernels = (k.bias_relu, k.gate, k.bias_relu_mask)
     return _kernels
 
 
