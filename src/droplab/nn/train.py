@@ -291,11 +291,14 @@ _blas_controller = None
 def _fit_blas_threads():
     """One BLAS thread while fit trains, unless the user chose a count through the environment.
 
-    The engine's matrices are small (a mini-batch of 100 rows) or skinny (full-batch spirals:
-    3000x2 by 2x512), where a second BLAS thread gains little; and OpenBLAS's threads
-    spin-wait between calls, stealing the cores numba's mask kernels and the other threads of
-    a loaded machine need. Measured with ``droplab bench`` (section ``blas``): 1 thread was as
-    fast or faster for both shapes on an idle 2-core machine and 3-15x faster under load.
+    OpenBLAS's threads spin-wait between calls and steal the cores that numba's mask kernels
+    and other processes need. Measured on the 2-core machine (``droplab bench``, section
+    ``blas``, and a fit loop): idle, 2 BLAS threads were 10-20% faster (MNIST-1D MLP, 10
+    steps of 100: 13.4 vs 11.9 ms; spiral epoch: 10.5 vs 8.3 ms); with other work on the
+    machine (load ~3), 2 threads were 2-4x slower on the spiral (57-121 vs 30-38 ms) and
+    7-13x slower on the MNIST-1D MLP (1.9-3.5 s vs 0.13-0.26 s per epoch). One thread is the
+    default that is never catastrophic, and it keeps the thread count, and so the result,
+    the same whatever the load.
     """
     if any(os.environ.get(k) for k in _BLAS_ENV):
         return contextlib.nullcontext()
