@@ -18,7 +18,7 @@ _SECTIONS = ("dropout", "spiral", "blas", "compile", "torch", "mc")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="fewer shapes (3000x512, 16M), p = 0.5 only, warm compile only: under a minute")
+                        help="one shape (3000x512), p = 0.5, 2 epochs per spiral repeat, warm compile only: under a minute")
     parser.add_argument("--sections", default=",".join(_SECTIONS),
                         help="comma-separated subset of: " + ", ".join(_SECTIONS))
     parser.add_argument("--repeats", type=int, default=0,

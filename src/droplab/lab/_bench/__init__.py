@@ -37,7 +37,7 @@ __all__ = ["SIZES", "QUICK_SIZES", "TINY", "stats", "interleaved", "machine", "b
            "bench_blas", "bench_compile", "load_benchmark", "run_suite"]
 
 SIZES = {"1M": (1 << 20,), "3000x512": (3000, 512), "16M": (1 << 24,)}
-QUICK_SIZES = {"3000x512": (3000, 512), "16M": (1 << 24,)}
+QUICK_SIZES = {"3000x512": (3000, 512)}
 #: settings of the hidden ``--tiny`` flag (tests): every section, tiny shapes, few repeats
 TINY = {"sizes": {"4K": (4096,), "64x80": (64, 80)}, "repeats": 3, "ps": (0.5,), "spiral_per_class": 50,
         "spiral_hidden": 32, "epochs_per_repeat": 1}
@@ -520,7 +520,7 @@ def run_suite(*, quick: bool = False, tiny: bool = False, repeats: int | None = 
     if "spiral" in sections:
         kw = ({"per_class": TINY["spiral_per_class"], "hidden": TINY["spiral_hidden"],
                "epochs_per_repeat": TINY["epochs_per_repeat"]} if tiny else
-              {"epochs_per_repeat": 3 if quick else 5})
+              {"epochs_per_repeat": 2 if quick else 5})
         out["spiral"] = bench_spiral(reps, progress=progress, **kw)
     if "blas" in sections:
         out["blas"] = bench_blas(reps, progress=progress, tiny=tiny)
@@ -537,7 +537,7 @@ def run_suite(*, quick: bool = False, tiny: bool = False, repeats: int | None = 
         if progress:
             progress("mc_predict")
         kw = ({"N": 50, "T": 4, "repeats": reps, "sweep": ()} if tiny else
-              {"N": 1000, "T": 20, "repeats": reps, "sweep": ()} if quick else
+              {"N": 500, "T": 20, "repeats": reps, "sweep": ()} if quick else
               {"N": 2000, "T": 50, "repeats": reps, "sweep": (100,)})
         out["mc"] = _external("mc_bench", "bench_mc", kw)
     out["seconds"] = time.perf_counter() - t0
