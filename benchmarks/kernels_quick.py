@@ -22,19 +22,9 @@ import time
 
 import numpy as np
 
+from droplab.lab._bench import median_iqr
+
 SHAPES = {"1M": (1 << 20,), "3000x512": (3000, 512), "16M": (1 << 24,)}
-
-
-def _median_time(fn, repeats: int = 21, warmup: int = 2) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    ts = np.array(ts)
-    return float(np.median(ts)), float(np.percentile(ts, 75) - np.percentile(ts, 25))
 
 
 def _paired(fa, fb, repeats: int) -> tuple[float, float, float, float]:
@@ -79,8 +69,8 @@ def speed(repeats: int) -> None:
             keep, s = 1 - p, kernels.keep_scale(p)
             tc, ta, r, rbest = _paired(lambda: np.copyto(y, x), lambda: kernels.apply(x, p, key, 7, s, out=y), repeats)
             # backward is the same map; in place here (out=dy), as an engine may do
-            ti, _ = _median_time(lambda: kernels.apply(d, p, key, 7, s, out=d), repeats)
-            tt, _ = _median_time(lambda: x * np.random.binomial(1, keep, x.shape) / keep, max(5, repeats // 4))
+            ti, _ = median_iqr(lambda: kernels.apply(d, p, key, 7, s, out=d), repeats)
+            tt, _ = median_iqr(lambda: x * np.random.binomial(1, keep, x.shape) / keep, max(5, repeats // 4))
             print(f"{name:>9} {p:>4} {tc * 1e3:9.3f} {ta * 1e3:9.3f} {r:7.2f} [{rbest:4.2f}] "
                   f"{ti * 1e3:11.3f} {tt * 1e3:11.2f} {tt / ta:14.1f}")
 

@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,33 +38,6 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["bench_mc"]
-
-
-def _git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or "?"
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
-def _blas() -> str:
-    try:
-        cfg = np.show_config(mode="dicts")
-        b = cfg["Build Dependencies"]["blas"]
-        return f"{b.get('name', '?')} {b.get('version', '')}".strip()
-    except Exception:  # noqa: BLE001 - purely informational
-        return "?"
 
 
 def _stats(ts: list[float]) -> dict:
@@ -140,6 +111,7 @@ def bench_mc(N: int = 10_000, T: int = 100, p: float = 0.3, repeats: int = 20,
         median / mc_predict median, measured in the same run).
     """
     from droplab import __version__, kernels
+    from droplab.lab import _bench
     from droplab.nn import mc as mc_module
 
     rng = np.random.default_rng(seed)
@@ -161,9 +133,7 @@ def bench_mc(N: int = 10_000, T: int = 100, p: float = 0.3, repeats: int = 20,
                    "seed": seed, "dtype": "float32", "memory_budget_bytes": mc_module.MEMORY_BUDGET},
         "versions": {"droplab": __version__, "numpy": np.__version__, "python": platform.python_version(),
                      "kernels_backend": kernels.backend()},
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "blas": _blas(), "git": _git_sha(),
-                    "threads_env": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                                                "NUMBA_NUM_THREADS") if k in os.environ}},
+        "machine": _bench.machine(),
         "headline": headline,
         "sweep": [r for r in rows if r["N"] != N],
         "target": 5.0,

@@ -12,23 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 
 SHAPES = {"3000x512": (3000, 512), "16M": (1 << 24,)}
-
-
-def _median_iqr(fn, repeats: int, warmup: int = 3) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    a = np.asarray(ts)
-    return float(np.median(a)), float(np.percentile(a, 75) - np.percentile(a, 25))
 
 
 def _saved_bytes(module, x) -> int:
@@ -65,6 +52,7 @@ def bench_torch(shapes=None, repeats: int = 21, p: float = 0.5) -> list[dict]:
 
     import droplab.torch as dt
     from droplab import kernels
+    from droplab.lab._bench import median_iqr
 
     if shapes is None:
         shapes = SHAPES
@@ -89,8 +77,8 @@ def bench_torch(shapes=None, repeats: int = 21, p: float = 0.5) -> list[dict]:
 
         saved = {"droplab": _saved_bytes(ours, xg), "torch": _saved_bytes(theirs, xg)}
         for what, make in (("forward", fwd), ("forward+backward", fwd_bwd)):
-            d_med, d_iqr = _median_iqr(make(ours), repeats)
-            t_med, t_iqr = _median_iqr(make(theirs), repeats)
+            d_med, d_iqr = median_iqr(make(ours), repeats)
+            t_med, t_iqr = median_iqr(make(theirs), repeats)
             rows.append({
                 "section": "torch", "shape": name, "elements": int(np.prod(shape)), "dtype": "float32", "p": p,
                 "what": what, "repeats": repeats,

@@ -55,6 +55,12 @@ def stats(ts) -> dict:
             "min_s": float(a.min()), "max_s": float(a.max()), "repeats": int(a.size)}
 
 
+def median_iqr(fn, repeats: int = 21, warmup: int = 2) -> tuple[float, float]:
+    """Median and interquartile range, in seconds, of ``repeats`` timed calls after ``warmup``."""
+    s = interleaved({"fn": fn}, repeats, warmup)["fn"]
+    return s["median_s"], s["iqr_s"]
+
+
 def interleaved(fns: dict, repeats: int, warmup: int = 2, setup: dict | None = None) -> dict:
     """Time each function ``repeats`` times, round-robin; ``setup[name]`` runs untimed before."""
     setup = setup or {}
