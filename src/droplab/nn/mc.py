@@ -180,13 +180,16 @@ class _Stats:
 
 
 def _split_prefix(model: Module) -> tuple[list[Module], Module | list[Module]]:
-    """``(deterministic prefix, rest)``: a Sequential's layers before its first sampling one."""
+    """``(deterministic prefix, rest)``: a Sequential's layers before its first sampling one.
+
+    Both halves are returned as Sequentials so each runs its fused blocks (Dense -> ReLU ->
+    Dropout in one pass) as ``model.forward`` would."""
     if isinstance(model, Sequential):
         layers = list(model.layers)
         for i, layer in enumerate(layers):
             if any(m.is_dropout for m in layer.modules()):
-                return layers[:i], layers[i:]
-        return layers, []
+                return Sequential(*layers[:i]), Sequential(*layers[i:])
+        return Sequential(*layers), Sequential()
     return [], model
 
 
