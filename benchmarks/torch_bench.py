@@ -18,22 +18,6 @@ import numpy as np
 SHAPES = {"3000x512": (3000, 512), "16M": (1 << 24,)}
 
 
-def _saved_bytes(module, x) -> int:
-    """Bytes of the tensors autograd packs for backward during one forward of ``module``."""
-    import torch
-
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        module(x)
-    return total
-
-
 def bench_torch(shapes=None, repeats: int = 21, p: float = 0.5) -> list[dict]:
     """Time ``droplab.torch.Dropout`` and ``torch.nn.Dropout`` on float32 CPU tensors.
 
@@ -52,7 +36,7 @@ def bench_torch(shapes=None, repeats: int = 21, p: float = 0.5) -> list[dict]:
 
     import droplab.torch as dt
     from droplab import kernels
-    from droplab.lab._bench import median_iqr
+    from droplab.lab._bench import median_iqr, torch_saved_bytes
 
     if shapes is None:
         shapes = SHAPES
@@ -75,7 +59,8 @@ def bench_torch(shapes=None, repeats: int = 21, p: float = 0.5) -> list[dict]:
                 xg.grad = None
             return run
 
-        saved = {"droplab": _saved_bytes(ours, xg), "torch": _saved_bytes(theirs, xg)}
+        saved = {"droplab": torch_saved_bytes(torch, lambda: ours(xg)),
+                 "torch": torch_saved_bytes(torch, lambda: theirs(xg))}
         for what, make in (("forward", fwd), ("forward+backward", fwd_bwd)):
             d_med, d_iqr = median_iqr(make(ours), repeats)
             t_med, t_iqr = median_iqr(make(theirs), repeats)

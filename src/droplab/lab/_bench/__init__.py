@@ -190,7 +190,8 @@ class _NumpyF32Dropout:
         return dx
 
 
-def _torch_saved_bytes(torch, fn) -> int:
+def torch_saved_bytes(torch, fn) -> int:
+    """Bytes of the tensors autograd packs for backward while ``fn()`` runs."""
     total = 0
 
     def pack(t):
@@ -301,7 +302,7 @@ def _mask_bytes(ours, book, plain, torch, x, p) -> dict:
     out["numpy_f32"] = plain.mask.nbytes / n
     if torch is not None:
         xt = torch.from_numpy(x).requires_grad_()
-        out["torch"] = _torch_saved_bytes(torch, lambda: torch.nn.functional.dropout(xt, p, training=True)) / n
+        out["torch"] = torch_saved_bytes(torch, lambda: torch.nn.functional.dropout(xt, p, training=True)) / n
     return out
 
 
