@@ -396,3 +396,68 @@ def test_concurrent_calls_from_python_threads(rng):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda c: kernels.apply(x, 0.5, key, c, 2.0), range(8)))
     assert all(_same_bits(g, e) for g, e in zip(got, expected))
+
+
+# --- recycled output memory --------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_pool(monkeypatch):
+    """The output pool with a 64 KiB threshold, so tests stay small; emptied before and after."""
+    from droplab.kernels import _pool
+
+    monkeypatch.setattr(_pool, "MIN_BYTES", 1 << 16)
+    monkeypatch.setattr(_pool, "MAX_FREE_BYTES", 1 << 20)
+    kernels.release_memory()
+    yield _pool
+    kernels.release_memory()
+
+
+def test_large_outputs_reuse_memory_only_once_unreachable(backend, small_pool, rng):
+    x = rng.standard_normal(1 << 15).astype(np.float32)  # 128 KiB: pooled
+    key = _key(rng)
+    y = kernels.apply(x, 0.5, key, 0, 2.0)
+    address = y.ctypes.data
+    view = y[::3]
+    del y
+    z = kernels.apply(x, 0.5, key, 1, 2.0)  # the first buffer is still reachable through view
+    assert z.ctypes.data != address
+    assert np.array_equal(view, _oracle_apply(x, 0.5, key, 0, 2.0)[::3])
+    del view
+    if backend == "numba":  # the reference computes into fresh arrays, beside the pool
+        assert small_pool.free_bytes() == x.nbytes
+        w = kernels.apply(x, 0.5, key, 2, 2.0)
+        assert w.ctypes.data == address and small_pool.free_bytes() == 0
+        assert _same_bits(w, _oracle_apply(x, 0.5, key, 2, 2.0))
+        assert _same_bits(z, _oracle_apply(x, 0.5, key, 1, 2.0))
+        assert w.flags.c_contiguous and w.flags.writeable and w.dtype == np.float32
+
+
+def test_small_outputs_are_plain_arrays(small_pool, rng):
+    y = kernels.apply(np.ones(100, np.float32), 0.5, _key(rng), 0, 2.0)
+    assert y.base is None
+    del y
+    assert small_pool.free_bytes() == 0
+
+
+def test_pool_keeps_at_most_its_cap_and_releases_on_request(small_pool, rng):
+    _numba_module()
+    x = np.ones(1 << 15, np.float32)  # 128 KiB each; the cap is 1 MiB
+    ys = [kernels.apply(x, 0.5, _key(rng), i, 2.0) for i in range(12)]
+    del ys
+    assert small_pool.free_bytes() == small_pool.MAX_FREE_BYTES
+    assert kernels.release_memory() == small_pool.MAX_FREE_BYTES
+    assert small_pool.free_bytes() == 0
+
+
+def test_masks_and_dtypes_from_the_pool(small_pool, rng):
+    _numba_module()
+    key = _key(rng)
+    shape = (64, 1024)
+    for _ in range(2):  # the second round reuses the first round's buffers
+        m = kernels.keep_mask(shape, 0.3, key, 5)
+        assert m.dtype == bool and m.shape == shape
+        assert np.array_equal(m, _reference.keep_mask(m.size, kernels.threshold(0.3), key, 5).reshape(shape))
+        v = kernels.mask_values(shape, 0.3, key, 5, 1.5, np.float64)
+        assert v.dtype == np.float64 and _same_bits(v, _oracle_mask_values(shape, 0.3, key, 5, 1.5, np.float64))
+        del m, v

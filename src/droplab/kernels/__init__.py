@@ -35,7 +35,7 @@ import sys
 import numpy as np
 
 from droplab._validate import message, one_of, probability
-from droplab.kernels import _reference
+from droplab.kernels import _pool, _reference
 
 __all__ = [
     "RESOLUTION",
@@ -46,6 +46,7 @@ __all__ = [
     "mask_values",
     "apply",
     "backend",
+    "release_memory",
 ]
 
 RESOLUTION = 1 << 16
@@ -107,6 +108,17 @@ def backend() -> str:
     """
     _resolve()
     return _backend_name
+
+
+def release_memory() -> int:
+    """Free the recycled output buffers that no array uses; returns the bytes freed.
+
+    New results of 32 MiB or more (the outputs of :func:`apply`, :func:`mask_values` and
+    :func:`keep_mask`) come from a small free list: once every array that can reach one has
+    been dropped, its memory serves the next result of the same size without fresh pages.
+    At most 256 MiB of free buffers are kept; this gives them back to the system now.
+    """
+    return _pool.release()
 
 
 def threshold(p: float) -> int:
@@ -198,7 +210,7 @@ def keep_mask(shape, p: float, key: tuple[int, int], counter: int) -> np.ndarray
         return _reference.keep_mask(n, t, key, counter).reshape(shape)
     if t == 0 or t >= RESOLUTION or n == 0:
         return np.full(shape, t == 0, dtype=bool)
-    out = np.empty(n, dtype=bool)
+    out = _pool.empty((n,), bool)
     return fast.keep_mask(out, t, key, counter).reshape(shape)
 
 
@@ -232,7 +244,7 @@ def mask_values(shape, p: float, key: tuple[int, int], counter: int, scale: floa
     zero = dt.type(0) * s  # what the reference's 0 * scale gives (-0.0 for a negative scale)
     if t == 0 or t >= RESOLUTION or n == 0:
         return np.full(shape, s if t == 0 else zero, dtype=dt)
-    out = np.empty(n, dtype=dt)
+    out = _pool.empty((n,), dt)
     return fast.mask_values(out, t, s, zero, key, counter).reshape(shape)
 
 
@@ -282,7 +294,7 @@ def apply(x: np.ndarray, p: float, key: tuple[int, int], counter: int, scale: fl
         out[...] = y
         return out
     if out is None:
-        out = np.empty(x.shape, dtype=dt)
+        out = _pool.empty(x.shape, dt)
     if x.size == 0:
         return out
     s = dt.type(scale)
