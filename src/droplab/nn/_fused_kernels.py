@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from droplab.kernels._numba import CHUNK, SERIAL_BELOW, _LAUNCH, _chunk_uniforms, _counter_words, _key_schedule
+from droplab.kernels._numba import (CHUNK, GROUP, GROUP_ELEMENTS, SERIAL_BELOW, _LAUNCH, _chunk_uniforms,
+                                    _counter_words, _key_schedule)
 from droplab.kernels._reference import LANES
 
 __all__ = ["bias_relu", "gate", "bias_relu_mask"]
@@ -50,23 +51,26 @@ def gate(y, dy, s, zero, out, colsum):
 def _brm_chunk(x, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
     start = ci * chunk
     stop = min(start + chunk, x.size)
-    nblocks = (stop - start + LANES - 1) // LANES
-    buf = np.empty(nblocks * 4, dtype=np.uint32)
-    _chunk_uniforms(buf, start // LANES, nblocks, c2, c3, ks0, ks1)
+    buf = np.empty(GROUP * 4, dtype=np.uint32)
     u = buf.view(np.uint16)
-    pos = start
-    while pos < stop:  # one row segment at a time, so the bias is read contiguously
-        j0 = pos % m
-        seg = min(stop - pos, m - j0)
-        xs = x[pos:pos + seg]
-        os = out[pos:pos + seg]
-        bs = b[j0:j0 + seg]
-        us = u[pos - start:pos - start + seg]
-        for k in range(seg):
-            v = xs[k] + bs[k]
-            v = v if v > 0 else (relu_zero if v <= 0 else v)
-            os[k] = v * (scale if us[k] >= t else zero)
-        pos += seg
+    s = start
+    while s < stop:  # in steps of GROUP blocks, as kernels._numba._apply_chunk
+        e = min(s + GROUP_ELEMENTS, stop)
+        _chunk_uniforms(buf, s // LANES, (e - s + LANES - 1) // LANES, c2, c3, ks0, ks1)
+        pos = s
+        while pos < e:  # one row segment at a time, so the bias is read contiguously
+            j0 = pos % m
+            seg = min(e - pos, m - j0)
+            xs = x[pos:pos + seg]
+            os = out[pos:pos + seg]
+            bs = b[j0:j0 + seg]
+            us = u[pos - s:pos - s + seg]
+            for k in range(seg):
+                v = xs[k] + bs[k]
+                v = v if v > 0 else (relu_zero if v <= 0 else v)
+                os[k] = v * (scale if us[k] >= t else zero)
+            pos += seg
+        s = e
 
 
 @njit(parallel=True, cache=True)
