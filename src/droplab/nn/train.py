@@ -17,6 +17,7 @@ import contextlib
 import copy
 import math
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -214,6 +215,7 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
             return model._backward(dy, False)
     else:
         backward = model.backward
+    _pad_heap()
     blas = _fit_blas_threads()
     blas.__enter__()
     try:
@@ -310,6 +312,40 @@ def _fit_blas_threads():
             return contextlib.nullcontext()
         _blas_controller = ThreadpoolController()  # finding the libraries costs ~1 ms: once
     return _blas_controller.limit(limits=1, user_api="blas")
+
+
+#: Free memory glibc keeps at the top of the heap instead of returning it (``M_TOP_PAD``).
+HEAP_PAD = 64 << 20
+_heap_padded = False
+
+
+def _pad_heap() -> None:
+    """Let glibc keep up to ``HEAP_PAD`` bytes of freed heap, once per process (Linux only).
+
+    A training step frees its activations and the next one allocates the same sizes again.
+    glibc returns the freed top of its heap to the system as soon as more than a few MB are
+    free, so every step page-faulted its activations back in: about 900 faults per spiral
+    epoch (2 -> 512 -> 3, 3000 samples) and 17-20 ms per epoch, against 0 faults and 12-14 ms
+    with the padding. The cost is at most ``HEAP_PAD`` of free memory the process keeps. A
+    ``MALLOC_TOP_PAD_`` set in the environment wins, and ``DROPLAB_HEAP_PAD=0`` turns this off.
+    """
+    global _heap_padded
+    if _heap_padded:
+        return
+    _heap_padded = True
+    if os.environ.get("MALLOC_TOP_PAD_") or os.environ.get("DROPLAB_HEAP_PAD", "").strip() == "0":
+        return
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        if not hasattr(libc, "gnu_get_libc_version"):  # musl and others: no M_TOP_PAD
+            return
+        libc.mallopt(ctypes.c_int(-2), ctypes.c_int(HEAP_PAD))  # M_TOP_PAD
+    except (OSError, AttributeError):  # pragma: no cover - no usable C library
+        pass
 
 
 class _Progress:
