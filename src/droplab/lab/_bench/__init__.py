@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SIZES", "QUICK_SIZES", "TINY", "stats", "interleaved", "machine", "bench_dropout", "bench_spiral",
+__all__ = ["SIZES", "QUICK_SIZES", "TINY", "stats", "timings", "machine", "bench_dropout", "bench_spiral",
            "bench_blas", "bench_compile", "load_benchmark", "run_suite"]
 
 SIZES = {"1M": (1 << 20,), "3000x512": (3000, 512), "16M": (1 << 24,)}
@@ -57,26 +57,44 @@ def stats(ts) -> dict:
 
 def median_iqr(fn, repeats: int = 21, warmup: int = 2) -> tuple[float, float]:
     """Median and interquartile range, in seconds, of ``repeats`` timed calls after ``warmup``."""
-    s = interleaved({"fn": fn}, repeats, warmup)["fn"]
+    s = timings({"fn": fn}, repeats, warmup=warmup)["fn"]
     return s["median_s"], s["iqr_s"]
 
 
-def interleaved(fns: dict, repeats: int, warmup: int = 2, setup: dict | None = None) -> dict:
-    """Time each function ``repeats`` times, round-robin; ``setup[name]`` runs untimed before."""
+#: How :func:`timings` runs each figure (recorded in results.json).
+TIMING = ("each implementation timed in 3 rounds of consecutive calls, the rounds taking turns "
+          "between implementations; 2 warm-up calls first, and the first call of every round untimed")
+
+
+def timings(fns: dict, repeats: int, rounds: int = 3, warmup: int = 2, setup: dict | None = None) -> dict:
+    """Time each function ``repeats`` times; ``setup[name]`` runs untimed before each call.
+
+    The calls come in ``rounds`` blocks per function, and the blocks take turns between the
+    functions, so a drift in machine load hits every function alike. Within a block the calls
+    are consecutive, as in a training loop: timing them one by one in turn made each call pay
+    for the state the previous, different function left (a cache full of its dirty lines, its
+    thread pool still spinning), which slowed the copy-speed kernels by up to half. The first
+    call of each block settles that state and is not timed.
+    """
     setup = setup or {}
-    for _ in range(warmup):
-        for name, fn in fns.items():
-            if name in setup:
-                setup[name]()
-            fn()
+
+    def call(name, fn):
+        if name in setup:
+            setup[name]()
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            call(name, fn)
     ts: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
+    rounds = max(1, min(rounds, repeats))
+    for r in range(rounds):
+        k = repeats // rounds + (r < repeats % rounds)
         for name, fn in fns.items():
-            if name in setup:
-                setup[name]()
-            t0 = time.perf_counter()
-            fn()
-            ts[name].append(time.perf_counter() - t0)
+            call(name, fn)
+            ts[name].extend(call(name, fn) for _ in range(k))
     return {name: stats(v) for name, v in ts.items()}
 
 
@@ -213,9 +231,11 @@ def bench_dropout(sizes=None, ps=(0.1, 0.5), repeats: int = 21, progress=None) -
     droplab's forward median: the share of copy bandwidth the forward reaches.
 
     ``droplab`` is the layer (``nn.Dropout``, default mode), which returns a new array each
-    call, so it also pays for fresh memory: ``np_copy`` (``np.copy``, a copy into a new array)
-    is its like-for-like reference. ``droplab_out`` is the same kernel writing into a
-    preallocated array, like ``np.copyto``.
+    call. Results of 32 MiB or more come from the kernels' free list (the caller dropped the
+    last one), so at 16M it writes into recycled memory as ``np.copyto`` does; smaller ones
+    come from malloc, which recycles them itself. ``np_copy`` (``np.copy``, a copy into a new
+    array, fresh pages at 16M) is given beside it. ``droplab_out`` is the same kernel writing
+    into one preallocated array, like ``np.copyto``.
     """
     from droplab import nn
     from droplab.lab._bench.textbook import Layer_Dropout
@@ -266,10 +286,10 @@ def bench_dropout(sizes=None, ps=(0.1, 0.5), repeats: int = 21, progress=None) -
             # every implementation has run its forward once before its backward is timed
             for f, _ in impls.values():
                 f()
-            fwd = interleaved({"copyto": lambda: np.copyto(y_copy, x), "np_copy": lambda: np.copy(x),
+            fwd = timings({"copyto": lambda: np.copyto(y_copy, x), "np_copy": lambda: np.copy(x),
                                **{k: f for k, (f, _) in impls.items()}}, repeats)
-            bwd = interleaved({k: b for k, (_, b) in impls.items()}, repeats, setup=setups_b)
-            both = interleaved({k: (lambda f=f, b=b: (f(), b())) for k, (f, b) in impls.items()}, repeats)
+            bwd = timings({k: b for k, (_, b) in impls.items()}, repeats, setup=setups_b)
+            both = timings({k: (lambda f=f, b=b: (f(), b())) for k, (f, b) in impls.items()}, repeats)
             if torch is not None:
                 holder.clear()
             for phase, res, nbytes in (("forward", fwd, 8), ("backward", bwd, 8), ("forward+backward", both, 16)):
@@ -356,7 +376,7 @@ def bench_spiral(repeats: int = 21, per_class: int = 1000, hidden: int = 512, p:
     if torch is not None:
         fns["torch"] = _torch_spiral(torch, X, y.astype(np.int64), hidden, p, 0.05)
     k = epochs_per_repeat
-    res = interleaved({name: (lambda f=f: f(k)) for name, f in fns.items()}, repeats)
+    res = timings({name: (lambda f=f: f(k)) for name, f in fns.items()}, repeats)
     per_epoch = {name: {key: (v / k if key.endswith("_s") else v) for key, v in st.items()}
                  for name, st in res.items()}
     out = {"config": {"samples": 3 * per_class, "hidden": hidden, "p": p, "optimizer": "adam lr=0.05 decay=5e-5",
@@ -411,7 +431,7 @@ def bench_blas(repeats: int = 21, threads=(1, 2), progress=None, tiny: bool = Fa
                 with threadpool_limits(t, user_api="blas"):
                     _train_steps(model, loss, opt, X, y, batch, steps)
             fns[f"{t}_thread{'s' if t > 1 else ''}"] = run
-        res = interleaved(fns, repeats)
+        res = timings(fns, repeats)
         names = list(res)
         out[case] = {"times": res, "speedup_1_vs_others": {n: ratio(res[names[0]], res[n]) for n in names[1:]}}
     return out
@@ -520,7 +540,7 @@ def run_suite(*, quick: bool = False, tiny: bool = False, repeats: int | None = 
         kernels.apply(np.ones(64, dt), 0.5, (0, 0), 0, 2.0)
     out: dict = {"settings": {"quick": quick, "tiny": tiny, "repeats": reps, "sizes": {k: list(v) for k, v in
                                                                                     sizes.items()},
-                              "ps": list(ps), "sections": list(sections)}}
+                              "ps": list(ps), "sections": list(sections), "timing": TIMING}}
     t0 = time.perf_counter()
     if "dropout" in sections:
         out["dropout"] = bench_dropout(sizes, ps, reps, progress)
