@@ -129,9 +129,9 @@ def test_textbook_dropout_layer_is_the_book_s():
 # --- the engine paths the bench measures ---------------------------------------------------------
 
 
-def _pair(dtype, p, inverted=True, seed=0):
+def _pair(dtype, p, inverted=True, seed=0, inputs=5):
     def build():
-        return nn.Sequential(nn.Dense(5, 40, dtype=dtype, l2=1e-3), nn.ReLU(), nn.Dropout(p, inverted=inverted),
+        return nn.Sequential(nn.Dense(inputs, 40, dtype=dtype, l2=1e-3), nn.ReLU(), nn.Dropout(p, inverted=inverted),
                              nn.Dense(40, 24, dtype=dtype), nn.ReLU(), nn.Dense(24, 3, dtype=dtype), seed=seed)
     fused, plain = build(), build()
     plain._steps = lambda: list(plain.layers)  # layer by layer: the reference
@@ -141,10 +141,11 @@ def _pair(dtype, p, inverted=True, seed=0):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("p", [0.0, 1e-6, 0.3, 1.0])  # 1e-6: threshold 0 at 16 bits, nothing dropped
 @pytest.mark.parametrize("inverted", [True, False])
-def test_fused_blocks_equal_layer_by_layer(rng, seed, dtype, p, inverted):
-    fused, plain = _pair(dtype, p, inverted, seed)
+@pytest.mark.parametrize("inputs", [2, 5])  # 2: the few-inputs product (nn._fused.SMALL_IN)
+def test_fused_blocks_equal_layer_by_layer(rng, seed, dtype, p, inverted, inputs):
+    fused, plain = _pair(dtype, p, inverted, seed, inputs)
     for n in (7, 300, 2000):  # 2000 x 40 elements: the parallel mask path
-        X = rng.standard_normal((n, 5)).astype(dtype)
+        X = rng.standard_normal((n, inputs)).astype(dtype)
         dy = rng.standard_normal((n, 3)).astype(dtype)
         for mode in ("train", "eval"):
             getattr(fused, mode)()
@@ -161,6 +162,64 @@ def test_fused_blocks_equal_layer_by_layer(rng, seed, dtype, p, inverted):
             assert fused.layers[2].counter == plain.layers[2].counter
     if kernels.backend() == "numba":
         assert type(fused._ran[0]).__name__ == "Block"
+
+
+@pytest.mark.parametrize("inputs", [1, 2, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_few_inputs_dense_sums_in_input_order(rng, dtype, inputs):
+    """The few-inputs path is NumPy's own arithmetic in a fixed order: each product rounded,
+    then added in input order (no FMA), and the weight gradient summed over rows in order."""
+    from droplab.nn import _fused
+
+    for n, m in ((7, 3), (3000, 512)):  # 3000 x 512: the parallel kernel
+        x = rng.standard_normal((n, inputs)).astype(dtype)
+        w = rng.standard_normal((inputs, m)).astype(dtype)
+        b = rng.standard_normal(m).astype(dtype)
+        dy = rng.standard_normal((n, m)).astype(dtype)
+        want = x[:, 0:1] * w[0]
+        for q in range(1, inputs):
+            want = want + x[:, q:q + 1] * w[q]
+        assert np.array_equal(_fused.small_dense(x, w, b), want + b)
+        want_dw = np.stack([(x[:, q:q + 1] * dy).sum(axis=0) for q in range(inputs)])
+        assert np.array_equal(_fused.small_weight_grad(x, dy), want_dw)
+        assert np.allclose(_fused.small_dense(x, w, b), x @ w + b, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                           atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("outputs", [1, 3, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_few_outputs_dense_gradients_sum_in_a_fixed_order(rng, dtype, outputs):
+    from droplab.nn import _fused
+
+    for n, m in ((7, 9), (3000, 512)):
+        h = rng.standard_normal((n, m)).astype(dtype)
+        w = rng.standard_normal((m, outputs)).astype(dtype)
+        dy = rng.standard_normal((n, outputs)).astype(dtype)
+        want_dw = np.stack([(h * dy[:, k:k + 1]).sum(axis=0) for k in range(outputs)], axis=1)
+        assert np.array_equal(_fused.few_out_weight_grad(h, dy), want_dw)
+        want_dx = dy[:, 0:1] * w[:, 0]
+        for k in range(1, outputs):
+            want_dx = want_dx + dy[:, k:k + 1] * w[:, k]
+        assert np.array_equal(_fused.few_out_input_grad(dy, w), want_dx)
+        layer = nn.Dense(m, outputs, dtype=dtype)
+        layer.forward(h)
+        dx = layer.backward(dy)
+        tol = 1e-4 if dtype == np.float32 else 1e-12
+        assert np.allclose(dx, dy @ layer.weight.value.T, rtol=tol, atol=tol)
+        assert np.allclose(layer.weight.grad, h.T @ dy, rtol=tol, atol=tol * n)
+
+
+def test_fused_fit_step_equals_layer_by_layer(rng, seed):
+    """Inside fit the first block computes no input gradient (nor the gradient array at all on
+    the few-inputs path); the step's parameters still match the layer-by-layer model bit for bit."""
+    for inputs in (2, 5):
+        fused, plain = _pair(np.float32, 0.3, True, seed, inputs)
+        X = rng.standard_normal((3000, inputs)).astype(np.float32)
+        y = np.arange(3000) % 3
+        for m in (fused, plain):
+            m.fit(X, y, loss=nn.SoftmaxCrossEntropy(), optimizer=nn.Adam(0.01), epochs=2, verbose=False)
+        for a, b in zip(fused.parameters(), plain.parameters()):
+            assert np.array_equal(a.value, b.value)
 
 
 def test_fused_block_gradients_match_finite_differences(seed):

@@ -12,7 +12,8 @@ from droplab.kernels._numba import (CHUNK, GROUP, GROUP_ELEMENTS, SERIAL_BELOW, 
                                     _counter_words, _key_schedule)
 from droplab.kernels._reference import LANES
 
-__all__ = ["bias_relu", "gate", "bias_relu_mask"]
+__all__ = ["bias_relu", "gate", "bias_relu_mask", "small_dense", "small_weight_grad", "gate_small",
+           "small_dense_relu_mask", "few_out_weight_grad"]
 
 
 @njit(cache=True)
@@ -100,3 +101,168 @@ def bias_relu_mask(pre, b, out, threshold, scale, zero, key, counter):
         with _LAUNCH:
             _brm_parallel(*args)
     return out
+
+
+# --- Dense layers with few inputs (``in_features <= SMALL_IN``) ---------------------------------
+# BLAS handles x @ W with K = 2 (the spiral's first layer) poorly: 3000x2 @ 2x512 took 1.4 ms
+# to write 6 MB, and x.T @ dy as long, on one thread. These kernels compute the same sums
+# in a fixed order, x[i, 0] * w[0, j] + x[i, 1] * w[1, j] + ..., each product rounded and
+# then added (no FMA: numba contracts nothing without fastmath), and the weight gradient row
+# by row, as the column sums. Dense and the fused block both use them, so fused and layer by
+# layer stay bit-identical.
+
+
+@njit(inline="always")
+def _dot_segment(x, w, i, j0, seg, acc):
+    """``acc[:seg] = sum_q x[i, q] * w[q, j0:j0 + seg]``, q in order."""
+    wr = w[0, j0:j0 + seg]
+    xv = x[i, 0]
+    for k in range(seg):
+        acc[k] = xv * wr[k]
+    for q in range(1, x.shape[1]):
+        wr = w[q, j0:j0 + seg]
+        xv = x[i, q]
+        for k in range(seg):
+            acc[k] = acc[k] + xv * wr[k]
+
+
+@njit(inline="always")
+def _small_rows(x, w, b, out, r0, r1):
+    m = w.shape[1]
+    for i in range(r0, r1):
+        orow = out[i]
+        _dot_segment(x, w, i, 0, m, orow)
+        for j in range(m):
+            orow[j] = orow[j] + b[j]
+
+
+@njit(cache=True)
+def _small_dense_serial(x, w, b, out, rows):
+    _small_rows(x, w, b, out, 0, x.shape[0])
+
+
+@njit(parallel=True, cache=True)
+def _small_dense_parallel(x, w, b, out, rows):
+    n = x.shape[0]
+    for ri in prange((n + rows - 1) // rows):
+        _small_rows(x, w, b, out, ri * rows, min(ri * rows + rows, n))
+
+
+def small_dense(x, w, b, out):
+    """``out = x @ w + b`` for few inputs, the products summed in input order."""
+    rows = max(1, CHUNK // max(1, w.shape[1]))
+    if out.size < SERIAL_BELOW:
+        _small_dense_serial(x, w, b, out, rows)
+    else:
+        with _LAUNCH:
+            _small_dense_parallel(x, w, b, out, rows)
+    return out
+
+
+@njit(cache=True)
+def small_weight_grad(x, dy, dw):
+    """``dw = x.T @ dy`` for few inputs: each entry summed over the rows in order, from 0."""
+    dw[:] = 0
+    for i in range(x.shape[0]):
+        dr = dy[i]
+        for q in range(x.shape[1]):
+            xv = x[i, q]
+            dq = dw[q]
+            for j in range(dr.size):
+                dq[j] = dq[j] + xv * dr[j]
+
+
+@njit(cache=True)
+def gate_small(y, dy, s, zero, x, out, write_out, colsum, dw):
+    """``gate`` and ``small_weight_grad`` in one pass; ``out`` is written only if asked
+    (the first layer of a model needs no input gradient, so nothing else reads it)."""
+    colsum[:] = zero
+    dw[:] = 0
+    v = np.empty(y.shape[1], y.dtype)
+    for i in range(y.shape[0]):
+        yr = y[i]
+        dr = dy[i]
+        for j in range(v.size):
+            v[j] = dr[j] * s if yr[j] > 0 else zero
+            colsum[j] += v[j]
+        if write_out:
+            out[i, :] = v
+        for q in range(x.shape[1]):
+            xv = x[i, q]
+            dq = dw[q]
+            for j in range(v.size):
+                dq[j] = dq[j] + xv * v[j]
+
+
+@njit(inline="always")
+def _sbrm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
+    start = ci * chunk
+    stop = min(start + chunk, out.size)
+    buf = np.empty(GROUP * 4, dtype=np.uint32)
+    u = buf.view(np.uint16)
+    acc = np.empty(GROUP_ELEMENTS, dtype=out.dtype)
+    s = start
+    while s < stop:
+        e = min(s + GROUP_ELEMENTS, stop)
+        _chunk_uniforms(buf, s // LANES, (e - s + LANES - 1) // LANES, c2, c3, ks0, ks1)
+        pos = s
+        while pos < e:
+            i = pos // m
+            j0 = pos - i * m
+            seg = min(e - pos, m - j0)
+            _dot_segment(x, w, i, j0, seg, acc)
+            os = out[pos:pos + seg]
+            bs = b[j0:j0 + seg]
+            us = u[pos - s:pos - s + seg]
+            for k in range(seg):
+                v = acc[k] + bs[k]
+                v = v if v > 0 else (relu_zero if v <= 0 else v)
+                os[k] = v * (scale if us[k] >= t else zero)
+            pos += seg
+        s = e
+
+
+@njit(parallel=True, cache=True)
+def _sbrm_parallel(x, w, b, out, m, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
+    for ci in prange((out.size + chunk - 1) // chunk):
+        _sbrm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk)
+
+
+@njit(cache=True)
+def _sbrm_serial(x, w, b, out, m, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
+    for ci in range((out.size + chunk - 1) // chunk):
+        _sbrm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk)
+
+
+def small_dense_relu_mask(x, w, b, out, threshold, scale, zero, key, counter):
+    """``bias_relu_mask(small_dense(x, w, 0) ...)`` without the pre-activation array:
+    ``out = max(x @ w + b, 0) * (scale if kept else zero)``, bit for bit."""
+    c2, c3 = _counter_words(counter)
+    ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
+    args = (x, w, b, out.reshape(-1), np.int64(w.shape[1]), np.uint16(threshold), scale, zero,
+            out.dtype.type(0), c2, c3, ks0, ks1, np.int64(CHUNK))
+    if out.size < SERIAL_BELOW:
+        _sbrm_serial(*args)
+    else:
+        with _LAUNCH:
+            _sbrm_parallel(*args)
+    return out
+
+
+# --- Dense layers with few outputs (``out_features <= SMALL_OUT``) -------------------------------
+# The weight gradient of a 512 -> 3 layer, h.T @ dy, took BLAS 1.3 ms at 3000 rows on one
+# thread; summed row by row into the transposed gradient it is one pass over h. (The forward
+# h @ W stays with BLAS: a dot product per output in a fixed order measured 2x slower.)
+
+
+@njit(cache=True)
+def few_out_weight_grad(h, dy, dwt):
+    """``dwt = (h.T @ dy).T`` for few outputs: each entry summed over the rows in order, from 0."""
+    dwt[:] = 0
+    for i in range(h.shape[0]):
+        hr = h[i]
+        for k in range(dy.shape[1]):
+            dv = dy[i, k]
+            row = dwt[k]
+            for j in range(hr.size):
+                row[j] = row[j] + hr[j] * dv

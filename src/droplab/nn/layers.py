@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from droplab import _rng, _validate
+from droplab.nn import _fused
 from droplab.nn.module import Module, Parameter
 
 __all__ = ["Dense", "Flatten"]
@@ -102,6 +103,8 @@ class Dense(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x)
         self._x = x
+        if _fused.small(self):
+            return _fused.small_dense(x, self.weight.value, self.bias.value)
         y = x @ self.weight.value
         y += self.bias.value
         return y
@@ -116,12 +119,24 @@ class Dense(Module):
             raise self._no_forward()
         dy = np.asarray(dy, dtype=self.dtype)
         self._accumulate(dy, dy.sum(axis=0))
-        return dy @ self.weight.value.T if need_dx else None
+        if not need_dx:
+            return None
+        if _fused.few_out(self):
+            return _fused.few_out_input_grad(dy, self.weight.value)
+        return dy @ self.weight.value.T
 
-    def _accumulate(self, dy: np.ndarray, dy_colsum: np.ndarray) -> None:
-        """Add the data gradients (``dy_colsum``: ``dy.sum(axis=0)``) and the penalties' gradients."""
+    def _accumulate(self, dy: np.ndarray | None, dy_colsum: np.ndarray, dw: np.ndarray | None = None) -> None:
+        """Add the data gradients (``dy_colsum``: ``dy.sum(axis=0)``; ``dw``: ``x.T @ dy`` when the
+        caller has it already) and the penalties' gradients."""
         w, b = self.weight, self.bias
-        w.grad += self._x.T @ dy
+        if dw is None:
+            if _fused.small(self):
+                dw = _fused.small_weight_grad(self._x, dy)
+            elif _fused.few_out(self):
+                dw = _fused.few_out_weight_grad(self._x, dy)
+            else:
+                dw = self._x.T @ dy
+        w.grad += dw
         b.grad += dy_colsum
         for p, l1, l2 in ((w, self.l1, self.l2), (b, self.bias_l1, self.bias_l2)):
             if l1:
