@@ -163,7 +163,7 @@ def _print(console, res: dict) -> None:
     if "forward_fraction_of_copyto" in h:
         def x(v):
             return f"{v:.1f}x" if v is not None else "n/a"
-        console.print(f"[bold]headline[/]: forward {h['forward_shape']} p={h['forward_p']}, nn.Dropout (new output): "
+        console.print(f"[bold]headline[/]: forward {h['forward_shape']} p={h['forward_p']}, nn.Dropout (a new array per call): "
                       f"{h['forward_fraction_of_copyto']:.0%} of copyto bandwidth "
                       f"({h['forward_fraction_of_np_copy']:.0%} of np.copy), "
                       f"{x(h['forward_speedup_vs_textbook'])} textbook, {x(h['forward_speedup_vs_torch'])} torch "

@@ -17,8 +17,11 @@ bias gradient bit for bit (columns summed row by row, as NumPy's ``sum(axis=0)``
 dropout layer's counter and state move exactly as if it had run. Fusion applies only to the
 exact classes ``Dense``, ``ReLU`` and ``Dropout`` (element-wise, ``axes=None``) with no
 instance-level ``forward``/``backward`` override, and only when the numba kernels are in use;
-everything else runs layer by layer. Measured with ``droplab bench`` (section ``spiral``):
-the textbook spiral epoch went from about 30 ms to about 10 ms on the 2-core machine.
+everything else runs layer by layer. With at most ``SMALL_IN`` inputs the block computes the
+product itself too (``_fused_kernels.small_dense_relu_mask``: no pre-activation array), and
+its backward then writes no gradient array when nobody reads it (a model's first layer in
+fit). Measured with ``droplab bench`` (section ``spiral``, 2-core machine): the textbook
+spiral epoch takes 8.7 ms, against 63 ms for the float64 textbook code and 28 ms for PyTorch.
 """
 
 from __future__ import annotations
