@@ -43,66 +43,6 @@ def gate(y, dy, s, zero, out, colsum):
             colsum[j] += v
 
 
-# Bias, ReLU and the dropout mask in one pass: the chunks, Philox blocks and 16-bit compare of
-# droplab.kernels._numba (so the very bits of kernels.apply), with the bias and ReLU applied
-# to each element before it is masked.
-
-
-@njit(inline="always")
-def _brm_chunk(x, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
-    start = ci * chunk
-    stop = min(start + chunk, x.size)
-    buf = np.empty(GROUP * 4, dtype=np.uint32)
-    u = buf.view(np.uint16)
-    s = start
-    while s < stop:  # in steps of GROUP blocks, as kernels._numba._apply_chunk
-        e = min(s + GROUP_ELEMENTS, stop)
-        _chunk_uniforms(buf, s // LANES, (e - s + LANES - 1) // LANES, c2, c3, ks0, ks1)
-        pos = s
-        while pos < e:  # one row segment at a time, so the bias is read contiguously
-            j0 = pos % m
-            seg = min(e - pos, m - j0)
-            xs = x[pos:pos + seg]
-            os = out[pos:pos + seg]
-            bs = b[j0:j0 + seg]
-            us = u[pos - s:pos - s + seg]
-            for k in range(seg):
-                v = xs[k] + bs[k]
-                v = v if v > 0 else (relu_zero if v <= 0 else v)
-                os[k] = v * (scale if us[k] >= t else zero)
-            pos += seg
-        s = e
-
-
-@njit(parallel=True, cache=True)
-def _brm_parallel(x, b, out, m, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
-    for ci in prange((x.size + chunk - 1) // chunk):
-        _brm_chunk(x, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk)
-
-
-@njit(cache=True)
-def _brm_serial(x, b, out, m, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
-    for ci in range((x.size + chunk - 1) // chunk):
-        _brm_chunk(x, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk)
-
-
-def bias_relu_mask(pre, b, out, threshold, scale, zero, key, counter):
-    """``out = max(pre + b, 0) * (scale if kept else zero)``; pre and out 2-D C-contiguous.
-
-    ``0 < threshold < 2**16``; parallel from the kernels' ``SERIAL_BELOW`` size up, under
-    their launch lock, exactly as ``kernels.apply``."""
-    c2, c3 = _counter_words(counter)
-    ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
-    args = (pre.reshape(-1), b, out.reshape(-1), np.int64(pre.shape[1]), np.uint16(threshold), scale, zero,
-            pre.dtype.type(0), c2, c3, ks0, ks1, np.int64(CHUNK))
-    if pre.size < SERIAL_BELOW:
-        _brm_serial(*args)
-    else:
-        with _LAUNCH:
-            _brm_parallel(*args)
-    return out
-
-
 # --- Dense layers with few inputs (``in_features <= SMALL_IN``) ---------------------------------
 # BLAS handles x @ W with K = 2 (the spiral's first layer) poorly: 3000x2 @ 2x512 took 1.4 ms
 # to write 6 MB, and x.T @ dy as long, on one thread. These kernels compute the same sums
@@ -194,28 +134,44 @@ def gate_small(y, dy, s, zero, x, out, write_out, colsum, dw):
                 dq[j] = dq[j] + xv * v[j]
 
 
+# Bias, ReLU and the dropout mask in one pass: the chunks, Philox blocks and 16-bit compare of
+# droplab.kernels._numba (so the very bits of kernels.apply), with the bias and ReLU applied
+# to each element before it is masked.
+
+
+# ``x`` holds the pre-activations ``x @ W`` (then ``w`` has no rows), or, for a Dense with few
+# inputs, the inputs themselves, and the product is computed here from ``w``: no
+# pre-activation array at all.
+
+
 @njit(inline="always")
-def _sbrm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
+def _brm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
     start = ci * chunk
     stop = min(start + chunk, out.size)
     buf = np.empty(GROUP * 4, dtype=np.uint32)
     u = buf.view(np.uint16)
     acc = np.empty(GROUP_ELEMENTS, dtype=out.dtype)
+    flat = x.reshape(x.size)
+    product = w.shape[0] > 0
     s = start
-    while s < stop:
+    while s < stop:  # in steps of GROUP blocks, as kernels._numba._apply_chunk
         e = min(s + GROUP_ELEMENTS, stop)
         _chunk_uniforms(buf, s // LANES, (e - s + LANES - 1) // LANES, c2, c3, ks0, ks1)
         pos = s
-        while pos < e:
+        while pos < e:  # one row segment at a time, so the bias is read contiguously
             i = pos // m
             j0 = pos - i * m
             seg = min(e - pos, m - j0)
-            _dot_segment(x, w, i, j0, seg, acc)
+            if product:
+                _dot_segment(x, w, i, j0, seg, acc)
+                xs = acc[:seg]
+            else:
+                xs = flat[pos:pos + seg]
             os = out[pos:pos + seg]
             bs = b[j0:j0 + seg]
             us = u[pos - s:pos - s + seg]
             for k in range(seg):
-                v = acc[k] + bs[k]
+                v = xs[k] + bs[k]
                 v = v if v > 0 else (relu_zero if v <= 0 else v)
                 os[k] = v * (scale if us[k] >= t else zero)
             pos += seg
@@ -223,30 +179,42 @@ def _sbrm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1
 
 
 @njit(parallel=True, cache=True)
-def _sbrm_parallel(x, w, b, out, m, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
+def _brm_parallel(x, w, b, out, m, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
     for ci in prange((out.size + chunk - 1) // chunk):
-        _sbrm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk)
+        _brm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk)
 
 
 @njit(cache=True)
-def _sbrm_serial(x, w, b, out, m, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
+def _brm_serial(x, w, b, out, m, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
     for ci in range((out.size + chunk - 1) // chunk):
-        _sbrm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk)
+        _brm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk)
+
+
+def _brm(x, w, b, out, threshold, scale, zero, key, counter):
+    c2, c3 = _counter_words(counter)
+    ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
+    args = (x, w, b, out.reshape(-1), np.int64(out.shape[1]), np.uint16(threshold), scale, zero,
+            out.dtype.type(0), c2, c3, ks0, ks1, np.int64(CHUNK))
+    if out.size < SERIAL_BELOW:
+        _brm_serial(*args)
+    else:
+        with _LAUNCH:
+            _brm_parallel(*args)
+    return out
+
+
+def bias_relu_mask(pre, b, out, threshold, scale, zero, key, counter):
+    """``out = max(pre + b, 0) * (scale if kept else zero)``; pre and out 2-D C-contiguous.
+
+    ``0 < threshold < 2**16``; parallel from the kernels' ``SERIAL_BELOW`` size up, under
+    their launch lock, exactly as ``kernels.apply``."""
+    return _brm(pre, np.empty((0, pre.shape[1]), pre.dtype), b, out, threshold, scale, zero, key, counter)
 
 
 def small_dense_relu_mask(x, w, b, out, threshold, scale, zero, key, counter):
     """``bias_relu_mask(small_dense(x, w, 0) ...)`` without the pre-activation array:
     ``out = max(x @ w + b, 0) * (scale if kept else zero)``, bit for bit."""
-    c2, c3 = _counter_words(counter)
-    ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
-    args = (x, w, b, out.reshape(-1), np.int64(w.shape[1]), np.uint16(threshold), scale, zero,
-            out.dtype.type(0), c2, c3, ks0, ks1, np.int64(CHUNK))
-    if out.size < SERIAL_BELOW:
-        _sbrm_serial(*args)
-    else:
-        with _LAUNCH:
-            _sbrm_parallel(*args)
-    return out
+    return _brm(x, w, b, out, threshold, scale, zero, key, counter)
 
 
 # --- Dense layers with few outputs (``out_features <= SMALL_OUT``) -------------------------------
