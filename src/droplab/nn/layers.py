@@ -16,6 +16,11 @@ _INITS = ("he", "glorot", "lecun", "torch")
 class Dense(Module):
     """Fully connected layer ``y = x @ W + b``, with optional L1/L2 penalties.
 
+    With at most 4 inputs (``x @ W`` and ``x.T @ dy``) or 4 outputs (``x.T @ dy`` and
+    ``dy @ W.T``), the products run in droplab's kernels (:mod:`droplab.nn._fused`), in a fixed
+    summation order, because BLAS is slow on such thin shapes; they equal the BLAS results to
+    rounding and never depend on the thread count.
+
     Args:
         in_features (int): size of each input row.
         out_features (int): size of each output row.
