@@ -86,12 +86,9 @@ def few_out(dense) -> bool:
 
 
 def few_out_weight_grad(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """``x.T @ dy``, summed over the rows in order (a transposed view)."""
-    from droplab.nn import _fused_kernels as k
-
-    dwt = np.empty((dy.shape[1], x.shape[1]), dy.dtype)
-    k.few_out_weight_grad(np.ascontiguousarray(x), np.ascontiguousarray(dy), dwt)
-    return dwt.T
+    """``x.T @ dy``, summed over the rows in order (a transposed view): the few-inputs
+    gradient kernel with the roles swapped, ``(dy.T @ x).T``, one pass over ``x``."""
+    return small_weight_grad(dy, x).T
 
 
 def few_out_input_grad(dy: np.ndarray, w: np.ndarray) -> np.ndarray:

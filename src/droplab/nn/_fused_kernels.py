@@ -13,7 +13,7 @@ from droplab.kernels._numba import (CHUNK, GROUP, GROUP_ELEMENTS, SERIAL_BELOW, 
 from droplab.kernels._reference import LANES
 
 __all__ = ["bias_relu", "gate", "bias_relu_mask", "small_dense", "small_weight_grad", "gate_small",
-           "small_dense_relu_mask", "few_out_weight_grad"]
+           "small_dense_relu_mask"]
 
 
 @njit(cache=True)
@@ -215,22 +215,3 @@ def small_dense_relu_mask(x, w, b, out, threshold, scale, zero, key, counter):
     """``bias_relu_mask(small_dense(x, w, 0) ...)`` without the pre-activation array:
     ``out = max(x @ w + b, 0) * (scale if kept else zero)``, bit for bit."""
     return _brm(x, w, b, out, threshold, scale, zero, key, counter)
-
-
-# --- Dense layers with few outputs (``out_features <= SMALL_OUT``) -------------------------------
-# The weight gradient of a 512 -> 3 layer, h.T @ dy, took BLAS 1.3 ms at 3000 rows on one
-# thread; summed row by row into the transposed gradient it is one pass over h. (The forward
-# h @ W stays with BLAS: a dot product per output in a fixed order measured 2x slower.)
-
-
-@njit(cache=True)
-def few_out_weight_grad(h, dy, dwt):
-    """``dwt = (h.T @ dy).T`` for few outputs: each entry summed over the rows in order, from 0."""
-    dwt[:] = 0
-    for i in range(h.shape[0]):
-        hr = h[i]
-        for k in range(dy.shape[1]):
-            dv = dy[i, k]
-            row = dwt[k]
-            for j in range(hr.size):
-                row[j] = row[j] + hr[j] * dv
