@@ -31,12 +31,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from droplab import _rng, _validate
+from droplab.errors import ResourceLimitError
 from droplab.metrics import _entropy
 from droplab.nn.dropout import Dropout
 from droplab.nn.losses import Loss
 from droplab.nn.module import Module, Sequential
+from droplab.nn.train import _forward_eval
 
-__all__ = ["MCResult", "mc_predict", "MEMORY_BUDGET"]
+__all__ = ["MCResult", "mc_predict", "MEMORY_BUDGET", "SAMPLES_BUDGET", "MAX_SAMPLES"]
 
 #: Bytes the widest activation of one stacked forward may take (4 MiB). The number of
 #: inputs per chunk is chosen so that ``T * inputs * widest_row_bytes`` stays under it
@@ -45,6 +47,16 @@ __all__ = ["MCResult", "mc_predict", "MEMORY_BUDGET"]
 #: machine (4-8 MiB best; 64 MiB chunks were about 2x slower, memory-bound elementwise passes
 #: over arrays that left the cache), and a chunk of 4 MiB is already a large matrix product.
 MEMORY_BUDGET = 4 * 2**20
+
+#: Bytes of per-pass outputs (``T * N * K`` float64) that ``keep_samples=None`` (the default)
+#: keeps in the result (64 MiB). Above it the statistics are streamed chunk by chunk and
+#: ``samples`` is None, so 100,000 inputs x T = 1000 never holds gigabytes; ask for the passes
+#: with ``keep_samples=True``.
+SAMPLES_BUDGET = 64 * 2**20
+
+#: The largest number of passes ``T`` accepted (10,000). MC dropout's estimates settle within
+#: tens to hundreds of passes (Gal 2016 uses 10-1000); a larger T only costs time.
+MAX_SAMPLES = 10_000
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,15 @@ def _batch_independent(layer: Module) -> bool:
             continue
         return len(noise) == ndim and noise[0] == 7
     return False
+
+
+def _identity_when_sampling(layer: Module) -> bool:
+    """True when ``layer`` would sample nothing: a base-mechanism dropout layer at ``p = 0``.
+
+    Its training forward is then the identity (no counter moves), the same as its eval forward.
+    """
+    return (isinstance(layer, Dropout) and type(layer).forward is Dropout.forward
+            and float(layer.p) == 0.0)
 
 
 def _snapshot(layer: Module) -> dict:
@@ -201,8 +222,9 @@ def _run(layers, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _widest_row_bytes(model: Module, x1: np.ndarray) -> int:
-    """Bytes per input row of the widest array a forward makes, from a one-row probe.
+def _probe(model: Module, x1: np.ndarray) -> tuple[int, int]:
+    """``(widest_row_bytes, outputs_per_row)`` from a one-row probe: the bytes per input row
+    of the widest array a forward makes, and the number of raw outputs per row.
 
     The probe runs in eval mode (no mask is drawn, no counter moves, BatchNorm statistics
     are not updated) with every module's forward wrapped to record its output's size.
@@ -222,15 +244,16 @@ def _widest_row_bytes(model: Module, x1: np.ndarray) -> int:
     for m in mods:
         m.forward = wrap(m)
     try:
-        model.forward(x1)
+        out = np.asarray(model.forward(x1))
     finally:
         for m in mods:
             vars(m).pop("forward", None)
-    return max(widest)
+    return max(widest), int(np.prod(out.shape[1:], dtype=np.int64))
 
 
 def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batch_size: int | None = None,
-               keep_samples: bool = True, tau: float | None = None, *, loss: Loss | None = None) -> MCResult:
+               keep_samples: bool | None = None, tau: float | None = None, *,
+               loss: Loss | None = None) -> MCResult:
     """MC dropout prediction: ``samples`` stochastic passes with only dropout layers sampling.
 
     ``p`` of the model's dropout layers is the probability that a unit is zeroed (not the
@@ -245,9 +268,15 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
     measured by a one-row probe, or ``batch_size`` inputs (times ``T`` rows) when given. The
     layers of a Sequential before its first dropout layer run once per input. A dropout
     layer whose noise is shared across the batch axis makes the passes run one by one.
-    With ``p = 0`` every pass equals ``model.predict(X)`` bit for bit (so ``mean`` does, and
-    ``std``, ``mutual_information`` and ``variation_ratio`` are exactly 0), for inputs of two
-    or more rows (BLAS may round a one-row product, a matrix-vector call, differently).
+
+    Exactness: when no layer samples (every dropout layer at ``p = 0``), mc_predict runs the
+    deterministic pass itself, with the same call as ``model.predict(X)``, so ``mean`` equals
+    ``model.predict(X)`` bit for bit on every CPU and ``std``, ``mutual_information`` and
+    ``variation_ratio`` are exactly 0. With sampling layers, a pass's rows meet the matrix
+    products (BLAS) in other shapes than ``predict``'s (stacked, chunked), and BLAS may round
+    a product differently for another shape: the same seed, inputs, ``samples`` and chunking
+    give the same bits on one machine, and other chunkings agree within float32 rounding
+    (a few ulp per layer; see ``tests/test_blas_shapes.py`` for the derived bound).
 
     Randomness: with ``seed`` (int | Generator), the dropout layers draw from temporary mask
     streams derived from it, and their keys and counters are restored afterwards, so the
@@ -259,12 +288,13 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
     Args:
         model (Module): the network (trained or not).
         X: inputs ``(N, ...)``, finite.
-        samples (int): number of passes ``T``, >= 1. Default 50.
+        samples (int): number of passes ``T``, 1 to :data:`MAX_SAMPLES`. Default 50.
         seed (int | np.random.Generator | None): see Randomness. Default None.
         batch_size (int | None): inputs per stacked forward (each chunk runs ``T`` times as
             many rows); None (default) picks it from the memory budget.
-        keep_samples (bool): keep the ``(T, N, K)`` passes in the result. False saves
-            memory; the statistics are the same. Default True.
+        keep_samples (bool | None): keep the ``(T, N, K)`` passes in the result (True), or
+            stream the statistics without them (False; the statistics are the same). None
+            (default) keeps them when they take at most :data:`SAMPLES_BUDGET` bytes.
         tau (float | None): model precision for regression; adds ``1 / tau`` to the
             predictive variance. Default None (no term). Ignored for classification.
         loss (Loss | None): whose ``output`` turns raw outputs into predictions; default
@@ -281,8 +311,8 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
     Raises:
         TypeError: ``model`` not a Module, ``loss`` not a Loss, non-integer ``samples`` /
             ``batch_size``, non-numeric ``X``.
-        ValueError: ``samples`` or ``batch_size`` < 1, ``tau`` <= 0, ``X`` empty or not
-            finite, a model with no dropout layer.
+        ValueError: ``samples`` or ``batch_size`` < 1, ``samples`` > :data:`MAX_SAMPLES`,
+            ``tau`` <= 0, ``X`` empty or not finite, a model with no dropout layer.
 
     Example:
         >>> import numpy as np
@@ -305,6 +335,12 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
     if not isinstance(model, Module):
         raise TypeError(_validate.message(where, "model", "a droplab Module", type(model).__name__))
     T = _validate.positive_int(where, "samples", samples)
+    if T > MAX_SAMPLES:
+        raise ResourceLimitError(_validate.message(
+            where, "samples", f"an integer in [1, {MAX_SAMPLES}]", samples,
+            "Estimates settle within hundreds of passes; average several calls for more."))
+    if keep_samples is not None and not isinstance(keep_samples, (bool, np.bool_)):
+        raise TypeError(_validate.message(where, "keep_samples", "True, False or None", keep_samples))
     if batch_size is not None:
         batch_size = _validate.positive_int(where, "batch_size", batch_size)
     if tau is not None:
@@ -322,6 +358,8 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
             where, "model", "a network with at least one dropout-family layer", type(model).__name__,
             "Without dropout every pass is the same; use model.predict(X)."))
     stacked = all(_batch_independent(m) for m in droppers)
+    if all(_identity_when_sampling(m) for m in droppers):
+        return _deterministic(model, X, T, loss, keep_samples, tau)
 
     was = [m.training for m in mods]
     saved = [_snapshot(m) for m in droppers] if seed is not None else []
@@ -329,7 +367,7 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
         for m in mods:
             m.training = False
         n = X.shape[0]
-        row_bytes = _widest_row_bytes(model, X[:1])
+        row_bytes, k_raw = _probe(model, X[:1])
         if batch_size is not None:
             per_chunk, t_chunk = batch_size, T
         elif T * row_bytes <= MEMORY_BUDGET:
@@ -338,6 +376,9 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
             per_chunk, t_chunk = 1, max(1, MEMORY_BUDGET // row_bytes)
         if not stacked:
             t_chunk = 1
+        if keep_samples is None:
+            k = 2 if k_raw == 1 and loss is not None and loss.classification else k_raw
+            keep_samples = T * n * k * 8 <= SAMPLES_BUDGET
         if seed is not None:
             kids = _rng.seed_sequence(seed, where).spawn(len(droppers))
             for m, ss in zip(droppers, kids):
@@ -395,3 +436,35 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
         mean=mean, std=std, entropy=entropy, expected_entropy=expected, mutual_information=mi,
         variation_ratio=vr, variance=variance, kind="classification" if classification else "regression",
         T=T, stacked=stacked)
+
+
+
+def _deterministic(model: Module, X: np.ndarray, T: int, loss: Loss | None, keep_samples: bool | None,
+                   tau: float | None) -> MCResult:
+    """The result when no layer samples: ``T`` equal passes, each exactly ``predict(X)``.
+
+    The pass runs as ``model.predict`` runs it (one eval-mode forward over ``X``), so its bits
+    do not depend on how BLAS rounds other call shapes.
+    """
+    out = _forward_eval(model, X, None)
+    out = np.asarray(loss.output(out) if loss is not None else out)
+    out = out.reshape(X.shape[0], -1).astype(np.float64)
+    classification = bool(loss is not None and loss.classification)
+    if classification and out.shape[-1] == 1:
+        out = np.concatenate([1.0 - out, out], axis=-1)
+    n, k = out.shape
+    if keep_samples is None:
+        keep_samples = T * n * k * 8 <= SAMPLES_BUDGET
+    zeros = np.zeros((n, k))
+    entropy = expected = mi = vr = None
+    if classification:
+        entropy = np.maximum(_entropy(out), 0.0)
+        expected = entropy.copy()
+        mi = np.zeros(n)
+        vr = np.zeros(n)
+    variance = zeros if classification or tau is None else zeros + 1.0 / tau
+    return MCResult(
+        samples=np.broadcast_to(out, (T, n, k)).copy() if keep_samples else None,
+        mean=out, std=zeros.copy(), entropy=entropy, expected_entropy=expected, mutual_information=mi,
+        variation_ratio=vr, variance=variance, kind="classification" if classification else "regression",
+        T=T, stacked=True)
