@@ -333,3 +333,31 @@ def test_bad_model_and_inputs_raise(seed):
         nn.mc_predict(_mlp(0.3, seed), np.full((2, 5), np.nan))
     with pytest.raises(TypeError, match=r"mc_predict: `X` must be a numeric array"):
         nn.mc_predict(_mlp(0.3, seed), np.array([["a"] * 5]))
+
+
+# --- resource budgets (issue: a small call must not take the machine) -------------------------
+
+
+def test_samples_above_the_maximum_are_refused_before_any_work(seed, rng):
+    model = _mlp(0.5, seed)
+    with pytest.raises(ValueError, match=r"mc_predict: `samples` must be an integer in \[1, 10000\]"):
+        nn.mc_predict(model, rng.standard_normal((4, 5)), samples=10**9, seed=seed)
+
+
+def test_default_keeps_samples_only_under_the_budget(seed, rng, monkeypatch):
+    model = _mlp(0.5, seed)
+    X = rng.standard_normal((20, 5)).astype(np.float32)
+    small = nn.mc_predict(model, X, samples=10, seed=seed)
+    assert small.samples is not None and small.samples.shape == (10, 20, 3)
+    monkeypatch.setattr(mc_module, "SAMPLES_BUDGET", 10 * 20 * 3 * 8 - 1)  # one byte short
+    streamed = nn.mc_predict(model, X, samples=10, seed=seed)
+    assert streamed.samples is None
+    np.testing.assert_array_equal(streamed.mean, small.mean)  # the same statistics, streamed
+    np.testing.assert_array_equal(streamed.std, small.std)
+    asked = nn.mc_predict(model, X, samples=10, seed=seed, keep_samples=True)
+    np.testing.assert_array_equal(asked.samples, small.samples)
+
+
+def test_keep_samples_must_be_a_bool_or_none(seed, rng):
+    with pytest.raises(TypeError, match="`keep_samples` must be True, False or None"):
+        nn.mc_predict(_mlp(0.5, seed), rng.standard_normal((4, 5)), samples=3, keep_samples="yes")

@@ -20,6 +20,7 @@ from droplab.nn.optim import SGD, Adam, AdamW, Optimizer
 from droplab.nn.recurrent import GRU, RNN
 from droplab.nn.residual import Residual
 from droplab.nn.train import evaluate, fit, predict
+from droplab.nn import gradcheck  # noqa: E402  (nn.gradcheck.check_gradients, as the README writes it)
 
 __all__ = [
     "Module", "Parameter", "Sequential",
@@ -35,4 +36,5 @@ __all__ = [
     "fit", "predict", "evaluate",
     "mc_predict", "MCResult",
     "load", "load_optimizer",
+    "gradcheck",
 ]

@@ -33,10 +33,9 @@ from __future__ import annotations
 try:
     import torch as _torch  # noqa: F401
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "droplab.torch needs PyTorch, which is not installed; install the extra with "
-        "`pip install 'droplab[torch]'` (or `pip install torch`)."
-    ) from err
+    from droplab._install import TORCH_HINT
+
+    raise ImportError(f"droplab.torch needs PyTorch, which is not installed: {TORCH_HINT}.") from err
 
 from droplab.torch import functional
 from droplab.torch.mc import MCPrediction, enable_mc_dropout, is_dropout, mc_predict, patch
