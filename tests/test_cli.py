@@ -47,14 +47,14 @@ def test_compare_prints_a_table(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag,value,message", [
-    ("--p", "1.5", r"compare: `p` must be a probability in [0, 1]; got p=1.5."),
-    ("--seeds", "0", r"compare: `seeds` must be a positive integer; got seeds=0."),
-    ("--epochs", "-2", r"compare: `epochs` must be a positive integer; got epochs=-2."),
+    ("--p", "1.5", r"compare: error: `--p` must be a probability in [0, 1]; got --p=1.5."),
+    ("--seeds", "0", r"compare: error: `--seeds` must be an integer in [1, 1000]"),
+    ("--epochs", "-2", r"compare: error: `--epochs` must be an integer in [1, 100000]; got --epochs=-2."),
     ("--dataset", "spirl", r"Did you mean 'spiral'?"),
     ("--variant", "dropot", r"Did you mean 'dropout'?"),
-    ("--hidden", "64,x", r"`hidden` must be comma-separated positive integers"),
+    ("--hidden", "64,x", r"`--hidden` must be comma-separated integers in [1, 8192]"),
     ("--optimizer", "adma", r"Did you mean 'adam'?"),
-    ("--lr", "0", r"`lr` must be a finite number > 0; got lr=0.0."),
+    ("--lr", "0", r"`--lr` must be a finite number > 0; got --lr=0."),
     ("--activation", "rlu", r"Did you mean 'relu'?"),
 ])
 def test_bad_flags_give_one_line_and_exit_2(tmp_path, capsys, flag, value, message):
@@ -68,7 +68,7 @@ def test_bad_flags_give_one_line_and_exit_2(tmp_path, capsys, flag, value, messa
 
 def test_argparse_errors_exit_2(capsys):
     assert main(["compare", "--p", "abc"]) == 2
-    assert "invalid float value" in capsys.readouterr().err
+    assert "`--p` must be a probability in [0, 1]; got --p=abc." in capsys.readouterr().err
     assert main(["nonsense"]) == 2
 
 
@@ -107,7 +107,8 @@ def test_compare_resume_after_a_killed_process_is_bit_identical(tmp_path):
     args = ["compare", "--dataset", "spiral", "--hidden", "128", "--epochs", "150", "--batch-size", "0",
             "--seeds", "2", "--lr", "0.02", "--quiet", "--checkpoint-every", "3", "--max-norm", "3"]
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
-    out, work = tmp_path / "cut", tmp_path / ".cut.work"
+    out = tmp_path / "cut"
+    work = out / ".droplab-work"  # resume state lives inside --out, never beside it
     proc = subprocess.Popen([sys.executable, "-m", "droplab.cli", *args, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -118,17 +119,18 @@ def test_compare_resume_after_a_killed_process_is_bit_identical(tmp_path):
     proc.wait()
     if proc.returncode != -signal.SIGKILL:
         pytest.skip("the command finished before it could be killed")
-    assert not out.exists() and (work / "run-0.json").exists()
+    assert not (out / "results.json").exists() and (work / "run-0.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut", "whole"]  # nothing left beside --out
     assert main([*args, "--out", str(out), "--resume"]) == 0
     assert _records(out) == _records(tmp_path / "whole")
     assert not work.exists()
 
 
 def test_resume_refuses_other_flags(tmp_path, capsys):
-    work = tmp_path / ".r.work"
-    work.mkdir()
+    work = tmp_path / "r" / ".droplab-work"
+    work.mkdir(parents=True)
     (work / "config.sha256").write_text("0" * 64 + "\n")
     code = main(["compare", *SMALL, "--out", str(tmp_path / "r"), "--resume"])
     assert code == 2
     assert "`resume` must be used with the flags of the interrupted run" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [".droplab-work"]  # kept for a --resume

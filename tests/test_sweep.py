@@ -52,7 +52,8 @@ def test_sweep_writes_runs_summary_and_plots(tmp_path, seed):
     assert {b["line"] for b in res["best"]} == {"hidden=8", "hidden=4,4"}
     for name in ("sweep_p.png", "gap.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary or lock file left
+    # no temporary or lock file left; only droplab's manifest of its own files
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".droplab.json"]
 
 
 def test_workers_2_gives_the_records_of_workers_1(tmp_path):
@@ -148,7 +149,8 @@ def test_out_holding_other_files_is_rejected(tmp_path, capsys):
     out.mkdir()
     (out / "results.json").write_text("{}")
     assert main(["sweep", *TINY, "--p", "0", "--seeds", "1", "--out", str(out)]) == 2
-    assert "an empty folder or a sweep's folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "a new or empty folder, or one holding sweep results" in err and "--force" in err and err.count("\n") == 1
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
 
 
@@ -160,7 +162,7 @@ def test_a_second_sweep_on_a_busy_folder_is_refused(tmp_path):
     fd = os.open(out, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running sweep holds it
-        with pytest.raises(ValueError, match=r"sweep: `out` must be a folder no other sweep is writing to"):
+        with pytest.raises(ValueError, match=r"sweep: `out` must be a folder no other droplab command is writing to"):
             main(["sweep", *TINY, "--p", "0", "--seeds", "1", "--out", str(out), "--debug"])
     finally:
         os.close(fd)
@@ -214,8 +216,8 @@ def test_t_quantile_and_mean_ci():
     (["--optimizer", "adma"], r"Did you mean 'adam'?"),
     (["--variant", "dropot"], r"Did you mean 'dropout'?"),
     (["--dataset", "spirl"], r"Did you mean 'spiral'?"),
-    (["--seeds", "0"], r"sweep: `seeds` must be a positive integer; got seeds=0."),
-    (["--workers", "0"], r"sweep: `workers` must be a positive integer; got workers=0."),
+    (["--seeds", "0"], r"sweep: error: `--seeds` must be an integer in [1, 1000]"),
+    (["--workers", "0"], r"sweep: error: `--workers` must be an integer in [1, "),
     (["--backend", "dsk"], r"Did you mean 'dask'?"),
     (["--config", "missing.toml"], r"sweep: `config` must be an existing TOML file; got config='missing.toml'."),
 ])

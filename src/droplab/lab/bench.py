@@ -17,12 +17,15 @@ _SECTIONS = ("dropout", "spiral", "blas", "compile", "torch", "mc")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from droplab._validate import bounds_help, flag_type
+
     parser.add_argument("--quick", action="store_true",
                         help="one shape (3000x512), p = 0.5, 2 epochs per spiral repeat, warm compile only: under a minute")
     parser.add_argument("--sections", default=",".join(_SECTIONS),
                         help="comma-separated subset of: " + ", ".join(_SECTIONS))
-    parser.add_argument("--repeats", type=int, default=0,
-                        help="timed repeats per figure (0: 21, or 20 with --quick); claims need >= 20")
+    parser.add_argument("--repeats", type=flag_type("bench_repeats"), default=0,
+                        help=f"timed repeats per figure ({bounds_help('bench_repeats')}: 21, or 20 with "
+                             "--quick); claims need >= 20")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: tiny shapes
 
 
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from droplab import _validate
     from droplab.lab import _bench
-    from droplab.lab._results import results_dir, versions, write_json
+    from droplab.lab._results import force_flag, results_dir, versions, write_json
 
     where = "bench"
     sections = [s.strip() for s in str(args.sections).split(",") if s.strip()]
@@ -44,28 +47,19 @@ def run(args: argparse.Namespace) -> int:
     if repeats != 0:
         repeats = _validate.positive_int(where, "repeats", repeats)
     console = Console(quiet=args.quiet, width=None if Console().is_terminal else 160)
-    with results_dir(args.out) as tmp:
+    with results_dir(args.out, "bench", force=force_flag(args)) as tmp:
         with console.status("bench") as status:
             res = _bench.run_suite(quick=args.quick, tiny=args.tiny, repeats=repeats or None,
                                    sections=tuple(sections),
                                    progress=lambda what: status.update(f"bench: {what}"))
         results = {"command": "bench", "config": {"seed": args.seed, **res.pop("settings")},
-                   "versions": _versions(versions), "machine": _bench.machine(), **res}
+                   "versions": versions(extra=("threadpoolctl",)), "machine": _bench.machine(), **res}
         write_json(tmp / "results.json", results)
     _print(console, results)
     console.print(f"results written to {args.out}/results.json")
     return 0
 
 
-def _versions(versions) -> dict:
-    out = versions()
-    for name in ("numba", "torch", "threadpoolctl"):
-        try:
-            mod = __import__(name)
-        except ImportError:
-            continue
-        out[name] = getattr(mod, "__version__", "?")
-    return out
 
 
 def _ms(st: dict) -> str:

@@ -329,24 +329,33 @@ T_GRID = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from droplab._validate import bounds_help, flag_type
+
     parser.add_argument("--dataset", default="digits", help="a registered classification data set")
-    parser.add_argument("--units", type=int, default=16,
-                        help=f"width n of the dropout layer (2^n sub-networks; at most {MAX_UNITS})")
-    parser.add_argument("--p", type=float, default=0.5, help="drop probability of the dropout layer")
+    parser.add_argument("--units", type=flag_type("units"), default=16,
+                        help=f"width n of the dropout layer, 2^n sub-networks ({bounds_help('units')})")
+    parser.add_argument("--p", type=flag_type("p"), default=0.5,
+                        help="drop probability of the dropout layer (0 to 1, 1 excluded)")
     parser.add_argument("--head", default="both",
                         help="softmax (dropout feeds the output layer), relu (a ReLU layer between) or both")
-    parser.add_argument("--head-units", type=int, default=32, help="width of the ReLU layer of the relu head")
-    parser.add_argument("--epochs", type=int, default=150, help="training epochs")
-    parser.add_argument("--batch-size", type=int, default=64, help="mini-batch size (0: full batch)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    parser.add_argument("--max-T", type=int, default=1000, help="largest number of MC samples")
-    parser.add_argument("--repeats", type=int, default=10, help="MC repeats per T (spread)")
+    parser.add_argument("--head-units", type=flag_type("head_units"), default=32,
+                        help=f"width of the ReLU layer of the relu head ({bounds_help('head_units')})")
+    parser.add_argument("--epochs", type=flag_type("epochs"), default=150,
+                        help=f"training epochs ({bounds_help('epochs')})")
+    parser.add_argument("--batch-size", type=flag_type("batch_size"), default=64,
+                        help=f"mini-batch size ({bounds_help('batch_size')})")
+    parser.add_argument("--lr", type=flag_type("lr"), default=3e-3,
+                        help=f"Adam learning rate ({bounds_help('lr')})")
+    parser.add_argument("--max-T", type=flag_type("max_T"), default=1000,
+                        help=f"largest number of MC samples ({bounds_help('max_T')})")
+    parser.add_argument("--repeats", type=flag_type("mc_repeats"), default=10,
+                        help=f"MC repeats per T, for the spread ({bounds_help('mc_repeats')})")
     parser.add_argument("--quick", action="store_true", help="a small setting (about 10 s)")
 
 
 def run(args: argparse.Namespace) -> int:
     from droplab import data
-    from droplab.lab._results import results_dir, versions, write_json
+    from droplab.lab._results import force_flag, results_dir, versions, write_json
 
     units = _validate.positive_int(WHERE, "units", args.units)
     if units > MAX_UNITS:
@@ -371,43 +380,44 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console(quiet=args.quiet)
-    runs, estimates = [], []
-    for i, head in enumerate(heads):
-        model = build_network(X.shape[1], units, ds.classes, p=p, head=head, head_units=head_units,
-                              seed=np.random.SeedSequence([args.seed, i]))
-        loss = nn.SoftmaxCrossEntropy()
-        with console.status(f"training the {head}-head network"):
-            history = model.fit(X, ds.y_train, loss=loss, optimizer=nn.Adam(lr), epochs=epochs, batch_size=batch,
-                                validation_data=(Xv, ds.y_val), verbose=False)
-        tr, va = model.evaluate(X, ds.y_train, loss), model.evaluate(Xv, ds.y_val, loss)
-        runs.append({"network": f"{head} head", "p": p, "seed": args.seed, "history": history,
-                     "metrics": {"train_accuracy": tr["accuracy"], "val_accuracy": va["accuracy"],
-                                 "train_loss": tr["loss"], "val_loss": va["loss"],
-                                 "gap": tr["accuracy"] - va["accuracy"]}})
-        with console.status(f"enumerating 2^{units} sub-networks ({head} head)"):
-            exact = exact_means(model, Xv)
-        ws = weight_scaling(model, Xv)
-        with console.status(f"MC averaging, T up to {max_T}, {repeats} repeats ({head} head)"):
-            curve = mc_curve(model, Xv, ds.y_val, Ts, repeats=repeats, reference=exact.arithmetic)
-        ws_row = _row(ws, ds.y_val)
-        match = next((t for t, e in zip(curve["T"], curve["error_mean"]) if e <= ws_row["error"]), None)
-        match_nll = next((t for t, e in zip(curve["T"], curve["nll_mean"]) if e <= ws_row["nll"]), None)
-        kl = max(0.0, float(np.mean(np.sum(exact.geometric * (np.log(np.clip(exact.geometric, 1e-300, None))
-                                                     - np.log(np.clip(ws, 1e-300, None))), axis=1))))
-        estimates.append({
-            "network": f"{head} head", "units": units, "masks": exact.masks,
-            "weight_scaling": ws_row, "exact_arithmetic": _row(exact.arithmetic, ds.y_val),
-            "exact_geometric": _row(exact.geometric, ds.y_val),
-            "mc": curve, "mc_T_matching_weight_scaling_error": match, "mc_T_matching_weight_scaling_nll": match_nll,
-            "ws_vs_geometric": {"max_abs_prob_diff": float(np.abs(ws - exact.geometric).max()), "mean_kl": kl},
-            "ws_vs_arithmetic": {"max_abs_prob_diff": float(np.abs(ws - exact.arithmetic).max())},
-        })
-    config = {"dataset": ds.name, "dataset_description": ds.description, "seed": args.seed, "units": units,
-              "p": p, "heads": heads, "head_units": head_units, "epochs": epochs, "batch_size": batch, "lr": lr,
-              "optimizer": "adam", "T": Ts, "repeats": repeats, "quick": bool(args.quick)}
-    summary = _summary(estimates)
-    reading = _reading(estimates, p, units)
-    with results_dir(args.out) as tmp:
+    # the folder is checked and locked before the first network trains; its files are switched in at the end
+    with results_dir(args.out, "ensemble", force=force_flag(args)) as tmp:
+        runs, estimates = [], []
+        for i, head in enumerate(heads):
+            model = build_network(X.shape[1], units, ds.classes, p=p, head=head, head_units=head_units,
+                                  seed=np.random.SeedSequence([args.seed, i]))
+            loss = nn.SoftmaxCrossEntropy()
+            with console.status(f"training the {head}-head network"):
+                history = model.fit(X, ds.y_train, loss=loss, optimizer=nn.Adam(lr), epochs=epochs, batch_size=batch,
+                                    validation_data=(Xv, ds.y_val), verbose=False)
+            tr, va = model.evaluate(X, ds.y_train, loss), model.evaluate(Xv, ds.y_val, loss)
+            runs.append({"network": f"{head} head", "p": p, "seed": args.seed, "history": history,
+                         "metrics": {"train_accuracy": tr["accuracy"], "val_accuracy": va["accuracy"],
+                                     "train_loss": tr["loss"], "val_loss": va["loss"],
+                                     "gap": tr["accuracy"] - va["accuracy"]}})
+            with console.status(f"enumerating 2^{units} sub-networks ({head} head)"):
+                exact = exact_means(model, Xv)
+            ws = weight_scaling(model, Xv)
+            with console.status(f"MC averaging, T up to {max_T}, {repeats} repeats ({head} head)"):
+                curve = mc_curve(model, Xv, ds.y_val, Ts, repeats=repeats, reference=exact.arithmetic)
+            ws_row = _row(ws, ds.y_val)
+            match = next((t for t, e in zip(curve["T"], curve["error_mean"]) if e <= ws_row["error"]), None)
+            match_nll = next((t for t, e in zip(curve["T"], curve["nll_mean"]) if e <= ws_row["nll"]), None)
+            kl = max(0.0, float(np.mean(np.sum(exact.geometric * (np.log(np.clip(exact.geometric, 1e-300, None))
+                                                         - np.log(np.clip(ws, 1e-300, None))), axis=1))))
+            estimates.append({
+                "network": f"{head} head", "units": units, "masks": exact.masks,
+                "weight_scaling": ws_row, "exact_arithmetic": _row(exact.arithmetic, ds.y_val),
+                "exact_geometric": _row(exact.geometric, ds.y_val),
+                "mc": curve, "mc_T_matching_weight_scaling_error": match, "mc_T_matching_weight_scaling_nll": match_nll,
+                "ws_vs_geometric": {"max_abs_prob_diff": float(np.abs(ws - exact.geometric).max()), "mean_kl": kl},
+                "ws_vs_arithmetic": {"max_abs_prob_diff": float(np.abs(ws - exact.arithmetic).max())},
+            })
+        config = {"dataset": ds.name, "dataset_description": ds.description, "seed": args.seed, "units": units,
+                  "p": p, "heads": heads, "head_units": head_units, "epochs": epochs, "batch_size": batch, "lr": lr,
+                  "optimizer": "adam", "T": Ts, "repeats": repeats, "quick": bool(args.quick)}
+        summary = _summary(estimates)
+        reading = _reading(estimates, p, units)
         write_json(tmp / "results.json", {"command": "ensemble", "config": config, "versions": versions(),
                                           "runs": runs, "estimates": estimates, "summary": summary,
                                           "reading": reading})

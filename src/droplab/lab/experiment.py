@@ -108,11 +108,21 @@ def train_run(ds, cfg: RunConfig, *, p: float, seed: int, on_epoch: Callable[[],
                 on_epoch()
 
     callbacks = [_Tick()] + ([nn.MaxNorm(cfg.max_norm)] if cfg.max_norm else [])
+    diverged = getattr(nn, "DivergenceError", FloatingPointError)
     t0 = time.perf_counter()
-    history = model.fit(X, ds.y_train, loss=loss, optimizer=make_optimizer(cfg.optimizer, cfg.lr),
-                        epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=(Xv, ds.y_val),
-                        verbose=False, callbacks=callbacks, checkpoint=checkpoint,
-                        checkpoint_every=checkpoint_every, resume=checkpoint is not None)
+    try:
+        history = model.fit(X, ds.y_train, loss=loss, optimizer=make_optimizer(cfg.optimizer, cfg.lr),
+                            epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=(Xv, ds.y_val),
+                            verbose=False, callbacks=callbacks, checkpoint=checkpoint,
+                            checkpoint_every=checkpoint_every, resume=checkpoint is not None)
+    except diverged as exc:
+        # a diverging run is a result (too large a learning rate), not a reason to stop the command
+        epoch = getattr(exc, "epoch", None)
+        loss_value = getattr(exc, "loss", None)
+        return {"p": p, "seed": seed, "diverged": True,
+                "diverged_epoch": int(epoch) if epoch is not None else None,
+                "diverged_loss": _finite_or_text(loss_value), "error": str(exc),
+                "metrics": None, "history": None}, model
     seconds = (time.perf_counter() - t0) / max(1, len(history["loss"]))
     train = model.evaluate(X, ds.y_train, loss)
     val = model.evaluate(Xv, ds.y_val, loss)
@@ -121,14 +131,53 @@ def train_run(ds, cfg: RunConfig, *, p: float, seed: int, on_epoch: Callable[[],
         "train_loss": train["loss"], "val_loss": val["loss"],
         "gap": train["accuracy"] - val["accuracy"], "seconds_per_epoch": seconds,
     }
-    return {"p": p, "seed": seed, "metrics": metrics, "history": history}, model
+    record = {"p": p, "seed": seed, "metrics": metrics, "history": history}
+    return _strict(record), model
+
+
+def _finite_or_text(value):
+    """A float for JSON: finite numbers as they are, anything else as its text ('nan', 'inf')."""
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return v if np.isfinite(v) else str(v)
+
+
+def _strict(record: dict) -> dict:
+    """Non-finite metrics and history values become None (results files are strict JSON); the
+    record's ``nonfinite`` says which metric was what (e.g. ``{"val_loss": "inf"}``)."""
+    bad: dict[str, str] = {}
+    metrics = dict(record["metrics"])
+    for k, v in metrics.items():
+        if v is not None and not np.isfinite(float(v)):
+            bad[k] = str(float(v))
+            metrics[k] = None
+    history = {k: [x if x is None or np.isfinite(float(x)) else None for x in v] if isinstance(v, list) else v
+               for k, v in (record.get("history") or {}).items()}
+    out = {**record, "metrics": metrics, "history": history}
+    if bad:
+        out["nonfinite"] = bad
+    return out
 
 
 def summarize(runs: list[dict], keys=("train_accuracy", "val_accuracy", "gap", "train_loss", "val_loss",
                                       "seconds_per_epoch")) -> dict[str, dict[str, float]]:
-    """Mean and standard deviation (ddof=1 when n > 1) of each metric over ``runs``."""
-    out = {}
+    """Mean and standard deviation (ddof=1 when n > 1) of each metric over ``runs``.
+
+    Diverged runs (``metrics`` None) and metrics recorded as None (non-finite) are left out: ``n``
+    says how many runs each figure rests on, ``diverged`` how many runs diverged; a metric no
+    run has gives ``mean`` and ``std`` None.
+    """
+    out: dict = {}
     for k in keys:
-        v = np.asarray([r["metrics"][k] for r in runs], dtype=float)
+        v = np.asarray([r["metrics"][k] for r in runs if r.get("metrics") and r["metrics"].get(k) is not None],
+                       dtype=float)
+        if len(v) == 0:
+            out[k] = {"mean": None, "std": None, "n": 0}
+            continue
         out[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
+    out["diverged"] = sum(1 for r in runs if r.get("diverged"))
     return out

@@ -33,6 +33,7 @@ from droplab import _validate
 __all__ = ["HELP", "load_results", "reading", "render", "write_report", "table_from_records"]
 
 HELP = "one self-contained HTML page with every table and plot of a results folder"
+GENERATOR = '<meta name="generator" content="droplab report">'  # marks a page droplab wrote
 WHERE = "report"
 _IMAGES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 _TEXTS = (".md", ".txt", ".csv")
@@ -42,20 +43,81 @@ _DEFAULT_OUT = "results/report"  # the --out default the CLI gives every command
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", help="a results folder (holding results.json, or a sweep's runs.jsonl)")
     parser.add_argument("--title", default=None, help="page title (default: the command and the folder's name)")
-    parser.epilog = "--out FILE writes the page there instead of DIR/report.html."
+    parser.epilog = ("--out FILE writes the page there instead of DIR/report.html; --out FOLDER/ (an existing "
+                     "folder, or a name ending in /) writes FOLDER/report.html. A file droplab did not write "
+                     "is never replaced, even with --force.")
+
+
+def _out_file(args: argparse.Namespace, folder: Path) -> Path:
+    """Where the page goes, refused with one line before anything is read or written.
+
+    ``DIR/report.html`` by default; ``--out FILE``; ``--out FOLDER`` (existing, or written with
+    a trailing slash) gives ``FOLDER/report.html``, where FOLDER must be new, empty or a results
+    folder unless ``--force``. An existing page is replaced only when droplab wrote it.
+    """
+    from droplab.lab._results import check_out, force_flag, out_path
+
+    if args.out in (None, _DEFAULT_OUT):
+        out = folder / "report.html"
+    else:
+        text = str(args.out)
+        out = out_path(text, WHERE)
+        if text.endswith(("/", os.sep)) or out.is_dir():
+            if not (out.is_dir() and folder.is_dir() and out.resolve() == folder.resolve()):
+                check_out(out, WHERE, force=force_flag(args), accept=_results_folder)
+            out = out / "report.html"
+    if out.is_dir():
+        raise _validate_error(out, "a file path for the page", "It is a folder.")
+    if out.exists() and not is_droplab_page(out):
+        raise _validate_error(out, "a new file, or a page droplab wrote", "A file droplab did not write is never "
+                              "replaced (not even with --force); pick another --out.")
+    return out
+
+
+def _results_folder(path: Path) -> bool:
+    """A folder a report may be written into: one holding droplab results (any command)."""
+    from droplab.lab._results import owner
+
+    return owner(path) is not None or (path / "runs.jsonl").exists()
+
+
+def _validate_error(out: Path, allowed: str, hint: str) -> ValueError:
+    from droplab.errors import InvalidValueError
+
+    return InvalidValueError(_validate.message(WHERE, "out", allowed, str(out), hint))
+
+
+def is_droplab_page(path: str | os.PathLike) -> bool:
+    """Whether the file at ``path`` is a report page droplab wrote (its generator marker, or the
+    subtitle every earlier page carried)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+    except OSError:
+        return False
+    return GENERATOR.encode() in head or b"p is the drop probability \xc2\xb7 in tables" in head
 
 
 def run(args: argparse.Namespace) -> int:
+    from droplab.lab._results import file_error
+
     folder = Path(args.dir)
-    out = folder / "report.html" if args.out in (None, _DEFAULT_OUT) else Path(args.out)
-    if out.is_dir():
-        out = out / "report.html"
-    path = write_report(folder, out, title=args.title)
+    out = _out_file(args, folder)
+    try:
+        page = render(folder, args.title)
+    except (TypeError, KeyError, AttributeError, IndexError) as exc:  # well-formed JSON, not a results file
+        raise _malformed(folder, exc) from None
+    try:
+        with atomic_open(out, "w", encoding="utf-8", where=WHERE, name="out") as f:
+            f.write(page)
+    except OSError as exc:
+        raise file_error(WHERE, out, exc) from None
+    path = out
     if not args.quiet:
         from rich.console import Console
 
         console = Console()
-        for line in reading(load_results(folder)):
+        for line in reading(load_results(folder)):  # rendered above: it reads
             console.print(line, soft_wrap=True, markup=False)
         console.print(f"report written to {path}", soft_wrap=True, markup=False)
     return 0
@@ -80,11 +142,35 @@ def load_results(folder: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(res, dict):
             raise ValueError(_validate.message(WHERE, "dir", "a folder whose results.json holds an object",
                                                str(folder)))
-        return res
+        return _check_shape(folder, res)
     if (folder / "runs.jsonl").exists() and (folder / "sweep.json").exists():
         return _unfinished_sweep(folder)
     raise ValueError(_validate.message(WHERE, "dir", "a results folder holding results.json", str(folder),
                                        "Run a droplab command with --out there first."))
+
+
+def _malformed(folder: Path, exc: BaseException) -> ValueError:
+    from droplab.errors import InvalidValueError
+
+    name = "results.json" if (folder / "results.json").exists() else "runs.jsonl"
+    return InvalidValueError(_validate.message(
+        WHERE, "dir", "a folder whose results files droplab wrote", str(folder),
+        f"{folder / name} is valid JSON but not a droplab results file ({type(exc).__name__}: {exc})."))
+
+
+def _check_shape(folder: Path, res: dict[str, Any]) -> dict[str, Any]:
+    """The fields the page reads have the types droplab writes, or one line naming the file."""
+    expect = {"command": (str,), "runs": (list,), "summary": (list, dict), "config": (dict,),
+              "versions": (dict,), "reading": (list, str)}
+    for key, types in expect.items():
+        if key in res and res[key] is not None and not isinstance(res[key], types):
+            kinds = " or ".join("a list" if t is list else "an object" if t is dict else "a string" for t in types)
+            raise _malformed(folder, TypeError(f"`{key}` must be {kinds}, not {type(res[key]).__name__}"))
+    for key in ("runs", "summary"):
+        rows = res.get(key)
+        if isinstance(rows, list) and not all(isinstance(r, dict) for r in rows):
+            raise _malformed(folder, TypeError(f"every entry of `{key}` must be an object"))
+    return res
 
 
 def _unfinished_sweep(folder: Path) -> dict[str, Any]:
@@ -458,7 +544,7 @@ def render(folder: str | os.PathLike, title: str | None = None) -> str:
            "p is the drop probability · in tables, a ± b is the mean ± the 95% confidence interval over seeds "
            "where the results hold one, else ± the standard deviation")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'{GENERATOR}<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>"
             f'<h1>{html.escape(title)}</h1><p class="sub">{sub}</p><nav>{nav}</nav>\n{body}\n</body></html>\n')
 

@@ -812,15 +812,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from droplab.lab._results import results_dir, versions, write_json
+    from droplab.lab._results import force_flag, results_dir, versions, write_json
 
     name = _validate.one_of("study", "name", args.name, STUDIES)
     scale = "tiny" if args.tiny else "quick" if args.quick else "full"
     out = args.out if args.out != "results/study" else f"results/study-{name}"
     console = Console(quiet=args.quiet)
     t0 = time.perf_counter()
-    result = run_study(name, scale=scale, seed=args.seed, console=console)
-    with results_dir(out) as tmp:
+    with results_dir(out, "study", force=force_flag(args)) as tmp:  # checked and locked before the study runs
+        result = run_study(name, scale=scale, seed=args.seed, console=console)
         write_json(tmp / "results.json", {
             "command": "study", "study": name, "scale": scale,
             "config": {"seed": args.seed, **result.config}, "versions": versions(), "runs": result.runs,

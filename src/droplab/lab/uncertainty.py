@@ -32,6 +32,8 @@ DEFAULT_T = "1,2,5,10,20,50,100"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from droplab._validate import bounds_help, flag_type, hidden_flag, samples_flag
+
     parser.description = (HELP + ". Trains a dropout MLP (default: MNIST-1D, 60 epochs, well under 2 minutes "
                           "on 2 cores) or loads one with --model, then compares weight scaling with MC averaging "
                           "over T passes. p is the probability of DROPPING a unit.")
@@ -40,22 +42,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "or a .npz/.csv file")
     parser.add_argument("--model", default=None, metavar="PATH",
                         help="a model file saved with model.save(path): evaluate it instead of training")
-    parser.add_argument("--p", type=float, default=0.3, help="drop probability after each hidden layer")
-    parser.add_argument("--input-p", type=float, default=0.0, help="drop probability on the inputs")
+    parser.add_argument("--p", type=flag_type("p"), default=0.3,
+                        help=f"drop probability after each hidden layer ({bounds_help('p')})")
+    parser.add_argument("--input-p", type=flag_type("input_p"), default=0.0,
+                        help=f"drop probability on the inputs ({bounds_help('input_p')})")
     parser.add_argument("--variant", default="dropout", help="dropout variant (dropout, classic, ...)")
-    parser.add_argument("--hidden", default="256,256", help="hidden layer sizes, comma-separated")
+    parser.add_argument("--hidden", type=hidden_flag, default="256,256",
+                        help="hidden layer sizes, comma-separated (each 1 to 8192, at most 64 layers, at most "
+                             "2^26 weights between hidden layers: 256 MiB)")
     parser.add_argument("--activation", default="relu", help="relu, leaky_relu, tanh, sigmoid or selu")
-    parser.add_argument("--epochs", type=int, default=60,
-                        help="passes over the training data (60 keeps the default run well under 2 minutes)")
-    parser.add_argument("--batch-size", type=int, default=100, help="mini-batch size (0: full batch)")
+    parser.add_argument("--epochs", type=flag_type("epochs"), default=60,
+                        help=f"passes over the training data ({bounds_help('epochs')}; 60 keeps the default "
+                             "run well under 2 minutes)")
+    parser.add_argument("--batch-size", type=flag_type("batch_size"), default=100,
+                        help=f"mini-batch size ({bounds_help('batch_size')})")
     parser.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (momentum 0.9)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    parser.add_argument("--l2", type=float, default=0.0, help="L2 penalty on every weight matrix")
-    parser.add_argument("--samples-list", default=DEFAULT_T,
-                        help="numbers of MC passes T to compare, comma-separated (the largest is drawn once; "
-                             "smaller T use its first passes)")
-    parser.add_argument("--bins", type=int, default=15, help="confidence bins of ECE and the reliability diagram")
-    parser.add_argument("--ood-samples", type=int, default=1000, help="inputs per out-of-distribution set")
+    parser.add_argument("--lr", type=flag_type("lr"), default=1e-3,
+                        help=f"learning rate ({bounds_help('lr')})")
+    parser.add_argument("--l2", type=flag_type("l2"), default=0.0,
+                        help=f"L2 penalty on every weight matrix ({bounds_help('l2')})")
+    parser.add_argument("--samples-list", type=samples_flag, default=DEFAULT_T,
+                        help="numbers of MC passes T to compare, comma-separated, each "
+                             f"{bounds_help('samples')} (the largest is drawn once; smaller T use its "
+                             "first passes)")
+    parser.add_argument("--bins", type=flag_type("bins"), default=15,
+                        help=f"confidence bins of ECE and the reliability diagram ({bounds_help('bins')})")
+    parser.add_argument("--ood-samples", type=flag_type("ood_samples"), default=1000,
+                        help=f"inputs per out-of-distribution set ({bounds_help('ood_samples')})")
     parser.add_argument("--label", default="label", help="label column of a .csv data set")
 
 
@@ -172,7 +185,7 @@ def _execute(args, ds, cfg, p: float, ts: list[int], bins: int, n_ood: int, mode
 
     from droplab import nn
     from droplab.lab import experiment
-    from droplab.lab._results import results_dir, versions, write_json
+    from droplab.lab._results import force_flag, results_dir, versions, write_json
 
     console = Console(quiet=args.quiet)
     X = ds.X_train.reshape(len(ds.X_train), -1).astype(np.float32)
@@ -184,7 +197,7 @@ def _execute(args, ds, cfg, p: float, ts: list[int], bins: int, n_ood: int, mode
     total = (cfg.epochs if trained else 0) + 2 + len(oods) + len(ts)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), disable=args.quiet, transient=True, console=console)
-    with results_dir(args.out) as tmp:
+    with results_dir(args.out, "uncertainty", force=force_flag(args)) as tmp:
         with progress:
             task = progress.add_task("training" if trained else "evaluating", total=total)
             if trained:

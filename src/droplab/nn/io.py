@@ -14,13 +14,45 @@ A model file is an uncompressed ``.npz`` archive holding:
 * ``extra/<name>``: arrays a caller adds (``fit`` checkpoints keep the early-stopping best
   weights there).
 
-Loading opens the archive with ``np.load(allow_pickle=False)``, checks every array's header
-(dtype among float32/float64/int64/uint8, size consistent with the archive) before reading
-it, and validates the whole spec (known layer types from :mod:`droplab.nn` only, arguments
-that are JSON scalars or lists, array shapes and dtypes consistent, a size bound) before
-building any layer. Every problem is one ``ValueError`` line naming the file. Writes are
-atomic: a temporary file in the same folder, ``fsync``, then ``os.replace``; a reader never
-sees half a file and an interrupted save leaves the previous file intact.
+Loading never trusts the file. In this order, before any layer is built or any array
+allocated: the path must be a regular file (a FIFO or device is refused without blocking);
+the zip's end record and directory are read (member count, sizes, compression method);
+the spec is read with a bounded read and parsed (size and nesting capped); every member must
+be declared by the spec (and every declared array present), with at most ``MAX_INFLATE_RATIO``
+times its compressed size uncompressed; each ``.npy`` header is read (a few KB at most, never
+the data) and must agree with the spec's shape and dtype (float32, float64, int64 or uint8:
+object arrays, and so pickles, are refused without ever being unpickled) and with the member's
+size in the zip directory. Then every module of the spec is checked: a known ``droplab.nn``
+class, JSON arguments, and its real sizes. The loader knows what each layer's constructor
+allocates (a Dense ``in x out`` weight, a Conv2d ``out x in x kh x kw`` kernel, a GRU's
+``hidden x 3 hidden`` recurrent weight, BatchNorm's statistics...), so the parameters the
+spec describes must be exactly the arrays the file holds, shape and dtype, and must fit the
+budgets below; a layer's working memory per input row (a Conv2d's unfolded patch, a
+DropConnect's per-example mask) is bounded too. Only then are the arrays read, each with a
+bounded read of exactly its declared size (a zip directory that lies about a size cannot make
+load read more), and the model built.
+
+Limits (module constants; a file beyond them is refused with
+:class:`~droplab.errors.ResourceLimitError`):
+
+* ``MAX_PARAMETERS`` = 2**27 (134 million) parameter elements in the whole model;
+* ``MAX_ARRAY_BYTES`` = 4 GiB of arrays in all (parameters, buffers, optimizer state, extras);
+* ``MAX_MEMBERS`` = 100,000 arrays in the archive;
+* ``MAX_SPEC_BYTES`` = 8 MiB of spec JSON, nested at most ``MAX_SPEC_NESTING`` = 144 levels;
+* ``MAX_DEPTH`` = 64 levels of modules inside modules, ``MAX_MODULES`` = 10,000 modules;
+* ``MAX_ROW_ELEMENTS`` = 2**24 elements of one layer's working memory per input row;
+* ``MAX_INFLATE_RATIO`` = 64: compressed members may expand at most 64 times (or to
+  ``INFLATE_FLOOR`` = 16 MiB in all, whichever is more). droplab writes uncompressed files.
+
+With these, a file of S bytes makes ``load`` hold at most about max(16 MiB, 64 S) of arrays
+plus the model built from them: a 64 KB file, whatever it holds, stays far below 200 MB.
+
+Every problem is one line naming the file: :class:`~droplab.errors.InvalidValueError` (a
+``ValueError``) for damaged or forged content, ``ResourceLimitError`` (also a ``ValueError``)
+for a budget, :class:`~droplab.errors.FileError` (an ``OSError``) for a path that cannot be
+read or written (missing, a folder, no permission). Writes are atomic: a temporary file in the
+same folder, ``fsync``, then ``os.replace``; a reader never sees half a file and an
+interrupted save leaves the previous file intact.
 
 A module's state outside its parameters is saved through two conventions: ``_buffers()``
 returns a dict name -> the live array (load copies into it in place), and random layers keep
@@ -29,45 +61,96 @@ their mask key in ``_key`` (two 32-bit words) and their call counter in ``counte
 
 from __future__ import annotations
 
+import errno
 import inspect
 import json
 import math
 import numbers
 import os
+import stat
+import struct
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from droplab._files import atomic_open
 from droplab import __version__, _validate
+from droplab.errors import FileError, InvalidTypeError, InvalidValueError, ResourceLimitError
 from droplab.nn.losses import Loss
 from droplab.nn.module import Module, Parameter
 from droplab.nn.optim import Optimizer
 
 __all__ = ["FORMAT_VERSION", "save", "load", "load_optimizer", "layer_types", "write_state", "read_state",
-           "write_checkpoint", "read_checkpoint", "set_generator_state"]
+           "write_checkpoint", "read_checkpoint", "set_generator_state", "ModelFileError",
+           "MAX_PARAMETERS", "MAX_ARRAY_BYTES", "MAX_MEMBERS", "MAX_SPEC_BYTES", "MAX_SPEC_NESTING",
+           "MAX_DEPTH", "MAX_MODULES", "MAX_ROW_ELEMENTS", "MAX_INFLATE_RATIO", "INFLATE_FLOOR"]
 
 #: Version of the file layout; files from a newer version are refused with a clear error.
 FORMAT_VERSION = 1
 _ALLOWED_DTYPES = {np.dtype(np.float32), np.dtype(np.float64)}
 _ARRAY_DTYPES = _ALLOWED_DTYPES | {np.dtype(np.int64), np.dtype(np.uint8)}
-_MAX_SPEC_BYTES = 16 << 20
-_MAX_DEPTH = 64
-_MAX_MODULES = 100_000
-# A layer's integer arguments (sizes) may not multiply to more than this many elements, or 16
-# times the parameter elements the file actually holds: a forged spec cannot make load allocate
-# far more memory than the file's own size suggests.
-_MIN_SIZE_BOUND = 1 << 24
+_DTYPE_NAMES = {d.name: d for d in _ARRAY_DTYPES}
+
+#: Parameter elements in one model (512 MiB of float32): far above the models droplab trains.
+MAX_PARAMETERS = 1 << 27
+#: Bytes of all the arrays of one file: parameters with Adam's two moments, the early-stopping
+#: copy and buffers, in float64.
+MAX_ARRAY_BYTES = 4 << 30
+#: Arrays in one archive (a few per parameter: value, optimizer slots, best copy).
+MAX_MEMBERS = 100_000
+#: Bytes of the spec's JSON (about 800 bytes per module with its arrays' entries).
+MAX_SPEC_BYTES = 8 << 20
+#: Modules inside modules.
+MAX_DEPTH = 64
+#: Levels of JSON objects and lists in the spec: two per module level, plus the top and the
+#: arguments' lists.
+MAX_SPEC_NESTING = 2 * MAX_DEPTH + 16
+#: Modules in one model.
+MAX_MODULES = 10_000
+#: Elements of one layer's working memory per input row or output position.
+MAX_ROW_ELEMENTS = 1 << 24
+#: Compressed members may expand this many times (deflate can reach 1032: a zip bomb).
+MAX_INFLATE_RATIO = 64
+#: ... or to this many bytes in all, whichever is more.
+INFLATE_FLOOR = 16 << 20
+#: A ``.npy`` header's text (numpy writes about 120 bytes; numpy's own reader stops at 10000).
+_MAX_NPY_HEADER = 10_000
+#: What the layers the loader has no size rule for (types added to ``droplab.nn`` later) may
+#: allocate in all, counting the square of the product of their integer arguments.
+_UNKNOWN_ELEMENTS = 1 << 22
 
 
-class ModelFileError(ValueError):
+class ModelFileError(InvalidValueError):
     """A model file that cannot be used (damaged, forged, or from a newer droplab)."""
 
 
-def _error(path: Any, problem: str) -> ModelFileError:
-    return ModelFileError(f"nn.load: cannot use {str(path)!r}: {problem}.")
+class _Source:
+    """The file being read and who is reading it: ``nn.load`` or ``fit``'s resume."""
+
+    def __init__(self, path: Path, where: str = "nn.load") -> None:
+        self.path = path
+        self.where = where
+
+    def error(self, problem: str, cls: type = ModelFileError) -> Exception:
+        if self.where == "fit":
+            head = f"fit: cannot resume from checkpoint={str(self.path)!r}"
+        else:
+            head = f"{self.where}: cannot use {str(self.path)!r}"
+        return cls(f"{head}: {problem}.")
+
+
+def _error(src: Any, problem: str, cls: type = ModelFileError) -> Exception:
+    if not isinstance(src, _Source):
+        src = _Source(Path(src))
+    return src.error(problem, cls)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a forged file's strings stay out of messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # ---------------------------------------------------------------------------- registries
@@ -97,7 +180,7 @@ def _ctor_config(obj: Any, kind: str) -> dict[str, Any]:
         if name == "self" or prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD):
             continue
         if not hasattr(obj, name):
-            raise TypeError(_validate.message("save", kind, f"an object whose argument {name!r} is an attribute",
+            raise InvalidTypeError(_validate.message("save", kind, f"an object whose argument {name!r} is an attribute",
                                               type(obj).__name__))
         out[name] = _jsonable(getattr(obj, name), f"{type(obj).__name__}.{name}")
     return out
@@ -113,13 +196,13 @@ def _jsonable(value: Any, what: str) -> Any:
         return int(value)
     if isinstance(value, numbers.Real):
         if not math.isfinite(value):
-            raise ValueError(f"save: {what} is {value}, which a model file cannot hold.")
+            raise InvalidValueError(f"save: {what} is {value}, which a model file cannot hold.")
         return float(value)
     if isinstance(value, (list, tuple)):
         return [_jsonable(v, what) for v in value]
     if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
         return np.dtype(value).name
-    raise TypeError(f"save: {what} is a {type(value).__name__}, which a model file cannot hold "
+    raise InvalidTypeError(f"save: {what} is a {type(value).__name__}, which a model file cannot hold "
                     "(JSON scalars and lists only).")
 
 
@@ -127,7 +210,7 @@ def _jsonable(value: Any, what: str) -> Any:
 def _module_spec(m: Module, known: dict[str, type], state: dict[str, np.ndarray], index: list[int]) -> dict:
     name = type(m).__name__
     if known.get(name) is not type(m):
-        raise TypeError(_validate.message("save", "model", "built from droplab.nn layers only",
+        raise InvalidTypeError(_validate.message("save", "model", "built from droplab.nn layers only",
                                           f"a {name} module", "Only public droplab.nn classes can be saved."))
     i = index[0]
     index[0] += 1
@@ -184,12 +267,12 @@ def _optimizer_spec(opt: Optimizer, params: list[Parameter], state: dict[str, np
     known = _public_subclasses(Optimizer)
     name = type(opt).__name__
     if known.get(name) is not type(opt):
-        raise TypeError(_validate.message("save", "optimizer", "a droplab.nn optimizer", name))
+        raise InvalidTypeError(_validate.message("save", "optimizer", "a droplab.nn optimizer", name))
     position = {id(p): i for i, p in enumerate(params)}
     slots = {}
     for pid, st in opt._state.items():
         if pid not in position:
-            raise ValueError("save: `optimizer` holds state for parameters that are not this model's; "
+            raise InvalidValueError("save: `optimizer` holds state for parameters that are not this model's; "
                              "save it with the model it trains.")
         i = position[pid]
         slots[str(i)] = sorted(st)
@@ -202,9 +285,9 @@ def _optimizer_spec(opt: Optimizer, params: list[Parameter], state: dict[str, np
 def _spec(model: Module, optimizer: Optimizer | None, extra_arrays: dict[str, np.ndarray],
           extra: dict | None) -> tuple[dict, dict[str, np.ndarray]]:
     if not isinstance(model, Module):
-        raise TypeError(_validate.message("save", "model", "a droplab Module", type(model).__name__))
+        raise InvalidTypeError(_validate.message("save", "model", "a droplab Module", type(model).__name__))
     if optimizer is not None and not isinstance(optimizer, Optimizer):
-        raise TypeError(_validate.message("save", "optimizer", "a droplab optimizer or None",
+        raise InvalidTypeError(_validate.message("save", "optimizer", "a droplab optimizer or None",
                                           type(optimizer).__name__))
     state: dict[str, np.ndarray] = {}
     params = model.parameters()
@@ -229,7 +312,7 @@ def _spec(model: Module, optimizer: Optimizer | None, extra_arrays: dict[str, np
         spec["extra"] = extra
     for k, arr in state.items():
         if arr.dtype not in _ARRAY_DTYPES:
-            raise TypeError(f"save: array {k!r} has dtype {arr.dtype}; model files hold "
+            raise InvalidTypeError(f"save: array {k!r} has dtype {arr.dtype}; model files hold "
                             "float32, float64, int64 or uint8 arrays only.")
     spec["arrays"] = {k: {"shape": list(a.shape), "dtype": a.dtype.name} for k, a in state.items()}
     return spec, state
@@ -278,15 +361,28 @@ def _restore_shuffle(path: Path, model: Module, node: Any) -> None:
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with atomic_open(path) as f:
-        np.savez(f, **arrays)
+    """Write the archive atomically; an OS error names ``path``, never the temporary file."""
+    if path.is_dir():
+        raise FileError(f"save: cannot write {str(path)!r}: it is a folder; give a file name inside it.")
+    try:
+        with atomic_open(path) as f:
+            np.savez(f, **arrays)
+    except OSError as exc:
+        if isinstance(exc, FileError) and exc.args:  # already names the path: keep its text, drop the rest
+            err = FileError(str(exc.args[0]))
+        else:
+            reason = "it is a folder" if path.is_dir() else (exc.strerror or (str(exc) if not exc.filename else "")
+                                                             or type(exc).__name__)
+            err = FileError(f"save: cannot write {str(path)!r}: {reason}.")
+        err.errno = exc.errno  # no filename: OSError would print "[Errno n] None: name" instead of the text
+        raise err from None
 
 
 def _check_path(where: str, path: Any, name: str = "path") -> Path:
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
     if not isinstance(path, str) or not path:
-        raise TypeError(_validate.message(where, name, "a file path (str or os.PathLike)", path))
+        raise InvalidTypeError(_validate.message(where, name, "a file path (str or os.PathLike)", path))
     return Path(path).expanduser()
 
 
@@ -301,7 +397,7 @@ def write_state(path: Any, model: Module, *, optimizer: Optimizer | None = None,
     try:
         text = json.dumps(spec, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"save: `extra` must be JSON (finite numbers, str, lists, dicts); {exc}.") from None
+        raise InvalidValueError(f"save: `extra` must be JSON (finite numbers, str, lists, dicts); {exc}.") from None
     arrays = {"__spec__": np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
     arrays.update(state)
     _atomic_savez(path, arrays)
@@ -335,237 +431,686 @@ def save(model: Module, path: Any, *, optimizer: Optimizer | None = None) -> Non
 
 
 # ---------------------------------------------------------------------------------- load
-def _read_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    with zf.open(member) as f:
-        major, _minor = np.lib.format.read_magic(f)
-        if major == 1:
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif major == 2:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"npy version {major}")
-        header_len = f.tell()
-    size = zf.getinfo(member).file_size
-    if dtype.hasobject or dtype not in _ARRAY_DTYPES:
-        raise TypeError(str(dtype))
-    if header_len + math.prod(shape) * dtype.itemsize != size:
-        raise ValueError("size mismatch")
-    return shape, fortran, dtype
-
-
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array of the archive, each header checked before its data is read; never unpickles."""
-    if not path.is_file():
-        raise _error(path, "no such file")
+def _open_file(src: _Source) -> Any:
+    """The file, opened for reading without following it into a FIFO or device (which could
+    block or never end): a regular file or a one-line FileError."""
     try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - a damaged file may fail anywhere inside zipfile
-        if isinstance(exc, ValueError) and "pickle" in str(exc):
-            raise _error(path, "not a model file (it holds pickled data, which is never loaded)") from None
-        raise _error(path, "not a readable .npz archive (truncated or damaged?)") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise _error(path, "not a model file (a single .npy array, not an .npz archive)")
-    out: dict[str, np.ndarray] = {}
-    with z:
-        if "__spec__" not in z.files:
-            raise _error(path, "not a droplab model file (no '__spec__' entry)")
-        for name in z.files:
-            try:
-                _read_header(z.zip, name + ".npy")
-            except TypeError as exc:
-                raise _error(path, f"array {name!r} has dtype {exc}; model files hold float32, float64, "
-                                   "int64 or uint8 arrays only (pickled objects are never loaded)") from None
-            except Exception:  # noqa: BLE001 - as above
-                raise _error(path, f"array {name!r} is damaged (bad header or size)") from None
-            try:
-                out[name] = z[name]
-            except Exception:  # noqa: BLE001 - as above
-                raise _error(path, f"array {name!r} is unreadable (truncated or damaged?)") from None
-    return out
+        fd = os.open(src.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except IsADirectoryError:
+        raise src.error("it is a folder, not a model file", FileError) from None
+    except FileNotFoundError:
+        raise src.error("no such file", FileError) from None
+    except OSError as exc:
+        raise src.error(exc.strerror or "it cannot be opened", FileError) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise src.error("it is a folder, not a model file", FileError)
+        if not stat.S_ISREG(st.st_mode):
+            raise src.error("not a regular file (a FIFO, socket or device is never read)", FileError)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    return f
 
 
-def _check_json_value(path: Path, value: Any, where: str, depth: int = 0) -> None:
+def _zip_directory(src: _Source, f: Any, size: int) -> tuple[int, int]:
+    """``(members, directory bytes)`` from the zip's end record, read before zipfile parses the
+    directory (which it would hold in memory whatever its size)."""
+    if size < 22:
+        raise src.error("not a droplab model file (too short to be a zip archive)")
+    tail_len = min(size, 22 + (1 << 16))
+    f.seek(size - tail_len)
+    tail = f.read(tail_len)
+    i = tail.rfind(b"PK\x05\x06")
+    if i < 0 or len(tail) - i < 22:
+        raise src.error("a damaged zip archive (no end record; truncated?)")
+    entries, cd_size, cd_offset = struct.unpack("<10xHLL2x", tail[i:i + 22])
+    if entries == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF:  # zip64
+        loc = size - tail_len + i - 20
+        if loc < 0:
+            raise src.error("a damaged zip archive (bad zip64 end record)")
+        f.seek(loc)
+        sig, _, rec, _ = struct.unpack("<4sLQL", f.read(20))
+        if sig != b"PK\x06\x07" or rec > size - 56:
+            raise src.error("a damaged zip archive (bad zip64 end record)")
+        f.seek(rec)
+        sig, entries, cd_size = struct.unpack("<4s28xQQ8x", f.read(56))
+        if sig != b"PK\x06\x06":
+            raise src.error("a damaged zip archive (bad zip64 end record)")
+    if entries > MAX_MEMBERS:
+        raise src.error(f"it lists {entries} arrays; model files hold at most {MAX_MEMBERS}", ResourceLimitError)
+    if cd_size > size:
+        raise src.error("a damaged zip archive (its directory is larger than the file)")
+    if cd_size > MAX_MEMBERS * 512:
+        raise src.error(f"its zip directory takes {cd_size} bytes; model files' take at most {MAX_MEMBERS * 512}",
+                        ResourceLimitError)
+    return entries, cd_size
+
+
+def _sniff(src: _Source, f: Any) -> None:
+    """A clear word on files that are not zip archives at all."""
+    f.seek(0)
+    head = f.read(8)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return
+    if head.startswith(b"\x93NUMPY"):
+        raise src.error("not a droplab model file (a single .npy array, not an .npz archive)")
+    raise src.error("not a droplab model file (not a zip archive)")
+
+
+def _members(src: _Source, f: Any) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
+    size = os.fstat(f.fileno()).st_size
+    _sniff(src, f)
+    _zip_directory(src, f, size)
+    try:
+        zf = zipfile.ZipFile(f)
+        infos = zf.infolist()
+    except Exception:  # noqa: BLE001 - zipfile raises many types on a damaged directory
+        raise src.error("a damaged zip archive (truncated or corrupted directory)") from None
+    if len(infos) > MAX_MEMBERS:
+        raise src.error(f"it holds {len(infos)} arrays; model files hold at most {MAX_MEMBERS}", ResourceLimitError)
+    out: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        name = info.filename
+        if name in out:
+            raise src.error(f"the archive holds {_short(name)} twice")
+        if not name.endswith(".npy"):
+            raise src.error(f"unexpected member {_short(name)} (model files hold .npy arrays only)")
+        if info.flag_bits & 0x1:
+            raise src.error(f"member {_short(name)} is encrypted")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise src.error(f"member {_short(name)} uses compression method {info.compress_type}; model files "
+                            "are stored or deflated")
+        out[name] = info
+    total = sum(i.file_size for i in infos)
+    packed = sum(i.compress_size for i in infos)
+    if total > max(INFLATE_FLOOR, MAX_INFLATE_RATIO * packed):
+        raise src.error(f"its members would expand from {packed} to {total} bytes, more than {MAX_INFLATE_RATIO} "
+                        "times (a zip bomb?)", ResourceLimitError)
+    if "__spec__.npy" not in out:
+        raise src.error("not a droplab model file (no '__spec__' entry)")
+    return zf, out
+
+
+def _read_bounded(stream: Any, n: int) -> bytes:
+    """At most ``n`` bytes, read in pieces (a deflated member is inflated only that far)."""
+    parts, left = [], n
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _npy_header(src: _Source, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, header bytes)`` of one member, reading only its header."""
+    name = _short(info.filename[:-4])
+    try:
+        with zf.open(info) as f:
+            head = _read_bounded(f, 12)
+            if len(head) < 10 or head[:6] != b"\x93NUMPY":
+                raise ValueError
+            major = head[6]
+            if major == 1:
+                hlen, start = struct.unpack("<H", head[8:10])[0], 10
+            elif major in (2, 3):
+                if len(head) < 12:
+                    raise ValueError
+                hlen, start = struct.unpack("<I", head[8:12])[0], 12
+            else:
+                raise ValueError
+            if hlen > _MAX_NPY_HEADER:
+                raise src.error(f"array {name} has a {hlen}-byte header; numpy writes about 120")
+            text = head[start:] + _read_bounded(f, hlen - (len(head) - start))
+            if len(text) != hlen:
+                raise ValueError
+    except zipfile.BadZipFile:
+        raise src.error(f"array {name} is damaged (bad zip entry or checksum)") from None
+    except (ValueError, EOFError, OSError, struct.error, RuntimeError, NotImplementedError):
+        raise src.error(f"array {name} is damaged (bad .npy header)") from None
+    except Exception as exc:  # noqa: BLE001 - zlib.error and kin from a damaged stream
+        if isinstance(exc, ModelFileError):
+            raise
+        raise src.error(f"array {name} is damaged (unreadable)") from None
+    if major == 3:
+        raise src.error(f"array {name} uses .npy format 3.0 (structured field names); model files use 1.0 or 2.0")
+    import io as _io
+
+    fake = _io.BytesIO(b"\x93NUMPY" + bytes([major, 0]) + head[8:start] + text)
+    try:
+        np.lib.format.read_magic(fake)
+        reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(fake, max_header_size=_MAX_NPY_HEADER)
+    except Exception:  # noqa: BLE001 - numpy raises ValueError, SyntaxError, TypeError on forged headers
+        raise src.error(f"array {name} is damaged (bad .npy header)") from None
+    if dtype.hasobject:
+        raise src.error(f"array {name} has dtype object; model files hold float32, float64, int64 or uint8 "
+                        "arrays only (pickled objects are never loaded)")
+    if dtype not in _ARRAY_DTYPES:
+        raise src.error(f"array {name} has dtype {_short(dtype.str, 40)}; model files hold float32, float64, int64 "
+                        "or uint8 arrays (native byte order) only")
+    return tuple(shape), bool(fortran), dtype, start + hlen
+
+
+def _read_member(src: _Source, zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape: tuple, fortran: bool,
+                 dtype: np.dtype, header: int) -> np.ndarray:
+    """One member's data, read straight into its array: exactly its declared bytes, never more."""
+    name = _short(info.filename[:-4])
+    count = math.prod(shape)
+    out = np.empty(count, dtype)
+    view = memoryview(out).cast("B")
+    try:
+        with zf.open(info) as f:
+            if len(_read_bounded(f, header)) != header:
+                raise EOFError
+            pos = 0
+            while pos < view.nbytes:
+                chunk = f.read(min(view.nbytes - pos, 1 << 20))
+                if not chunk:
+                    raise EOFError
+                view[pos:pos + len(chunk)] = chunk
+                pos += len(chunk)
+            if f.read(1):  # also makes zipfile check the CRC-32 at the member's end
+                raise EOFError
+    except zipfile.BadZipFile:
+        raise src.error(f"array {name} is damaged (bad zip entry or checksum)") from None
+    except Exception:  # noqa: BLE001 - EOFError, zlib.error, OSError from a damaged stream
+        raise src.error(f"array {name} is unreadable (truncated or damaged?)") from None
+    return out.reshape(shape, order="F" if fortran else "C")
+
+
+def _parse_json(src: _Source, raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise src.error("the '__spec__' entry is not UTF-8 text") from None
+    try:
+        value = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    except RecursionError:
+        raise src.error(f"the spec is nested too deeply (model files nest at most {MAX_SPEC_NESTING} levels of JSON "
+                        "objects and lists)") from None
+    except ValueError as exc:
+        raise src.error(f"the '__spec__' entry is not valid JSON ({_short(str(exc).splitlines()[0], 100)})") from None
+    stack = [(value, 1)]
+    while stack:  # an explicit stack: checking the depth must not itself recurse
+        v, d = stack.pop()
+        if d > MAX_SPEC_NESTING:
+            raise src.error(f"the spec is nested too deeply (model files nest at most {MAX_SPEC_NESTING} levels of "
+                            "JSON objects and lists)")
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return value
+
+
+def _check_json_value(src: _Source, value: Any, where: str, depth: int = 0) -> None:
     if depth > 8:
-        raise _error(path, f"{where} is nested too deeply")
+        raise src.error(f"{where} is nested too deeply")
     if value is None or isinstance(value, (bool, int, str)):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise _error(path, f"{where} is not finite")
+            raise src.error(f"{where} is not finite")
         return
     if isinstance(value, list):
         for v in value:
-            _check_json_value(path, v, where, depth + 1)
+            _check_json_value(src, v, where, depth + 1)
         return
-    raise _error(path, f"{where} must be a JSON scalar or list; found a {type(value).__name__}")
+    raise src.error(f"{where} must be a JSON scalar or list; found a {type(value).__name__}")
 
 
-def _int_field(path: Path, node: dict, key: str, where: str, low: int = 0, high: int | None = None) -> int:
+def _int_field(src: _Source, node: dict, key: str, where: str, low: int = 0, high: int | None = None) -> int:
     v = node[key]
     if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v >= high):
         allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high})"
-        raise _error(path, f"{where}: {key!r} must be {allowed}; found {v!r}")
+        raise src.error(f"{where}: {key!r} must be {allowed}; found {_short(v)}")
     return v
 
 
-def _parse_spec(path: Path, arrays: dict[str, np.ndarray]) -> dict:
-    raw = arrays.pop("__spec__")
-    if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > _MAX_SPEC_BYTES:
-        raise _error(path, "the '__spec__' entry must be UTF-8 JSON bytes (a 1-D uint8 array)")
-    try:
-        spec = json.loads(raw.tobytes().decode("utf-8"),
-                          parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise _error(path, "the '__spec__' entry is not valid JSON") from None
+def _parse_spec(src: _Source, raw: bytes) -> dict:
+    spec = _parse_json(src, raw)
     if not isinstance(spec, dict) or spec.get("format") != "droplab-model":
-        raise _error(path, "not a droplab model file (its spec has no 'format': 'droplab-model')")
+        raise src.error("not a droplab model file (its spec has no 'format': 'droplab-model')")
     version = spec.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise _error(path, f"'format_version' must be a positive integer; found {version!r}")
+        raise src.error(f"'format_version' must be a positive integer; found {_short(version)}")
     if version > FORMAT_VERSION:
-        raise _error(path, f"it was written in model-file format {version} (droplab {spec.get('droplab', '?')}), "
-                           f"newer than this droplab {__version__} reads (format {FORMAT_VERSION}); "
-                           "upgrade droplab to load it")
+        raise src.error(f"it was written in model-file format {_short(version, 30)} (droplab "
+                        f"{_short(spec.get('droplab', '?'), 30)[1:-1] if isinstance(spec.get('droplab'), str) else '?'}"
+                        f"), newer than this droplab {__version__} reads (format {FORMAT_VERSION}); "
+                        "upgrade droplab to load it")
     for key in ("model", "arrays"):
         if not isinstance(spec.get(key), dict):
-            raise _error(path, f"the spec has no {key!r} object")
-    declared = spec["arrays"]
-    if set(declared) != set(arrays):
-        missing = sorted(set(declared) - set(arrays))
-        unexpected = sorted(set(arrays) - set(declared))
-        what = f"missing array {missing[0]!r}" if missing else f"unexpected array {unexpected[0]!r}"
-        raise _error(path, f"{what} (the spec and the archive disagree)")
-    for name, d in declared.items():
-        arr = arrays[name]
-        if not isinstance(d, dict) or d.get("shape") != list(arr.shape) or d.get("dtype") != arr.dtype.name:
-            raise _error(path, f"array {name!r} has shape {arr.shape} and dtype {arr.dtype}; the spec declares {d!r}")
+            raise src.error(f"the spec has no {key!r} object")
     return spec
 
 
-def _check_tree(path: Path, node: Any, known: dict[str, type], bound: int, count: list[int], depth: int = 0) -> None:
-    """Validate one module node (and its children) without building anything."""
-    where = f"module {count[0]}"
-    count[0] += 1
-    if depth > _MAX_DEPTH or count[0] > _MAX_MODULES:
-        raise _error(path, "the architecture is nested too deeply or has too many modules")
+_PREFIXES = ("param/", "buffer/", "optim/", "extra/")
+
+
+def _declared(src: _Source, spec: dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The spec's ``arrays``: name -> (shape, dtype), each checked and the total within budget."""
+    out = {}
+    total = 0
+    for name, d in spec["arrays"].items():
+        if not name.startswith(_PREFIXES):
+            raise src.error(f"the spec declares an array named {_short(name)}; model files hold param/, buffer/, "
+                            "optim/ and extra/ arrays")
+        shape = d.get("shape") if isinstance(d, dict) else None
+        dtype = _DTYPE_NAMES.get(d.get("dtype")) if isinstance(d, dict) and isinstance(d.get("dtype"), str) else None
+        if (not isinstance(shape, list) or len(shape) > 32 or dtype is None
+                or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n for n in shape)):
+            raise src.error(f"the spec's entry for array {_short(name)} must be a shape (a list of at most 32 "
+                            f"non-negative integers) and a dtype (float32, float64, int64 or uint8); found {_short(d)}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        total += nbytes
+        if total > MAX_ARRAY_BYTES:
+            raise src.error(f"its arrays would take more than {MAX_ARRAY_BYTES} bytes (array {_short(name)} "
+                            f"alone: {nbytes})", ResourceLimitError)
+        out[name] = (tuple(shape), dtype)
+    return out
+
+
+def _peek_dtype(src: _Source, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Raise the header's own complaint (object dtype: a pickle) where a member has one."""
+    _npy_header(src, zf, info)
+
+
+def _read_archive(src: _Source) -> tuple[dict, dict[str, np.ndarray]]:
+    """The spec and every array of a model file, each checked before it is read (see the module
+    docstring for the order). Arrays are read only once the spec and the tree fit the budgets."""
+    with _open_file(src) as f:
+        zf, infos = _members(src, f)
+        # the spec first: its header, a bounded read, the JSON
+        sinfo = infos.pop("__spec__.npy")
+        shape, _, dtype, header = _npy_header(src, zf, sinfo)
+        if dtype != np.uint8 or len(shape) != 1:
+            raise src.error("the '__spec__' entry must be UTF-8 JSON bytes (a 1-D uint8 array)")
+        if shape[0] > MAX_SPEC_BYTES:
+            raise src.error(f"its spec takes {shape[0]} bytes; model files' take at most {MAX_SPEC_BYTES}",
+                            ResourceLimitError)
+        if sinfo.file_size != header + shape[0]:
+            raise src.error("the '__spec__' entry's size does not match its header (damaged?)")
+        raw = _read_member(src, zf, sinfo, shape, False, dtype, header).tobytes()
+        spec = _parse_spec(src, raw)
+        declared = _declared(src, spec)
+        # every member declared, every declared array present
+        for member, info in infos.items():
+            if member[:-4] not in declared:
+                _peek_dtype(src, zf, info)
+                raise src.error(f"unexpected array {_short(member[:-4])} (the spec does not declare it)")
+        for name in declared:
+            if name + ".npy" not in infos:
+                raise src.error(f"missing array {_short(name)} (the spec declares it; the archive does not hold it)")
+        # the zip directory's sizes against the declared shapes, before any data is inflated
+        headers = {}
+        for name, (shape, dtype) in declared.items():
+            info = infos[name + ".npy"]
+            got = _npy_header(src, zf, info)
+            if got[0] != shape or got[2] != dtype:
+                raise src.error(f"array {_short(name)} has shape {got[0]} and dtype {got[2]}; the spec declares "
+                                f"shape {shape} and dtype {dtype}")
+            if info.file_size != got[3] + math.prod(shape) * dtype.itemsize:
+                raise src.error(f"array {_short(name)} takes {info.file_size} bytes in the archive; its shape "
+                                f"{shape} and dtype {dtype} need {got[3] + math.prod(shape) * dtype.itemsize}")
+            headers[name] = got
+        _check_model(src, spec, declared)
+        arrays = {name: _read_member(src, zf, infos[name + ".npy"], *headers[name][:3], headers[name][3])
+                  for name in declared}
+    return spec, arrays
+
+
+# ---------------------------------------------------------------------------- size rules
+class _Sizes:
+    """What one layer's constructor allocates, and the working memory it needs per input row.
+
+    ``params``: ``(shape, dtype name or None for either float)`` of the parameters the
+    constructor creates itself (its own, then those of children it builds itself), in
+    ``parameters()`` order. ``buffers``: elements of its other state. ``row``: elements of
+    working memory per input row (or output position), with what they are, for the message.
+    """
+
+    def __init__(self, params=(), buffers: int = 0, row: int = 0, row_what: str = "") -> None:
+        self.params = list(params)
+        self.buffers = buffers
+        self.row = row
+        self.row_what = row_what
+
+
+class _Config:
+    """A spec node's arguments, read with the constructor's defaults; a bad one is an error
+    before anything is built."""
+
+    def __init__(self, src: _Source, where: str, config: dict, cls: type) -> None:
+        self.src, self.where, self.config = src, where, config
+        self.defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                         if p.default is not inspect.Parameter.empty}
+
+    def _get(self, key: str) -> Any:
+        if key in self.config:
+            return self.config[key]
+        if key in self.defaults:
+            return self.defaults[key]
+        raise self.src.error(f"{self.where} cannot be rebuilt from its config: it has no {key!r}")
+
+    def _bad(self, key: str, allowed: str, value: Any) -> Exception:
+        return self.src.error(f"{self.where} cannot be rebuilt from its config: `{key}` must be {allowed}; "
+                              f"got {key}={_short(value)}")
+
+    def int(self, key: str, low: int = 1) -> int:
+        v = self._get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise self._bad(key, "a positive integer" if low == 1 else f"an integer >= {low}", v)
+        return v
+
+    def pair(self, key: str, low: int = 1) -> tuple[int, int]:
+        v = self._get(key)
+        items = [v, v] if isinstance(v, int) else v
+        if (isinstance(v, bool) or not isinstance(items, (list, tuple)) or len(items) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= low for x in items)):
+            raise self._bad(key, f"an integer >= {low} or a pair of them", v)
+        return items[0], items[1]
+
+    def dtype(self) -> str:
+        v = self._get("dtype")
+        try:
+            dt = np.dtype(v) if isinstance(v, str) and len(v) < 40 else None
+        except TypeError:
+            dt = None
+        if dt not in _ALLOWED_DTYPES:
+            raise self._bad("dtype", "float32 or float64", v)
+        return dt.name
+
+    def choice(self, key: str) -> Any:
+        return self._get(key)
+
+
+def _dense(c: _Config) -> _Sizes:
+    i, o, dt = c.int("in_features"), c.int("out_features"), c.dtype()
+    return _Sizes([((i, o), dt), ((o,), dt)], row=i + o, row_what="in_features + out_features")
+
+
+def _conv2d(c: _Config) -> _Sizes:
+    i, o, dt = c.int("in_channels"), c.int("out_channels"), c.dtype()
+    kh, kw = c.pair("kernel_size")
+    c.pair("stride")
+    ph, pw = c.pair("padding", 0)
+    return _Sizes([((o, i, kh, kw), dt), ((o,), dt)], row=i * max(kh * kw, (2 * ph + 1) * (2 * pw + 1)),
+                  row_what="in_channels x kernel area (or padded map)")
+
+
+def _pool2d(c: _Config) -> _Sizes:
+    kh, kw = c.pair("kernel_size")
+    if c.choice("stride") is not None:
+        c.pair("stride")
+    return _Sizes(row=kh * kw, row_what="kernel area")
+
+
+def _batchnorm(size_name: str) -> Callable[[_Config], _Sizes]:
+    def rule(c: _Config) -> _Sizes:
+        f, dt = c.int(size_name), c.dtype()
+        return _Sizes([((f,), dt), ((f,), dt)], buffers=2 * f + 1, row=f, row_what=size_name)
+    return rule
+
+
+def _recurrent(gates: int, biases: int) -> Callable[[_Config], _Sizes]:
+    def rule(c: _Config) -> _Sizes:
+        f, h, dt = c.int("input_size"), c.int("hidden_size"), c.dtype()
+        k = gates * h
+        return _Sizes([((f, k), dt), ((h, k), dt)] + [((k,), dt)] * biases, row=f + 2 * k,
+                      row_what="input_size + gates x hidden_size")
+    return rule
+
+
+def _dropconnect(c: _Config) -> _Sizes:
+    i, o, dt = c.int("in_features"), c.int("out_features"), c.dtype()
+    row, what = i + o, "in_features + out_features"
+    if c.choice("per") == "example":
+        row, what = i * o, "in_features x out_features (per='example')"
+    if c.choice("inference") == "gaussian":
+        samples = c.int("samples")
+        if samples * o > row:
+            row, what = samples * o, "samples x out_features (inference='gaussian')"
+    return _Sizes([((i, o), dt), ((o,), dt)], row=row, row_what=what)
+
+
+def _concrete(c: _Config) -> _Sizes:
+    return _Sizes([((1,), None)])
+
+
+def _nothing(c: _Config) -> _Sizes:
+    return _Sizes()
+
+
+#: Class name -> what its constructor allocates. Every public layer of droplab.nn has one (a
+#: test checks it); a layer added later without one is held to ``_UNKNOWN_ELEMENTS``.
+_SIZE_RULES: dict[str, Callable[[_Config], _Sizes]] = {
+    "Dense": _dense, "Conv2d": _conv2d, "MaxPool2d": _pool2d, "AvgPool2d": _pool2d,
+    "BatchNorm1d": _batchnorm("features"), "BatchNorm2d": _batchnorm("channels"),
+    "RNN": _recurrent(1, 1), "GRU": _recurrent(3, 2),
+    "DropConnect": _dropconnect, "ConcreteDropout": _concrete,
+    **{name: _nothing for name in (
+        "Sequential", "Residual", "Flatten", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "SELU", "Softmax",
+        "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "GaussianDropout", "AlphaDropout", "DropBlock2d",
+        "DropPath", "LockedDropout")},
+}
+#: Children a constructor builds itself (not passed as arguments): by position.
+_SELF_BUILT = {"DropConnect": {0}}
+
+
+class _Plan:
+    """What building the spec's tree will allocate, gathered while checking it."""
+
+    def __init__(self) -> None:
+        self.params: list[tuple[tuple[int, ...], str | None, str]] = []  # (shape, dtype, where)
+        self.elements = 0  # parameter elements the constructors allocate
+        self.unknown = 0  # the estimate for layers without a size rule
+        self.exact = True  # every layer has a size rule: the parameter list is exact
+        self.modules = 0
+
+
+def _check_tree(src: _Source, node: Any, known: dict[str, type], plan: _Plan, depth: int = 0,
+                built: bool = True) -> None:
+    """Validate one module node (and its children) without building anything, adding what its
+    constructor will allocate to ``plan``. ``built``: whether load builds this node itself (a
+    child its parent's constructor builds is only checked)."""
+    where = f"module {plan.modules}"
+    plan.modules += 1
+    if depth > MAX_DEPTH:
+        raise src.error(f"the architecture nests modules more than {MAX_DEPTH} deep", ResourceLimitError)
+    if plan.modules > MAX_MODULES:
+        raise src.error(f"the architecture has more than {MAX_MODULES} modules", ResourceLimitError)
     if not isinstance(node, dict) or not isinstance(node.get("type"), str) or not isinstance(node.get("config"), dict):
-        raise _error(path, f"{where} must be an object with a 'type' name and a 'config' object")
+        raise src.error(f"{where} must be an object with a 'type' name and a 'config' object")
     name = node["type"]
     if name not in known:
-        raise _error(path, _validate.message(where, "type", "a droplab.nn layer", name,
-                                             "Model files may only name droplab.nn classes.").rstrip("."))
+        raise src.error(_validate.message(where, "type", "a droplab.nn layer", _short(name, 60)[1:-1],
+                                          "Model files may only name droplab.nn classes.").rstrip("."))
     where = f"{where} ({name})"
-    size = 1
+    cls = known[name]
     for k, v in node["config"].items():
-        _check_json_value(path, v, f"{where} argument {k!r}")
-        for item in (v if isinstance(v, list) else [v]):
-            if isinstance(item, int) and not isinstance(item, bool) and item > 1:
-                size *= item
-    if size > bound:
-        raise _error(path, f"{where} has arguments {node['config']} describing more than {bound} elements, "
-                           "far more than the file's parameters")
+        _check_json_value(src, v, f"{where} argument {_short(k, 40)}")
     if "key" in node:
         key = node["key"]
         if (not isinstance(key, list) or len(key) != 2
                 or not all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k < 2**32 for k in key)):
-            raise _error(path, f"{where}: 'key' must be two integers in [0, 2**32); found {key!r}")
+            raise src.error(f"{where}: 'key' must be two integers in [0, 2**32); found {_short(key)}")
     if "counter" in node:
-        _int_field(path, node, "counter", where, 0, 2**62)
+        _int_field(src, node, "counter", where, 0, 2**62)
     buffers = node.get("buffers", [])
     if not isinstance(buffers, list) or not all(isinstance(b, str) for b in buffers):
-        raise _error(path, f"{where}: 'buffers' must be a list of names")
+        raise src.error(f"{where}: 'buffers' must be a list of names")
     kids = node.get("children", [])
     if not isinstance(kids, list):
-        raise _error(path, f"{where}: 'children' must be a list")
-    for kid in kids:
-        _check_tree(path, kid, known, bound, count, depth + 1)
+        raise src.error(f"{where}: 'children' must be a list")
+    refs = _check_child_args(src, node, cls, where, len(kids))
+    if built:
+        rule = _SIZE_RULES.get(name)
+        if rule is None:
+            plan.exact = False
+            size = 1
+            for v in node["config"].values():
+                for item in (v if isinstance(v, list) else [v]):
+                    if isinstance(item, int) and not isinstance(item, bool) and item > 1:
+                        size = min(size * item, 1 << 62)
+            plan.unknown += size * size
+            if plan.unknown > _UNKNOWN_ELEMENTS:
+                raise src.error(f"{where} has integer arguments multiplying to {size}; a layer type without a size "
+                                f"rule in the loader may use at most {math.isqrt(_UNKNOWN_ELEMENTS)} "
+                                "(its square, in all)", ResourceLimitError)
+        else:
+            sizes = rule(_Config(src, where, node["config"], cls))
+            if sizes.row > MAX_ROW_ELEMENTS:
+                raise src.error(f"{where} would need {sizes.row} elements of working memory per input row "
+                                f"({sizes.row_what}); the limit is {MAX_ROW_ELEMENTS}", ResourceLimitError)
+            for shape, dt in sizes.params:
+                n = math.prod(shape)
+                plan.elements += n
+                plan.params.append((shape, dt, where))
+                if plan.elements > MAX_PARAMETERS:
+                    raise src.error(f"{where} has a parameter of shape {shape}, which takes the model past "
+                                    f"{MAX_PARAMETERS} parameters", ResourceLimitError)
+    self_built = _SELF_BUILT.get(name, set())
+    for j, kid in enumerate(kids):
+        _check_tree(src, kid, known, plan, depth + 1, built and j in refs and j not in self_built)
 
 
-def _build(path: Path, node: dict, known: dict[str, type], count: list[int]) -> Module:
-    i = count[0]
-    count[0] += 1
-    kids = [_build(path, k, known, count) for k in node.get("children", [])]
-    cls = known[node["type"]]
-    where = f"module {i} ({node['type']})"
+def _check_child_args(src: _Source, node: dict, cls: type, where: str, n_kids: int) -> set[int]:
+    """The children passed to the constructor (``child_args``), checked against its signature."""
     params = inspect.signature(cls.__init__).parameters
-    args: list[Module] = []
-    kwargs = dict(node["config"])
-    used: set[int] = set()
     child_args = node.get("child_args", {})
     if not isinstance(child_args, dict):
-        raise _error(path, f"{where}: 'child_args' must be an object")
+        raise src.error(f"{where}: 'child_args' must be an object")
+    used: set[int] = set()
     for name, ref in child_args.items():
         star = name.startswith("*")
         prm = params.get(name[1:] if star else name)
         refs = ref if star else [ref]
         kind_ok = prm is not None and (prm.kind is prm.VAR_POSITIONAL if star else
                                        prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY))
-        if (not kind_ok or name in kwargs or not isinstance(refs, list)
-                or not all(isinstance(r, int) and not isinstance(r, bool) and 0 <= r < len(kids) and r not in used
+        if (not kind_ok or name in node["config"] or not isinstance(refs, list)
+                or not all(isinstance(r, int) and not isinstance(r, bool) and 0 <= r < n_kids and r not in used
                            for r in refs) or len(set(refs)) != len(refs)):
-            raise _error(path, f"{where}: 'child_args' entry {name!r} does not fit the constructor or the children")
+            raise src.error(f"{where}: 'child_args' entry {_short(name, 40)} does not fit the constructor or the "
+                            "children")
         used.update(refs)
-        if star:
-            args.extend(kids[r] for r in refs)
+    return used
+
+
+def _check_model(src: _Source, spec: dict, declared: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """The tree, its sizes against the budgets and against the arrays the file holds; the loss
+    and optimizer entries. Nothing is built."""
+    params = sorted(k for k in declared if k.startswith("param/"))
+    if params != sorted(f"param/{i}" for i in range(len(params))):
+        raise src.error("parameter arrays must be named param/0, param/1, ... without gaps")
+    for k in params:
+        if declared[k][1] not in _ALLOWED_DTYPES:
+            raise src.error(f"array {k!r} has dtype {declared[k][1]}; parameters are float32 or float64")
+    plan = _Plan()
+    _check_tree(src, spec["model"], layer_types(), plan)
+    if plan.exact:
+        if len(plan.params) != len(params):
+            raise src.error(f"the architecture has {len(plan.params)} parameters; the file holds {len(params)}")
+        for i, (shape, dt, where) in enumerate(plan.params):
+            got_shape, got_dtype = declared[f"param/{i}"]
+            if got_shape != shape or (dt is not None and got_dtype.name != dt):
+                raise src.error(f"{where} makes parameter {i} with shape {shape} and dtype {dt or 'float'}; the file "
+                                f"holds shape {got_shape} and dtype {got_dtype}")
+    else:
+        held = sum(math.prod(declared[k][0]) for k in params)
+        if sum(math.prod(s) for s, _, _ in plan.params) > held:
+            raise src.error(f"the architecture makes more parameters than the file's {held}")
+    for key in ("loss", "optimizer"):
+        if key in spec:
+            _check_component(src, spec, key)
+
+
+def _build(src: _Source, node: dict, known: dict[str, type], count: list[int]) -> Module:
+    """Build one checked node: its constructor-argument children first, then the module (a
+    child the constructor builds itself is left to it)."""
+    i = count[0]
+    count[0] += 1
+    cls = known[node["type"]]
+    kids = node.get("children", [])
+    child_args = node.get("child_args", {})
+    built: dict[int, Module] = {}
+    refs: set[int] = set()
+    for ref in child_args.values():
+        refs.update(ref if isinstance(ref, list) else [ref])
+    for j, kid in enumerate(kids):
+        if j in refs:
+            built[j] = _build(src, kid, known, count)
         else:
-            kwargs[name] = kids[ref]
+            count[0] += sum(1 for _ in _walk(kid))
+    args: list[Module] = []
+    kwargs = dict(node["config"])
+    for name, ref in child_args.items():
+        if name.startswith("*"):
+            args.extend(built[r] for r in ref)
+        else:
+            kwargs[name] = built[ref]
     try:
-        m = cls(*args, **kwargs)
+        return cls(*args, **kwargs)
     except (ValueError, TypeError) as exc:
-        raise _error(path, f"module {i} ({node['type']}) cannot be rebuilt from its config: {exc}") from None
-    return m
+        raise src.error(f"module {i} ({node['type']}) cannot be rebuilt from its config: "
+                        f"{_short(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 300)}") from None
 
 
-def _restore_modules(path: Path, model: Module, tree: dict, arrays: dict[str, np.ndarray]) -> None:
-    nodes: list[dict] = []
+def _walk(node: dict):
+    yield node
+    for k in node.get("children", []):
+        yield from _walk(k)
 
-    def walk(n: dict) -> None:
-        nodes.append(n)
-        for k in n.get("children", []):
-            walk(k)
 
-    walk(tree)
+def _restore_modules(src: _Source, model: Module, tree: dict, arrays: dict[str, np.ndarray]) -> None:
+    nodes = list(_walk(tree))
     mods = list(model.modules())
     if len(mods) != len(nodes):
-        raise _error(path, f"the architecture rebuilds into {len(mods)} modules; the spec lists {len(nodes)}")
+        raise src.error(f"the architecture rebuilds into {len(mods)} modules; the spec lists {len(nodes)}")
     for i, (m, n) in enumerate(zip(mods, nodes)):
         where = f"module {i} ({n['type']})"
         if type(m).__name__ != n["type"]:
-            raise _error(path, f"{where} rebuilds as a {type(m).__name__}")
+            raise src.error(f"{where} rebuilds as a {type(m).__name__}")
         if "key" in n:
             if getattr(m, "_key", None) is None:
-                raise _error(path, f"{where} has a mask key but the layer has no randomness")
+                raise src.error(f"{where} has a mask key but the layer has no randomness")
             m._key = (int(n["key"][0]), int(n["key"][1]))
         if "counter" in n:
             if not hasattr(m, "counter"):
-                raise _error(path, f"{where} has a call counter but the layer has none")
+                raise src.error(f"{where} has a call counter but the layer has none")
             m.counter = int(n["counter"])
         live = _module_buffers(m)
         if sorted(live) != sorted(n.get("buffers", [])):
-            raise _error(path, f"{where} has buffers {sorted(live)}; the file holds {sorted(n.get('buffers', []))}")
+            raise src.error(f"{where} has buffers {_short(sorted(live))}; the file holds "
+                            f"{_short(sorted(n.get('buffers', [])))}")
         for bname, value in live.items():
             current = getattr(m, bname, None)
             if isinstance(current, np.ndarray):
-                _copy_into(path, f"buffer/{i}/{bname}", arrays, current)
+                _copy_into(src, f"buffer/{i}/{bname}", arrays, current)
             else:  # a number kept as an attribute (e.g. a batch count)
                 dest = np.empty_like(value)
-                _copy_into(path, f"buffer/{i}/{bname}", arrays, dest)
+                _copy_into(src, f"buffer/{i}/{bname}", arrays, dest)
                 if dest.ndim != 0 or not isinstance(current, (numbers.Number, np.generic)):
-                    raise _error(path, f"{where}: buffer {bname!r} is not an attribute of the layer")
+                    raise src.error(f"{where}: buffer {bname!r} is not an attribute of the layer")
                 setattr(m, bname, type(current)(dest.item()) if isinstance(current, numbers.Number) else dest[()])
         m.training = bool(n.get("training", True))
 
 
-def _copy_into(path: Path, name: str, arrays: dict[str, np.ndarray], dest: np.ndarray) -> None:
+def _copy_into(src: _Source, name: str, arrays: dict[str, np.ndarray], dest: np.ndarray) -> None:
     if name not in arrays:
-        raise _error(path, f"missing array {name!r}")
-    src = arrays[name]
-    if src.shape != dest.shape or src.dtype != dest.dtype:
-        raise _error(path, f"array {name!r} has shape {src.shape} and dtype {src.dtype}; "
-                           f"the layer expects shape {dest.shape} and dtype {dest.dtype}")
-    if src.dtype.kind == "f" and not np.isfinite(src).all():
-        raise _error(path, f"array {name!r} holds NaN or infinite values")
-    np.copyto(dest, src)
+        raise src.error(f"missing array {_short(name)}")
+    a = arrays[name]
+    if a.shape != dest.shape or a.dtype != dest.dtype:
+        raise src.error(f"array {_short(name)} has shape {a.shape} and dtype {a.dtype}; "
+                        f"the layer expects shape {dest.shape} and dtype {dest.dtype}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise src.error(f"array {_short(name)} holds NaN or infinite values")
+    np.copyto(dest, a)
 
 
 def read_state(path: Any) -> tuple[Module, dict, dict[str, np.ndarray]]:
@@ -573,72 +1118,62 @@ def read_state(path: Any) -> tuple[Module, dict, dict[str, np.ndarray]]:
 
     :func:`load` and ``fit``'s resume are built on this.
     """
-    path = _check_path("nn.load", path)
-    spec, arrays = _read_validated(path)
-    model = _build(path, spec["model"], layer_types(), [0])
+    src = _Source(_check_path("nn.load", path))
+    spec, arrays = _read_validated(src)
+    model = _build(src, spec["model"], layer_types(), [0])
     live = model.parameters()
     params = [k for k in arrays if k.startswith("param/")]
     if len(live) != len(params):
-        raise _error(path, f"the architecture has {len(live)} parameters; the file holds {len(params)}")
-    _restore_into(path, model, spec, arrays)
+        raise src.error(f"the architecture has {len(live)} parameters; the file holds {len(params)}")
+    _restore_into(src, model, spec, arrays)
     if "loss" in spec:
-        model._loss = _make_component(path, spec["loss"], _public_subclasses(Loss), "loss")
+        model._loss = _make_component(src, spec["loss"], _public_subclasses(Loss), "loss")
     return model, spec, arrays
 
 
-def _restore_into(path: Path, model: Module, spec: dict, arrays: dict[str, np.ndarray]) -> None:
+def _restore_into(src: _Source, model: Module, spec: dict, arrays: dict[str, np.ndarray]) -> None:
     """Copy the file's parameters, buffers, keys, counters and shuffling state into ``model``."""
     for i, p in enumerate(model.parameters()):
-        _copy_into(path, f"param/{i}", arrays, p.value)
-    _restore_modules(path, model, spec["model"], arrays)
+        _copy_into(src, f"param/{i}", arrays, p.value)
+    _restore_modules(src, model, spec["model"], arrays)
     if "shuffle" in spec:
-        _restore_shuffle(path, model, spec["shuffle"])
+        _restore_shuffle(src, model, spec["shuffle"])
 
 
-def _read_validated(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+def _read_validated(src: _Source) -> tuple[dict, dict[str, np.ndarray]]:
     """The spec and arrays of a model file, every check that needs no layer already passed."""
     try:
-        arrays = _read_arrays(path)
+        return _read_archive(src)
+    except (FileError, InvalidValueError):
+        raise
+    except MemoryError:
+        raise src.error("it needs more memory than this machine has", ResourceLimitError) from None
     except OSError as exc:
-        raise _error(path, exc.strerror or "cannot be read") from None
-    spec = _parse_spec(path, arrays)
-    params = [k for k in arrays if k.startswith("param/")]
-    if sorted(params) != sorted(f"param/{i}" for i in range(len(params))):
-        raise _error(path, "parameter arrays must be named param/0, param/1, ... without gaps")
-    for k in params:
-        if arrays[k].dtype not in _ALLOWED_DTYPES:
-            raise _error(path, f"array {k!r} has dtype {arrays[k].dtype}; parameters are float32 or float64")
-    bound = max(_MIN_SIZE_BOUND, 16 * sum(arrays[k].size for k in params))
-    known = layer_types()
-    _check_tree(path, spec["model"], known, bound, [0])
-    for key in ("loss", "optimizer"):
-        if key in spec:
-            _check_component(path, spec, key)
-    return spec, arrays
+        raise src.error(exc.strerror or "it cannot be read", FileError) from None
 
 
-def _check_component(path: Path, spec: dict, key: str) -> None:
+def _check_component(src: _Source, spec: dict, key: str) -> None:
     node = spec[key]
     base = Loss if key == "loss" else Optimizer
     if not isinstance(node, dict) or not isinstance(node.get("config"), dict):
-        raise _error(path, f"the spec's {key!r} must be an object with a 'type' and a 'config'")
-    _validate_type = node.get("type")
+        raise src.error(f"the spec's {key!r} must be an object with a 'type' and a 'config'")
+    kind = node.get("type")
     known = _public_subclasses(base)
-    if _validate_type not in known:
-        raise _error(path, f"{key} type {_validate_type!r} is not a droplab.nn {key}")
+    if kind not in known:
+        raise src.error(f"{key} type {_short(kind, 60)} is not a droplab.nn {key}")
     for k, v in node["config"].items():
-        _check_json_value(path, v, f"{key} argument {k!r}")
+        _check_json_value(src, v, f"{key} argument {_short(k, 40)}")
     if key == "optimizer":
-        _int_field(path, node, "iterations", "optimizer", 0, 2**62)
+        _int_field(src, node, "iterations", "optimizer", 0, 2**62)
         if not isinstance(node.get("slots"), dict):
-            raise _error(path, "the optimizer's 'slots' must be an object")
+            raise src.error("the optimizer's 'slots' must be an object")
 
 
-def _make_component(path: Path, node: dict, known: dict[str, type], key: str):
+def _make_component(src: _Source, node: dict, known: dict[str, type], key: str):
     try:
         return known[node["type"]](**node["config"])
     except (ValueError, TypeError) as exc:
-        raise _error(path, f"the {key} cannot be rebuilt from its config: {exc}") from None
+        raise src.error(f"the {key} cannot be rebuilt from its config: {_short(str(exc), 300)}") from None
 
 
 def load(path: Any) -> Module:
@@ -648,6 +1183,15 @@ def load(path: Any) -> Module:
     are the ones the saved model would have drawn), its train/eval mode and the loss it was fit
     with (so ``predict`` returns probabilities again).
 
+    The file is checked before anything is built or allocated (the module docstring gives the
+    order): a hostile or damaged file is refused with one line, never a traceback, a hang or
+    gigabytes of memory. Limits: at most ``MAX_PARAMETERS`` (2**27) parameters,
+    ``MAX_ARRAY_BYTES`` (4 GiB) of arrays, ``MAX_MEMBERS`` (100,000) arrays, a spec of at most
+    ``MAX_SPEC_BYTES`` (8 MiB) nested at most ``MAX_SPEC_NESTING`` (144) levels, modules nested
+    at most ``MAX_DEPTH`` (64) deep and ``MAX_MODULES`` (10,000) in all, ``MAX_ROW_ELEMENTS``
+    (2**24) elements of a layer's working memory per input row, and compressed members that
+    expand at most ``MAX_INFLATE_RATIO`` (64) times (or to 16 MiB in all).
+
     Args:
         path (str | os.PathLike): the file.
 
@@ -655,9 +1199,12 @@ def load(path: Any) -> Module:
         The rebuilt model.
 
     Raises:
-        ValueError: a missing, damaged or forged file, an unknown layer type, inconsistent
-            shapes or dtypes, or a file from a newer format version; one line naming the file.
-        TypeError: ``path`` is not a path.
+        InvalidValueError: (a ``ValueError``) a damaged or forged file, an unknown layer type,
+            inconsistent shapes or dtypes, or a file from a newer format version; one line
+            naming the file.
+        ResourceLimitError: (a ``ValueError``) a file beyond the limits above.
+        FileError: (an ``OSError``) no such file, a folder, a FIFO or device, no permission.
+        InvalidTypeError: ``path`` is not a path.
 
     Example:
         >>> import tempfile, os
@@ -672,7 +1219,7 @@ def load(path: Any) -> Module:
     return read_state(path)[0]
 
 
-def _restore_optimizer(path: Path, spec: dict, arrays: dict[str, np.ndarray], model: Module,
+def _restore_optimizer(src: _Source, spec: dict, arrays: dict[str, np.ndarray], model: Module,
                        optimizer: Optimizer) -> None:
     node = spec["optimizer"]
     params = model.parameters()
@@ -680,12 +1227,13 @@ def _restore_optimizer(path: Path, spec: dict, arrays: dict[str, np.ndarray], mo
     state: dict[int, dict[str, np.ndarray]] = {}
     for i_text, names in node["slots"].items():
         if not i_text.isdigit() or int(i_text) >= len(params) or not isinstance(names, list):
-            raise _error(path, f"the optimizer's slots name parameter {i_text!r}, which the model does not have")
+            raise src.error(f"the optimizer's slots name parameter {_short(i_text, 40)}, which the model does not "
+                            "have")
         p = params[int(i_text)]
         st = {}
         for sname in names:
             dest = np.empty_like(p.value)
-            _copy_into(path, f"optim/{i_text}/{sname}", arrays, dest)
+            _copy_into(src, f"optim/{i_text}/{sname}", arrays, dest)
             st[str(sname)] = dest
         state[id(p)] = st
     optimizer._state = state
@@ -698,7 +1246,8 @@ def load_optimizer(path: Any, model: Module) -> Optimizer:
         path: the model file. model: the model loaded from it (``nn.load(path)``).
 
     Raises:
-        ValueError: the file holds no optimizer, or its state does not fit ``model``.
+        InvalidValueError: the file holds no optimizer, or its state does not fit ``model``;
+            and every error of :func:`load`.
 
     Example:
         >>> import tempfile, os
@@ -710,23 +1259,40 @@ def load_optimizer(path: Any, model: Module) -> Optimizer:
         Adam(lr=0.01, decay=0.0)
     """
     if not isinstance(model, Module):
-        raise TypeError(_validate.message("nn.load_optimizer", "model", "a droplab Module", type(model).__name__))
-    _, spec, arrays = read_state(path)
-    path = _check_path("nn.load", path)
+        raise InvalidTypeError(_validate.message("nn.load_optimizer", "model", "a droplab Module",
+                                                 type(model).__name__))
+    src = _Source(_check_path("nn.load", path))
+    spec, arrays = _read_validated(src)
     if "optimizer" not in spec:
-        raise _error(path, "it holds no optimizer (save it with model.save(path, optimizer=opt))")
-    opt = _make_component(path, spec["optimizer"], _public_subclasses(Optimizer), "optimizer")
-    _restore_optimizer(path, spec, arrays, model, opt)
+        raise src.error("it holds no optimizer (save it with model.save(path, optimizer=opt))")
+    opt = _make_component(src, spec["optimizer"], _public_subclasses(Optimizer), "optimizer")
+    _restore_optimizer(src, spec, arrays, model, opt)
     return opt
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def _architecture(node: dict) -> dict:
-    """A module tree without its state (keys, counters, mode): what must match to resume."""
-    out = {"type": node["type"], "config": node["config"]}
+def _architecture(node: dict, known: dict[str, type]) -> dict:
+    """A module tree without its state (keys, counters, mode): what must match to resume. A
+    dropout layer's ``p`` is state too: rate schedules (``LinearRamp``, ``EarlyDropout``)
+    change it while fit runs."""
+    config = node["config"]
+    cls = known.get(node["type"])
+    if cls is not None and getattr(cls, "is_dropout", False):
+        config = {k: v for k, v in config.items() if k != "p"}
+    out = {"type": node["type"], "config": config}
     if node.get("children"):
-        out["children"] = [_architecture(k) for k in node["children"]]
+        out["children"] = [_architecture(k, known) for k in node["children"]]
     return out
+
+
+def _first_difference(a: dict, b: dict) -> str:
+    """Where two architectures first differ, for the message."""
+    flat_a, flat_b = list(_walk(a)), list(_walk(b))
+    for i, (x, y) in enumerate(zip(flat_a, flat_b)):
+        if x["type"] != y["type"] or x["config"] != y["config"]:
+            return (f"module {i} is {x['type']}{_short(x['config'], 120)} in the checkpoint and "
+                    f"{y['type']}{_short(y['config'], 120)} in the model")
+    return f"the checkpoint has {len(flat_a)} modules and the model {len(flat_b)}"
 
 
 def write_checkpoint(path: Any, model: Module, optimizer: Optimizer, fit_state: dict,
@@ -741,39 +1307,53 @@ def read_checkpoint(path: Any, model: Module, optimizer: Optimizer) -> tuple[dic
     """Restore a checkpoint written by :func:`write_checkpoint` into ``model`` and ``optimizer``.
 
     The file is validated like any model file; its architecture, loss and optimizer
-    (class and hyper-parameters) must be the ones given. Returns ``(fit_state, best_params)``.
+    (class and hyper-parameters) must be the ones given. A dropout layer's ``p`` is not part
+    of the architecture: it is restored from the checkpoint, as a rate schedule left it, so a
+    run with ``LinearRamp`` or ``EarlyDropout`` resumes bit-identically. Returns
+    ``(fit_state, best_params)``. Errors read ``fit: cannot resume from checkpoint=...``.
     """
-    path = _check_path("fit", path)
-    spec, arrays = _read_validated(path)
+    src = _Source(_check_path("fit", path, "checkpoint"), "fit")
+    spec, arrays = _read_validated(src)
     fit_state = (spec.get("extra") or {}).get("fit") if isinstance(spec.get("extra"), dict) else None
     if not isinstance(fit_state, dict) or "optimizer" not in spec:
-        raise _error(path, "not a training checkpoint (no fit state or optimizer); "
-                           "pass a checkpoint written by fit(..., checkpoint=PATH)")
+        raise src.error("not a training checkpoint (no fit state or optimizer); "
+                        "pass a checkpoint written by fit(..., checkpoint=PATH)")
+    known = layer_types()
     current, _ = _spec(model, None, {}, None)
-    if _architecture(current["model"]) != _architecture(spec["model"]):
-        raise _error(path, "the checkpoint's architecture differs from the model being fit; "
-                           "resume with the model that wrote it")
+    theirs, mine = _architecture(spec["model"], known), _architecture(current["model"], known)
+    if theirs != mine:
+        raise src.error(f"the checkpoint's architecture differs from the model being fit "
+                        f"({_first_difference(theirs, mine)}); resume with the model that wrote it")
     node = spec["optimizer"]
-    mine = {"type": type(optimizer).__name__, "config": _ctor_config(optimizer, "optimizer")}
-    if {"type": node["type"], "config": node["config"]} != mine:
-        raise _error(path, f"the checkpoint was written with {node['type']}({node['config']}); fit was given "
-                           f"{mine['type']}({mine['config']}); resume with the same optimizer settings")
+    mine_opt = {"type": type(optimizer).__name__, "config": _ctor_config(optimizer, "optimizer")}
+    if {"type": node["type"], "config": node["config"]} != mine_opt:
+        raise src.error(f"the checkpoint was written with {node['type']}({_short(node['config'], 200)}); fit was "
+                        f"given {mine_opt['type']}({_short(mine_opt['config'], 200)}); resume with the same "
+                        "optimizer settings")
     n_params = len(model.parameters())
     best_names = sorted(k for k in arrays if k.startswith("extra/best/"))
     if best_names and best_names != sorted(f"extra/best/{i}" for i in range(n_params)):
-        raise _error(path, "the checkpoint's early-stopping weights do not match the model's parameters")
-    _restore_into(path, model, spec, arrays)
-    _restore_optimizer(path, spec, arrays, model, optimizer)
+        raise src.error("the checkpoint's early-stopping weights do not match the model's parameters")
+    _restore_into(src, model, spec, arrays)
+    for i, (m, n) in enumerate(zip(model.modules(), _walk(spec["model"]))):
+        if m.is_dropout and "p" in n["config"] and "p" in m.config():
+            try:
+                m.p = n["config"]["p"]
+            except (ValueError, TypeError):
+                raise src.error(f"module {i} ({n['type']}) has p={_short(n['config']['p'], 40)}, which the layer "
+                                "refuses") from None
+    _restore_optimizer(src, spec, arrays, model, optimizer)
     best = None
     if best_names:
         best = []
         for i, p in enumerate(model.parameters()):
             dest = np.empty_like(p.value)
-            _copy_into(path, f"extra/best/{i}", arrays, dest)
+            _copy_into(src, f"extra/best/{i}", arrays, dest)
             best.append(dest)
     return fit_state, best
 
 
 def set_generator_state(path: Any, g: np.random.Generator, state: Any) -> None:
     """Set ``g`` to a saved PCG64 ``bit_generator.state``; a bad state is a one-line error."""
-    _set_generator_state(_check_path("fit", path), g, state, "the checkpoint's shuffling state")
+    _set_generator_state(_Source(_check_path("fit", path, "checkpoint"), "fit"), g, state,
+                         "the checkpoint's shuffling state")
