@@ -190,10 +190,11 @@ def test_too_many_units_is_refused(rng):
 
 
 @pytest.mark.parametrize("flag,value,message", [
-    ("--units", "17", "ensemble: `units` must be at most 16 (2**16 sub-networks); got units=17."),
+    ("--units", "17", "ensemble: error: `--units` must be an integer in [1, 16] (2^16 sub-networks are averaged "
+                      "exactly); got --units=17."),
     ("--p", "1", "ensemble: `p` must be a probability in [0, 1); got p=1.0."),
     ("--head", "sofmax", "Did you mean 'softmax'?"),
-    ("--repeats", "0", "ensemble: `repeats` must be a positive integer; got repeats=0."),
+    ("--repeats", "0", "ensemble: error: `--repeats` must be an integer in [1, 1000]; got --repeats=0."),
 ])
 def test_bad_flags_exit_2(tmp_path, capsys, flag, value, message):
     out = tmp_path / "e"

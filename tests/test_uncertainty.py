@@ -76,17 +76,17 @@ def test_loads_a_saved_model(tmp_path, seed):
 
 
 @pytest.mark.parametrize("flag,value,message", [
-    ("--samples-list", "0,5", r"uncertainty: `samples_list` must be comma-separated positive integers"),
-    ("--samples-list", "1,x", r"uncertainty: `samples_list` must be comma-separated positive integers"),
-    ("--bins", "0", r"uncertainty: `bins` must be a positive integer; got bins=0."),
-    ("--ood-samples", "0", r"uncertainty: `ood_samples` must be a positive integer; got ood_samples=0."),
-    ("--p", "1.5", r"uncertainty: `p` must be a probability in [0, 1]; got p=1.5."),
-    ("--epochs", "0", r"uncertainty: `epochs` must be a positive integer; got epochs=0."),
+    ("--samples-list", "0,5", r"uncertainty: error: `--samples-list` must be comma-separated integers in [1, "),
+    ("--samples-list", "1,x", r"uncertainty: error: `--samples-list` must be comma-separated integers in [1, "),
+    ("--bins", "0", r"uncertainty: error: `--bins` must be an integer in [1, 1000]; got --bins=0."),
+    ("--ood-samples", "0", r"uncertainty: error: `--ood-samples` must be an integer in [1, 100000]; got --ood-samples=0."),
+    ("--p", "1.5", r"uncertainty: error: `--p` must be a probability in [0, 1]; got --p=1.5."),
+    ("--epochs", "0", r"uncertainty: error: `--epochs` must be an integer in [1, 100000]; got --epochs=0."),
     ("--variant", "dropot", r"Did you mean 'dropout'?"),
     ("--dataset", "spirl", r"Did you mean 'spiral'?"),
-    ("--hidden", "8,x", r"`hidden` must be comma-separated positive integers"),
+    ("--hidden", "8,x", r"`--hidden` must be comma-separated integers in [1, 8192]"),
     ("--model", "/nonexistent/model.npz", r"--model: `model` must be an existing model file"),
-    ("--epochs", "many", r"argument --epochs: invalid int value"),
+    ("--epochs", "many", r"`--epochs` must be an integer in [1, 100000]; got --epochs=many."),
 ])
 def test_bad_flags_give_one_line_and_exit_2(tmp_path, capsys, flag, value, message):
     out = tmp_path / "bad"

@@ -3,18 +3,23 @@
 Each subcommand lives in ``droplab.lab.<name>`` and provides ``HELP`` (one line),
 ``configure(parser)`` (its flags) and ``run(args) -> int``. Modules are imported only when
 their subcommand runs or its help is built, so ``droplab --help`` stays free of numba.
-Errors from bad input (``ValueError``/``TypeError``) become one line on stderr and exit
-status 2; ``--debug`` shows the traceback instead.
+Every error a user can cause (a bad flag or file, droplab's own errors, an OSError such as a
+read-only or full disk, running out of memory) becomes one line on stderr and exit status 2;
+``--debug`` shows the traceback instead. Ctrl-C exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
+import re
 import sys
 from collections.abc import Sequence
 
 from droplab import __version__
+from droplab.errors import DroplabError
 
 # name -> (module, one-line help). The help is kept here so the top-level --help imports nothing.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -33,8 +38,11 @@ class UsageError(ValueError):
 
 
 def _common(parser: argparse.ArgumentParser, default_out: str) -> None:
+    from droplab import _validate  # here, not at the top: the top-level --help imports no NumPy
+
     g = parser.add_argument_group("common options")
-    g.add_argument("--seed", type=int, default=0, help="master seed of the experiment")
+    g.add_argument("--seed", type=_validate.flag_type("seed"), default=0,
+                   help=f"master seed of the experiment ({_validate.bounds_help('seed')})")
     g.add_argument("--out", default=default_out, help="results folder")
     g.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     g.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -42,7 +50,9 @@ def _common(parser: argparse.ArgumentParser, default_out: str) -> None:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own errors: one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        # A bounded flag's message names the flag itself; drop argparse's "argument --x: " before it.
+        message = re.sub(r"^argument [^:]+: (?=`-)", "", message)
+        self.exit(2, f"{self.prog}: error: {_one_line(message)}\n")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -80,14 +90,72 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args._module.run(args) or 0)
-    except (ValueError, TypeError, FloatingPointError) as exc:
-        if args.debug:
-            raise
-        print(f"droplab {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"droplab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - every error becomes one line; --debug shows the traceback
+        if args.debug:
+            raise
+        text, code = describe(exc, out=getattr(args, "out", None))
+        print(f"droplab {args.command}: error: {text}", file=sys.stderr)
+        return code
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "(no message)"
+
+
+# errors a user causes with what they typed or the machine they run on: exit status 2
+_USER_ERRORS = (ValueError, TypeError, FloatingPointError, EOFError)
+
+
+def _is_temporary(path: str) -> bool:
+    # droplab's own scratch names (".<out>.tmp-*", ".<name>.<random>.tmp", ".<out>.work"): never shown
+    return any(part.startswith(".") and (".tmp" in part or part.endswith(".work")) for part in
+               os.path.normpath(path).split(os.sep))
+
+
+def _os_error(exc: OSError, out: str | None) -> str:
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+    path = exc.filename
+    if path is not None:
+        path = os.fsdecode(path)
+        if _is_temporary(path) and out is not None:
+            return f"cannot write --out {out!r}: {reason}"
+        if out is not None and os.path.abspath(path).startswith(os.path.abspath(out).rstrip(os.sep) + os.sep):
+            return f"cannot write {path!r} in --out {out!r}: {reason}"
+        if out is not None and os.path.abspath(path) == os.path.abspath(out):
+            return f"cannot use --out {out!r}: {reason}"
+        return f"{path!r}: {reason}"
+    if out is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+        return f"cannot write --out {out!r}: {reason}"
+    return reason
+
+
+def describe(exc: BaseException, out: str | None = None) -> tuple[str, int]:
+    """The one line (without the command prefix) and the exit status for an error.
+
+    droplab's own errors and bad input are printed as they are; an OSError names the path
+    (a temporary file as the ``--out`` folder it belongs to); MemoryError, OverflowError and
+    RecursionError say what ran out. Anything else is a bug: exit status 1 and a pointer to
+    ``--debug``.
+    """
+    if isinstance(exc, DroplabError):
+        # the message itself: an OSError subclass given errno and filename would prefix "[Errno n]"
+        return _one_line(exc.args[0] if len(exc.args) == 1 else exc), 2
+    if isinstance(exc, MemoryError):
+        detail = f": {exc}" if str(exc) else ""
+        return _one_line(f"out of memory{detail}; try smaller sizes (flags or data)"), 2
+    if isinstance(exc, OverflowError):
+        return _one_line(f"a number is too large: {exc}"), 2
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply (maximum recursion depth exceeded)", 2
+    if isinstance(exc, OSError):
+        return _one_line(_os_error(exc, out)), 2
+    if isinstance(exc, _USER_ERRORS):
+        return _one_line(exc), 2
+    return _one_line(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for the traceback "
+                     "and please report it"), 1
 
 
 if __name__ == "__main__":

@@ -35,12 +35,26 @@ Options (keyword arguments of :func:`load`):
 - mnist1d: ``samples=5000`` (a multiple of 10; 80% train), ``shuffle_seq=False`` (True
   permutes the 40 positions of every signal the same way: an order-free variant). Generated
   arrays are cached as ``.npz`` in ``$DROPLAB_CACHE``, else ``$XDG_CACHE_HOME/droplab``, else
-  ``~/.cache/droplab``.
+  ``~/.cache/droplab``, with the generator's version (the mnist1d package's version and
+  droplab's generation parameters) and a SHA-256 of the arrays. A cache file that does not
+  match them (damaged, written by another generator, or forged) is regenerated and
+  overwritten, never used. A cache path that is not a regular file (a FIFO, a folder) is
+  refused with one line and left alone.
 - your own file, a name ending in ``.npz`` (arrays ``X``, ``y``, optional ``X_val``,
   ``y_val``) or ``.csv`` (a header row, a label column, every other column a numeric
   feature): ``validation=0.2`` (used when the file has no validation arrays), ``label="label"``
-  (CSV: the label column). Integer labels are kept; string labels become 0..K-1 in sorted
-  order and their names are kept in ``Dataset.class_names``.
+  (CSV: the label column). Labels map through their sorted distinct values, as
+  scikit-learn's ``classes_``: labels ``{0, 1, 10**9}`` are classes 0, 1, 2, and the
+  original value of each class is kept in ``Dataset.label_values`` (``Dataset.decode`` maps
+  predictions back). At most ``MAX_CLASSES`` (1000) distinct labels. A CSV label cell that
+  is a number (``3``, ``3.0``, ``1e3``) is that number; if any cell is not a number, every
+  label is a string, sorted as text, and the names are also in ``Dataset.class_names``.
+  Numeric labels must be whole numbers. Features must be finite and within float32's range
+  (they are stored as float32). A CSV file may be up to 128 MiB (it is parsed in Python); an
+  .npz file and the arrays it holds up to 1 GiB each.
+
+Every problem with a file (missing, not a regular file, empty, too large, damaged, ragged,
+a non-numeric cell, NaN, no rows) is one line naming the file.
 
 "Stratified random" means: the samples are shuffled with the seed, and from each class the
 first ``validation * class size`` (rounded half up) go to validation, so every class keeps
@@ -51,12 +65,15 @@ from __future__ import annotations
 
 import csv
 import difflib
+import hashlib
 import inspect
 import io
+import json
 import math
 import numbers
 import os
 import random
+import stat
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -69,8 +86,13 @@ import numpy as np
 from droplab._files import atomic_open
 from droplab import _rng, _validate
 from droplab._validate import message
+from droplab.errors import FileError, InvalidTypeError, InvalidValueError
 
-__all__ = ["Dataset", "spiral", "load", "names", "cache_dir"]
+__all__ = ["Dataset", "spiral", "load", "names", "cache_dir", "MAX_CLASSES"]
+
+MAX_CLASSES = 1000  # distinct labels in a user file: more is a continuous target, not classes
+_MAX_CSV_BYTES = 128 * 2**20  # Python's csv module needs about ten bytes of memory per byte read
+_MAX_NPZ_BYTES = 2**30  # on disk, and again for the arrays it holds once decompressed
 
 PathLike = Union[str, os.PathLike]
 
@@ -95,6 +117,9 @@ class Dataset:
         class_names: the original label of each class when the labels were strings.
         seed: the integer seed the data was drawn with; None when a Generator was given
             (except for mnist1d, whose generator needs an int: the one drawn from it).
+        label_values: the original label of each class, in class order (ints, or strings):
+            ``(0, 1, 1000000000)`` for a file labelled 0, 1 and 10**9; ``(0, ..., classes - 1)``
+            for the registered sets.
     """
 
     X_train: np.ndarray
@@ -108,9 +133,29 @@ class Dataset:
     image_shape: tuple[int, ...] | None = None
     class_names: tuple[str, ...] | None = None
     seed: int | None = None
+    label_values: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.label_values is None:
+            object.__setattr__(self, "label_values", tuple(range(self.classes)))
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter((self.X_train, self.y_train, self.X_val, self.y_val))
+
+    def decode(self, classes: Any) -> np.ndarray:
+        """Class indices (predictions) as the labels the data was given with.
+
+        Example:
+            >>> ds = load("spiral")
+            >>> ds.decode([2, 0]).tolist()
+            [2, 0]
+        """
+        idx = np.asarray(classes)
+        if idx.dtype.kind not in "iu" or (idx.size and (idx.min() < 0 or idx.max() >= self.classes)):
+            raise InvalidValueError(message("Dataset.decode", "classes", f"class indices in [0, {self.classes})",
+                                            classes))
+        values = np.asarray(self.label_values, dtype=object if self.class_names is None else str)
+        return values[idx]
 
     def __repr__(self) -> str:
         # The arrays would flood the screen; their shapes are what a reader wants.
@@ -188,7 +233,7 @@ def spiral(
 def _fraction(where: str, value: Any) -> float:
     v = _validate.probability(where, "validation", value)
     if not 0.0 < v < 1.0:
-        raise ValueError(message(where, "validation", "a fraction in (0, 1)", value))
+        raise InvalidValueError(message(where, "validation", "a fraction in (0, 1)", value))
     return v
 
 
@@ -205,7 +250,7 @@ def _split(
         to_val[idx[: math.floor(fraction * len(idx) + 0.5)]] = True
     train, val = perm[~to_val], perm[to_val]
     if len(train) == 0 or len(val) == 0:
-        raise ValueError(
+        raise InvalidValueError(
             f"{where}: the split leaves {len(train)} training and {len(val)} validation samples; "
             f"use more samples or another `validation` (got validation={fraction!r})."
         )
@@ -330,6 +375,12 @@ def _load_breast_cancer(ss, seed, *, validation=0.2) -> Dataset:
 _MNIST1D_LEN = 40
 _MNIST1D_TRAIN_SPLIT = 0.8
 _MNIST1D_FORMAT = 1  # bump when the cached arrays change meaning
+_MNIST1D_ARRAYS = ("X_train", "y_train", "X_val", "y_val")
+# SHA-256 of y_train + y_val (int64 bytes) of the standard set (seed 42, 5000 samples, ordered)
+# for each mnist1d version checked: a cache whose own checksum was forged is still caught here.
+_MNIST1D_STANDARD_LABELS = {
+    "0.0.2.post1": "6feec4a017698c7fe237c8854cbd2e338c6dd5c16240f6fa79daefaaa129e169",
+}
 _mnist1d_lock = threading.Lock()
 
 
@@ -379,23 +430,73 @@ def _generate_mnist1d(seed: int, samples: int, shuffle_seq: bool) -> dict[str, n
     }
 
 
-def _mnist1d_cached(path: Path, n_train: int, n_val: int) -> dict[str, np.ndarray] | None:
-    """The cached arrays, or None when the file is missing, unreadable or not what we wrote."""
+def _mnist1d_generator() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mnist1d")
+    except PackageNotFoundError:  # pragma: no cover - mnist1d is a dependency
+        return "unknown"
+
+
+def _mnist1d_meta(seed: int, samples: int, shuffle_seq: bool) -> dict[str, Any]:
+    """What made a cache file: the generator's version and droplab's parameters."""
+    return {"format": _MNIST1D_FORMAT, "mnist1d": _mnist1d_generator(), "seed": seed, "samples": samples,
+            "shuffle_seq": shuffle_seq, "train_split": _MNIST1D_TRAIN_SPLIT, "length": _MNIST1D_LEN}
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for k in _MNIST1D_ARRAYS:
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _mnist1d_cached(path: Path, n_train: int, n_val: int, meta: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when the file is missing, damaged or not what this generator
+    wrote (another version, other parameters, a checksum that does not match: a forgery).
+
+    Raises:
+        FileError: the cache path exists but is not a regular file (a FIFO would block).
+    """
     expected = {
         "X_train": ((n_train, _MNIST1D_LEN), np.float32),
         "y_train": ((n_train,), np.int64),
         "X_val": ((n_val, _MNIST1D_LEN), np.float32),
         "y_val": ((n_val,), np.int64),
     }
+    budget = sum(math.prod(shape) * np.dtype(dt).itemsize for shape, dt in expected.values()) + 2**16
     try:
-        with np.load(path, allow_pickle=False) as z:
-            out = {k: z[k] for k in expected}
+        f = _open_regular(path, budget)
     except FileNotFoundError:
         return None
+    except _NotRegular as exc:
+        raise FileError(
+            f"data.load('mnist1d'): the cache path {str(path)!r} is {exc.args[0]}, not a regular file; "
+            "remove it or point $DROPLAB_CACHE elsewhere."
+        ) from None
+    except (OSError, _TooLarge):
+        return None
+    try:
+        with f, np.load(f, allow_pickle=False) as z:
+            if set(z.files) != {*expected, "meta"}:
+                return None
+            shapes = _npz_shapes(z, budget)
+            if any(shapes[k] != (shape, np.dtype(dt)) for k, (shape, dt) in expected.items()):
+                return None
+            stored = json.loads(str(z["meta"][()]))
+            out = {k: z[k] for k in expected}
     except Exception:  # noqa: BLE001 - any damage to a cache file means "regenerate"
         return None
-    for k, (shape, dtype) in expected.items():
-        if out[k].shape != shape or out[k].dtype != dtype:
+    digest = stored.pop("sha256", None) if isinstance(stored, dict) else None
+    if stored != meta or digest != _digest(out):
+        return None
+    pinned = _MNIST1D_STANDARD_LABELS.get(meta["mnist1d"])
+    if pinned and (meta["seed"], meta["samples"], meta["shuffle_seq"]) == (42, 5000, False):
+        labels = np.concatenate([out["y_train"], out["y_val"]]).astype("<i8")
+        if hashlib.sha256(labels.tobytes()).hexdigest() != pinned:
             return None
     return out
 
@@ -409,30 +510,33 @@ def _load_mnist1d(ss, seed, *, samples=5000, shuffle_seq=False) -> Dataset:
     where = "data.load('mnist1d')"
     samples = _validate.positive_int(where, "samples", samples)
     if samples % 10 or samples < 20:
-        raise ValueError(message(where, "samples", "a multiple of 10, at least 20", samples))
+        raise InvalidValueError(message(where, "samples", "a multiple of 10, at least 20", samples))
     if not isinstance(shuffle_seq, (bool, np.bool_)):
-        raise TypeError(message(where, "shuffle_seq", "True or False", shuffle_seq))
+        raise InvalidTypeError(message(where, "shuffle_seq", "True or False", shuffle_seq))
     shuffle_seq = bool(shuffle_seq)
     # The generator seeds NumPy's legacy global generator, which takes a 32-bit seed. `seed` is
     # None here only for a Generator/SeedSequence (load() turned None into 42): draw one.
     if seed is None:
         gen_seed = int(ss.generate_state(1, np.uint32)[0])
     elif seed >= 2**32:
-        raise ValueError(message(where, "seed", "an integer below 2**32", seed))
+        raise InvalidValueError(message(where, "seed", "an integer below 2**32", seed))
     else:
         gen_seed = seed
     n_train = int(samples * _MNIST1D_TRAIN_SPLIT)
     n_val = samples - n_train
     variant = "shuffled" if shuffle_seq else "ordered"
     path = cache_dir() / f"mnist1d-v{_MNIST1D_FORMAT}-seed{gen_seed}-n{samples}-{variant}.npz"
-    arrays = _mnist1d_cached(path, n_train, n_val)
+    meta = _mnist1d_meta(gen_seed, samples, shuffle_seq)
+    arrays = _mnist1d_cached(path, n_train, n_val, meta)
     if arrays is None:
         arrays = _generate_mnist1d(gen_seed, samples, shuffle_seq)
+        stamp = np.array(json.dumps({**meta, "sha256": _digest(arrays)}, sort_keys=True))
         try:
-            _write_atomic(path, arrays)
+            _write_atomic(path, {**arrays, "meta": stamp})
         except OSError as exc:
             # Caching only saves time; the data is still right without it.
-            warnings.warn(f"data.load('mnist1d'): could not cache to {path}: {exc}", stacklevel=3)
+            reason = exc.args[0] if isinstance(exc, FileError) and exc.args else exc.strerror or exc
+            warnings.warn(f"data.load('mnist1d'): could not cache to {path}: {reason}", stacklevel=3)
     order = "; positions shuffled (shuffle_seq)" if shuffle_seq else ""
     standard = " (the standard set)" if gen_seed == 42 and samples == 5000 and not shuffle_seq else ""
     return Dataset(
@@ -451,7 +555,7 @@ def _load_mnist1d(ss, seed, *, samples=5000, shuffle_seq=False) -> Dataset:
 # ------------------------------------------------------------------------------ user files
 
 
-class _FileError(ValueError):
+class _FileError(InvalidValueError):
     pass
 
 
@@ -459,28 +563,84 @@ def _file_error(path: Path, problem: str) -> _FileError:
     return _FileError(f"data.load: cannot use {str(path)!r}: {problem}.")
 
 
-def _encode_labels(path: Path, parts: list[np.ndarray]) -> tuple[list[np.ndarray], int, tuple | None]:
-    """Integer labels as they are; strings mapped to 0..K-1 in sorted order."""
-    kinds = {p.dtype.kind for p in parts}
-    if kinds <= {"U", "S"}:
-        names = np.unique(np.concatenate([p.astype(str) for p in parts]))
-        encoded = [np.searchsorted(names, p.astype(str)).astype(np.int64) for p in parts]
-        return encoded, len(names), tuple(str(n) for n in names)
-    out = []
-    for p in parts:
-        if p.dtype.kind == "b":
-            p = p.astype(np.int64)
-        elif p.dtype.kind == "f":
-            if not (np.isfinite(p).all() and (p == np.round(p)).all()):
-                raise _file_error(path, "labels must be integers or strings; found non-integer numbers")
-            p = p.astype(np.int64)
-        elif p.dtype.kind not in "iu":
-            raise _file_error(path, f"labels must be integers or strings; found dtype {p.dtype}")
-        if p.size and p.min() < 0:
-            raise _file_error(path, f"integer labels must be >= 0; found {int(p.min())}")
-        out.append(p.astype(np.int64))
-    classes = int(max(int(p.max()) for p in out if p.size)) + 1
-    return out, classes, None
+class _NotRegular(Exception):
+    """The path is a FIFO, a folder, a device...: reading it could block or never end."""
+
+
+class _TooLarge(Exception):
+    """The file is larger than the budget given to :func:`_open_regular` (args: its size)."""
+
+
+_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFDIR: "a folder", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+def _open_regular(path: Path, max_bytes: int) -> io.BufferedReader:
+    """Open ``path`` for reading only if it is a regular file of at most ``max_bytes``.
+
+    The file is opened without blocking and checked on the open descriptor, so a FIFO put
+    at the path is refused instead of waiting forever for a writer.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _NotRegular(_KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file"))
+        if st.st_size > max_bytes:
+            raise _TooLarge(st.st_size)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n < 2**30 else f"{n / 2**30:.1f} GiB"
+
+
+def _label_values(path: Path, key: str, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """One label array's distinct values (sorted), its inverse index and the values as Python
+    ints or strs, refusing what cannot be class labels."""
+    if p.dtype.kind in "US":
+        p = p.astype(str)
+    elif p.dtype.kind == "b":
+        p = p.astype(np.int64)
+    elif p.dtype.kind == "f":
+        if not (np.isfinite(p).all() and (p == np.round(p)).all()):
+            raise _file_error(path, "labels must be integers or strings; found non-integer numbers")
+    elif p.dtype.kind not in "iuO":  # O: whole numbers beyond 64 bits, parsed from a CSV
+        raise _file_error(path, f"labels must be integers or strings; found dtype {p.dtype}")
+    uniq, inverse = np.unique(p, return_inverse=True)
+    if len(uniq) > MAX_CLASSES:
+        raise _file_error(path, f"{key} has {len(uniq)} distinct labels; at most {MAX_CLASSES} classes are "
+                                "supported (is it a continuous target?)")
+    values = [str(v) for v in uniq] if p.dtype.kind == "U" else [int(v) for v in uniq]
+    return uniq, inverse.reshape(-1), values
+
+
+def _encode_labels(path: Path, parts: list[tuple[str, np.ndarray]]) -> tuple[list[np.ndarray], tuple, bool]:
+    """Labels mapped through their sorted distinct values (scikit-learn's ``classes_``).
+
+    Returns the encoded parts, the original value of each class, and whether they are strings.
+    Each part is mapped through its own ``np.unique`` (exact for uint64 and for whole floats
+    beyond int64), then through the sorted union of all parts.
+    """
+    found = [_label_values(path, key, p) for key, p in parts]
+    strings = {isinstance(v[0], str) for _, _, v in found if v}
+    if len(strings) > 1:
+        raise _file_error(path, "labels must be all numbers or all strings in y and y_val")
+    values = sorted(set().union(*(v for _, _, v in found)))
+    if len(values) > MAX_CLASSES:
+        raise _file_error(path, f"the labels have {len(values)} distinct values; at most {MAX_CLASSES} classes "
+                                "are supported")
+    index = {v: i for i, v in enumerate(values)}
+    encoded = [np.array([index[v] for v in vals], dtype=np.int64)[inverse] for _, inverse, vals in found]
+    return encoded, tuple(values), strings == {True}
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _check_features(path: Path, key: str, X: np.ndarray) -> None:
@@ -493,11 +653,41 @@ def _check_features(path: Path, key: str, X: np.ndarray) -> None:
     if X.dtype.kind == "f" and not np.isfinite(X).all():
         bad = int(X.size - np.count_nonzero(np.isfinite(X)))
         raise _file_error(path, f"{key} has {bad} NaN or infinite values")
+    if X.dtype.kind == "f" and X.dtype.itemsize > 4:
+        big = np.abs(X) > _FLOAT32_MAX  # stored as float32: these would become inf
+        if big.any():
+            first = X.reshape(-1)[np.flatnonzero(big.reshape(-1))[0]]
+            raise _file_error(path, f"{key} has {int(big.sum())} values beyond float32's range (+-3.4e38), "
+                                    f"e.g. {float(first):g}; rescale the features")
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def _npz_shapes(z: Any, max_bytes: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array of an open .npz, read from the headers before any data.
+
+    Raises ValueError (damaged) when a header is unreadable or claims more data than its member
+    holds, and _TooLarge (with the total) when the arrays would take more than ``max_bytes``.
+    """
+    out, total = {}, 0
+    for name in z.files:
+        member = name if name in z.zip.namelist() else f"{name}.npy"
+        info = z.zip.getinfo(member)
+        with z.zip.open(member) as fp:
+            version = np.lib.format.read_magic(fp)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fp)
+        nbytes = math.prod(shape) * (dtype.itemsize if not dtype.hasobject else 0)
+        if nbytes > info.file_size:
+            raise InvalidValueError(f"array {name!r} claims more data than it holds")
+        total += nbytes
+        if total > max_bytes:
+            raise _TooLarge(total)
+        out[name] = (tuple(shape), dtype)
+    return out
+
+
+def _read_npz(path: Path, f: io.BufferedReader) -> dict[str, np.ndarray]:
     try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(f, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - a damaged file may fail anywhere inside zipfile
         if isinstance(exc, ValueError) and "pickle" in str(exc):
             problem = "not an .npz archive (it holds pickled data, which is never loaded)"
@@ -517,6 +707,13 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             if k not in z.files:
                 continue
             try:
+                _npz_shapes(_Only(z, k), _MAX_NPZ_BYTES - sum(a.nbytes for a in out.values()))
+            except _TooLarge:
+                raise _file_error(path, f"its arrays take more than {_mib(_MAX_NPZ_BYTES)} once decompressed "
+                                        f"(array {k!r}); at most {_mib(_MAX_NPZ_BYTES)} are read") from None
+            except Exception:  # noqa: BLE001 - a damaged header may fail anywhere
+                raise _file_error(path, f"array {k!r} is unreadable (truncated or damaged?)") from None
+            try:
                 out[k] = z[k]
             except Exception as exc:  # noqa: BLE001 - as above
                 if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
@@ -526,17 +723,43 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _parse_int(text: str) -> bool:
+class _Only:
+    """An open .npz seen as holding only one of its arrays (for :func:`_npz_shapes`)."""
+
+    def __init__(self, z: Any, name: str) -> None:
+        self.zip, self.files = z.zip, [name]
+
+
+def _number(text: str) -> int | float | None:
+    """A label cell as a number: int when it is a whole number (``3``, ``3.0``, ``1e3``)."""
     try:
-        int(text)
+        return int(text)
     except ValueError:
-        return False
-    return True
-
-
-def _read_csv(path: Path, label: str) -> dict[str, np.ndarray]:
+        pass
     try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: tolerate a BOM from spreadsheets
+        v = float(text)
+    except ValueError:
+        return None
+    return int(v) if math.isfinite(v) and v == int(v) else v
+
+
+def _csv_labels(cells: list[str]) -> np.ndarray:
+    """Labels parsed as numbers when every cell is a number, else as strings."""
+    numbers_ = [_number(c) for c in cells]
+    if any(v is None for v in numbers_):
+        return np.array(cells)
+    if any(isinstance(v, float) for v in numbers_):
+        return np.array(numbers_, dtype=np.float64)  # refused later: not whole numbers
+    if all(-(2**63) <= v < 2**63 for v in numbers_):
+        return np.array(numbers_, dtype=np.int64)
+    return np.array(numbers_, dtype=object)  # Python ints: exact at any size
+
+
+def _read_csv(path: Path, f: io.BufferedReader, label: str) -> dict[str, np.ndarray]:
+    try:
+        with f:
+            raw = f.read()
+        text = raw.decode("utf-8-sig")  # -sig: tolerate a BOM from spreadsheets
     except UnicodeDecodeError:
         raise _file_error(path, "not UTF-8 text") from None
     try:
@@ -585,19 +808,32 @@ def _read_csv(path: Path, label: str) -> dict[str, np.ndarray]:
     for (line, _), value in zip(rows, labels):
         if not value:
             raise _file_error(path, f"line {line}: the label cell is empty")
-    y = np.array([int(v) for v in labels]) if all(map(_parse_int, labels)) else np.array(labels)
-    return {"X": X, "y": y}
+    return {"X": X, "y": _csv_labels(labels)}
 
 
 def _load_file(path: Path, ss, seed, *, validation=0.2, label="label") -> Dataset:
     where = "data.load"
     validation = _fraction(where, validation)
     if not isinstance(label, str):
-        raise TypeError(message(where, "label", "a column name (str)", label))
-    if not path.is_file():
-        raise _file_error(path, "no such file")
+        raise InvalidTypeError(message(where, "label", "a column name (str)", label))
+    is_npz = path.suffix.lower() == ".npz"
+    limit = _MAX_NPZ_BYTES if is_npz else _MAX_CSV_BYTES
     try:
-        arrays = _read_npz(path) if path.suffix.lower() == ".npz" else _read_csv(path, label)
+        f = _open_regular(path, limit)
+    except FileNotFoundError:
+        raise _file_error(path, "no such file") from None
+    except _NotRegular as exc:
+        raise _file_error(path, f"it is {exc.args[0]}, not a regular file") from None
+    except _TooLarge as exc:
+        hint = "" if is_npz else "; save larger data as .npz"
+        raise _file_error(path, f"the file is {_mib(exc.args[0])}; at most {_mib(limit)} are read{hint}") from None
+    except OSError as exc:
+        raise _file_error(path, exc.strerror or "cannot be read") from None
+    try:
+        with f:
+            if is_npz and os.fstat(f.fileno()).st_size == 0:
+                raise _file_error(path, "the file is empty")
+            arrays = _read_npz(path, f) if is_npz else _read_csv(path, f, label)
     except OSError as exc:
         raise _file_error(path, exc.strerror or "cannot be read") from None
     keys = [("X", "y")] + ([("X_val", "y_val")] if "X_val" in arrays else [])
@@ -607,7 +843,7 @@ def _load_file(path: Path, ss, seed, *, validation=0.2, label="label") -> Datase
         if y.ndim != 1 or len(y) != len(X):
             problem = f"{yk} must have shape ({len(X)},) to match {xk}; found shape {y.shape}"
             raise _file_error(path, problem)
-    encoded, classes, class_names = _encode_labels(path, [arrays[yk] for _, yk in keys])
+    encoded, label_values, strings = _encode_labels(path, [(yk, arrays[yk]) for _, yk in keys])
     if "X_val" in arrays:
         if arrays["X_val"].shape[1:] != arrays["X"].shape[1:]:
             shapes = f"{arrays['X_val'].shape[1:]}, X samples {arrays['X'].shape[1:]}"
@@ -621,11 +857,12 @@ def _load_file(path: Path, ss, seed, *, validation=0.2, label="label") -> Datase
     return Dataset(
         _features(X), _labels(y), _features(Xv), _labels(yv),
         name=str(path),
-        classes=classes,
+        classes=len(label_values),
         input_shape=tuple(int(s) for s in X.shape[1:]),
         description=f"user file {str(path)!r}, {split}",
-        class_names=class_names,
+        class_names=label_values if strings else None,
         seed=seed,
+        label_values=label_values,
     )
 
 
@@ -683,7 +920,7 @@ def load(name: PathLike, *, seed: _rng.Seed = None, **options: Any) -> Dataset:
     if isinstance(name, os.PathLike):
         name = os.fspath(name)
     if not isinstance(name, str):
-        raise TypeError(message("data.load", "name", "a dataset name or a file path (str)", name))
+        raise InvalidTypeError(message("data.load", "name", "a dataset name or a file path (str)", name))
     _rng.check_seed("data.load", seed)
     is_file = name.lower().endswith(_FILE_SUFFIXES)
     if is_file:
@@ -693,7 +930,7 @@ def load(name: PathLike, *, seed: _rng.Seed = None, **options: Any) -> Dataset:
         try:
             _validate.one_of("data.load", "name", name, _REGISTRY)
         except ValueError as exc:
-            raise ValueError(f"{exc} Files must end in .npz or .csv.") from None
+            raise InvalidValueError(f"{exc} Files must end in .npz or .csv.") from None
         loader, default_seed = _REGISTRY[name]
     allowed = _options(loader)
     for key in options:

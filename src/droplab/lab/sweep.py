@@ -52,6 +52,7 @@ from typing import Any
 
 from droplab._files import atomic_open
 from droplab import _validate
+from droplab.errors import InvalidValueError
 
 __all__ = ["KNOBS", "DEFAULTS", "expand", "config_hash", "load_runs", "append_record", "t_quantile",
            "summarize_points", "HELP"]
@@ -91,28 +92,36 @@ def configure(parser: argparse.ArgumentParser) -> None:
         return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals)
 
     g = parser.add_argument_group("grid (comma-separated values; every combination is run)")
-    g.add_argument("--p", default=argparse.SUPPRESS, help=f"drop probabilities (default {d('p')})")
+    b = _validate.bounds_help
+    g.add_argument("--p", default=argparse.SUPPRESS, help=f"drop probabilities, each {b('p')} (default {d('p')})")
     g.add_argument("--dataset", default=argparse.SUPPRESS,
                    help=f"registered data sets or .npz/.csv files (default {d('dataset')})")
     g.add_argument("--hidden", default=argparse.SUPPRESS,
-                   help=f"hidden layer sizes; architectures separated by ';' (default {d('hidden')})")
+                   help=f"hidden layer sizes; architectures separated by ';' (each size 1 to {_validate.MAX_WIDTH}, "
+                        f"at most {_validate.MAX_DEPTH} layers; default {d('hidden')})")
     g.add_argument("--variant", default=argparse.SUPPRESS, help=f"dropout variants, e.g. dropout,classic (default {d('variant')})")
     g.add_argument("--activation", default=argparse.SUPPRESS, help=f"relu, leaky_relu, tanh, sigmoid, selu "
                                                       f"(default {d('activation')})")
     g.add_argument("--optimizer", default=argparse.SUPPRESS, help=f"adam, adamw, sgd (default {d('optimizer')})")
-    g.add_argument("--lr", default=argparse.SUPPRESS, help=f"learning rates (default {d('lr')})")
-    g.add_argument("--l2", default=argparse.SUPPRESS, help=f"L2 penalties on every weight matrix (default {d('l2')})")
-    g.add_argument("--epochs", default=argparse.SUPPRESS, help=f"passes over the training data (default {d('epochs')})")
+    g.add_argument("--lr", default=argparse.SUPPRESS, help=f"learning rates, each {b('lr')} (default {d('lr')})")
+    g.add_argument("--l2", default=argparse.SUPPRESS,
+                   help=f"L2 penalties on every weight matrix, each {b('l2')} (default {d('l2')})")
+    g.add_argument("--epochs", default=argparse.SUPPRESS,
+                   help=f"passes over the training data, each {b('epochs')} (default {d('epochs')})")
     g.add_argument("--batch-size", dest="batch_size", default=argparse.SUPPRESS,
-                   help=f"mini-batch sizes, 0 = full batch (default {d('batch_size')})")
+                   help=f"mini-batch sizes, each {b('batch_size')} (default {d('batch_size')})")
     g.add_argument("--input-p", dest="input_p", default=argparse.SUPPRESS,
-                   help=f"drop probabilities on the inputs, used where p > 0 (default {d('input_p')})")
+                   help=f"drop probabilities on the inputs, used where p > 0, each {b('input_p')} "
+                        f"(default {d('input_p')})")
     parser.add_argument("--config", default=argparse.SUPPRESS,
                         help="TOML file with the grid (keys as the flags, with '_'; lists or single values; "
                              "also 'seeds'); flags override it")
-    parser.add_argument("--seeds", type=int, default=argparse.SUPPRESS, help="seeds per grid point (default 3)")
+    parser.add_argument("--seeds", type=_validate.flag_type("seeds"), default=argparse.SUPPRESS,
+                        help=f"seeds per grid point, {b('seeds')} (default 3; grid points x seeds at most "
+                             f"{_validate.MAX_SWEEP_RUNS})")
     parser.add_argument("--label", default=argparse.SUPPRESS, help="label column of .csv data sets (default 'label')")
-    parser.add_argument("--workers", type=int, default=1, help="parallel runs (processes, or cluster tasks)")
+    parser.add_argument("--workers", type=_validate.flag_type("workers"), default=1,
+                        help=f"parallel runs: processes, or cluster tasks ({b('workers')})")
     parser.add_argument("--backend", default="loky",
                         help="joblib backend: loky (local processes), dask or ray (when installed)")
     parser.add_argument("--force", action="store_true",
@@ -129,18 +138,18 @@ def _canon(knob: str, value: Any, where: str) -> Any:
 
     if knob == "hidden":
         if isinstance(value, str) or (isinstance(value, (list, tuple))):
-            return list(models.parse_hidden(value))
+            return list(_validate.hidden_sizes(where, "hidden", models.parse_hidden(value)))
         raise TypeError(_validate.message(where, "hidden", "a list of layer sizes like [256, 256]", value))
     if knob in _FLOATS:
         if knob in ("p", "input_p"):
-            return _validate.probability(where, knob, value)
+            return _validate.within(where, knob, _validate.probability(where, knob, value))
         if knob == "lr":
-            return _validate.positive_float(where, knob, value)
-        return _validate.nonnegative_float(where, knob, value)
+            return _validate.within(where, knob, _validate.positive_float(where, knob, value))
+        return _validate.within(where, knob, _validate.nonnegative_float(where, knob, value))
     if knob == "epochs":
-        return _validate.positive_int(where, knob, value)
+        return _validate.within(where, knob, _validate.positive_int(where, knob, value))
     if knob == "batch_size":
-        return _validate.nonnegative_int(where, knob, value)
+        return _validate.within(where, knob, _validate.nonnegative_int(where, knob, value))
     if not isinstance(value, str):
         raise TypeError(_validate.message(where, knob, "a string", value))
     if knob == "variant":
@@ -273,6 +282,12 @@ def build_grid(args: argparse.Namespace) -> tuple[dict[str, list[Any]], int, str
         grid[knob] = values
     seeds = n_seeds if n_seeds is not None else file.get("seeds", 3)
     seeds = _validate.positive_int(WHERE if n_seeds is not None else where_file, "seeds", seeds)
+    _validate.within(WHERE if n_seeds is not None else where_file, "seeds", seeds)
+    runs = math.prod(len(v) for v in grid.values()) * seeds
+    if runs > _validate.MAX_SWEEP_RUNS:
+        raise InvalidValueError(_validate.message(
+            WHERE, "runs", f"at most {_validate.MAX_SWEEP_RUNS} (grid points x seeds)", runs,
+            "Split the grid into several sweeps."))
     label = label if label is not None else file.get("label", "label")
     if not isinstance(label, str):
         raise TypeError(_validate.message(where_file, "label", "a column name (string)", label))
@@ -512,7 +527,7 @@ def run(args: argparse.Namespace) -> int:
     from droplab.lab._results import versions, write_json
 
     grid, n_seeds, label = build_grid(args)
-    workers = _validate.positive_int(WHERE, "workers", args.workers)
+    workers = _validate.within(WHERE, "workers", _validate.positive_int(WHERE, "workers", args.workers))
     backend = _validate.one_of(WHERE, "backend", args.backend, ("loky", "dask", "ray"))
     _check_backend(backend)
     seeds = [args.seed + i for i in range(n_seeds)]
