@@ -38,7 +38,8 @@ Limits (module constants; a file beyond them is refused with
 * ``MAX_PARAMETERS`` = 2**27 (134 million) parameter elements in the whole model;
 * ``MAX_ARRAY_BYTES`` = 4 GiB of arrays in all (parameters, buffers, optimizer state, extras);
 * ``MAX_MEMBERS`` = 100,000 arrays in the archive;
-* ``MAX_SPEC_BYTES`` = 8 MiB of spec JSON, nested at most ``MAX_SPEC_NESTING`` = 144 levels;
+* ``MAX_SPEC_BYTES`` = 4 MiB of spec JSON, nested at most ``MAX_SPEC_NESTING`` = 144 levels, with
+  at most ``MAX_SPEC_CONTAINERS`` = 2**18 objects and lists;
 * ``MAX_DEPTH`` = 64 levels of modules inside modules, ``MAX_MODULES`` = 10,000 modules;
 * ``MAX_ROW_ELEMENTS`` = 2**24 elements of one layer's working memory per input row;
 * ``MAX_INFLATE_RATIO`` = 64: compressed members may expand at most 64 times (or to
@@ -84,7 +85,7 @@ from droplab.nn.optim import Optimizer
 
 __all__ = ["FORMAT_VERSION", "save", "load", "load_optimizer", "layer_types", "write_state", "read_state",
            "write_checkpoint", "read_checkpoint", "set_generator_state", "ModelFileError",
-           "MAX_PARAMETERS", "MAX_ARRAY_BYTES", "MAX_MEMBERS", "MAX_SPEC_BYTES", "MAX_SPEC_NESTING",
+           "MAX_PARAMETERS", "MAX_ARRAY_BYTES", "MAX_MEMBERS", "MAX_SPEC_BYTES", "MAX_SPEC_NESTING", "MAX_SPEC_CONTAINERS",
            "MAX_DEPTH", "MAX_MODULES", "MAX_ROW_ELEMENTS", "MAX_INFLATE_RATIO", "INFLATE_FLOOR"]
 
 #: Version of the file layout; files from a newer version are refused with a clear error.
@@ -100,8 +101,11 @@ MAX_PARAMETERS = 1 << 27
 MAX_ARRAY_BYTES = 4 << 30
 #: Arrays in one archive (a few per parameter: value, optimizer slots, best copy).
 MAX_MEMBERS = 100_000
-#: Bytes of the spec's JSON (about 800 bytes per module with its arrays' entries).
-MAX_SPEC_BYTES = 8 << 20
+#: Bytes of the spec's JSON (a module takes 150 to 800 bytes with its arrays' entries).
+MAX_SPEC_BYTES = 4 << 20
+#: JSON objects and lists in the spec (each costs about 80 bytes of memory once parsed; a spec
+#: of nothing but ``{}`` would otherwise take 100 MB). Counted as ``{`` and ``[`` characters.
+MAX_SPEC_CONTAINERS = 1 << 18
 #: Modules inside modules.
 MAX_DEPTH = 64
 #: Levels of JSON objects and lists in the spec: two per module level, plus the top and the
@@ -624,6 +628,10 @@ def _read_member(src: _Source, zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape
 
 
 def _parse_json(src: _Source, raw: bytes) -> Any:
+    containers = raw.count(b"{") + raw.count(b"[")
+    if containers > MAX_SPEC_CONTAINERS:
+        raise src.error(f"its spec holds {containers} JSON objects and lists; model files' hold at most "
+                        f"{MAX_SPEC_CONTAINERS}", ResourceLimitError)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -818,8 +826,8 @@ class _Config:
 
     def dtype(self) -> str:
         v = self._get("dtype")
-        try:
-            dt = np.dtype(v) if isinstance(v, str) and len(v) < 40 else None
+        try:  # a file's dtype is a name; the constructor's default is a numpy type
+            dt = np.dtype(v) if (isinstance(v, str) and len(v) < 40) or "dtype" not in self.config else None
         except TypeError:
             dt = None
         if dt not in _ALLOWED_DTYPES:
@@ -965,9 +973,6 @@ def _check_tree(src: _Source, node: Any, known: dict[str, type], plan: _Plan, de
                                 "(its square, in all)", ResourceLimitError)
         else:
             sizes = rule(_Config(src, where, node["config"], cls))
-            if sizes.row > MAX_ROW_ELEMENTS:
-                raise src.error(f"{where} would need {sizes.row} elements of working memory per input row "
-                                f"({sizes.row_what}); the limit is {MAX_ROW_ELEMENTS}", ResourceLimitError)
             for shape, dt in sizes.params:
                 n = math.prod(shape)
                 plan.elements += n
@@ -975,6 +980,9 @@ def _check_tree(src: _Source, node: Any, known: dict[str, type], plan: _Plan, de
                 if plan.elements > MAX_PARAMETERS:
                     raise src.error(f"{where} has a parameter of shape {shape}, which takes the model past "
                                     f"{MAX_PARAMETERS} parameters", ResourceLimitError)
+            if sizes.row > MAX_ROW_ELEMENTS:
+                raise src.error(f"{where} would need {sizes.row} elements of working memory per input row "
+                                f"({sizes.row_what}); the limit is {MAX_ROW_ELEMENTS}", ResourceLimitError)
     self_built = _SELF_BUILT.get(name, set())
     for j, kid in enumerate(kids):
         _check_tree(src, kid, known, plan, depth + 1, built and j in refs and j not in self_built)
@@ -1014,13 +1022,16 @@ def _check_model(src: _Source, spec: dict, declared: dict[str, tuple[tuple[int, 
     plan = _Plan()
     _check_tree(src, spec["model"], layer_types(), plan)
     if plan.exact:
-        if len(plan.params) != len(params):
-            raise src.error(f"the architecture has {len(plan.params)} parameters; the file holds {len(params)}")
         for i, (shape, dt, where) in enumerate(plan.params):
+            if i >= len(params):
+                raise src.error(f"{where} makes parameter {i} with shape {shape}; the file holds only {len(params)} "
+                                "parameters")
             got_shape, got_dtype = declared[f"param/{i}"]
             if got_shape != shape or (dt is not None and got_dtype.name != dt):
                 raise src.error(f"{where} makes parameter {i} with shape {shape} and dtype {dt or 'float'}; the file "
                                 f"holds shape {got_shape} and dtype {got_dtype}")
+        if len(plan.params) != len(params):
+            raise src.error(f"the architecture has {len(plan.params)} parameters; the file holds {len(params)}")
     else:
         held = sum(math.prod(declared[k][0]) for k in params)
         if sum(math.prod(s) for s, _, _ in plan.params) > held:
@@ -1187,7 +1198,8 @@ def load(path: Any) -> Module:
     order): a hostile or damaged file is refused with one line, never a traceback, a hang or
     gigabytes of memory. Limits: at most ``MAX_PARAMETERS`` (2**27) parameters,
     ``MAX_ARRAY_BYTES`` (4 GiB) of arrays, ``MAX_MEMBERS`` (100,000) arrays, a spec of at most
-    ``MAX_SPEC_BYTES`` (8 MiB) nested at most ``MAX_SPEC_NESTING`` (144) levels, modules nested
+    ``MAX_SPEC_BYTES`` (4 MiB) nested at most ``MAX_SPEC_NESTING`` (144) levels with at most
+    ``MAX_SPEC_CONTAINERS`` (2**18) objects and lists, modules nested
     at most ``MAX_DEPTH`` (64) deep and ``MAX_MODULES`` (10,000) in all, ``MAX_ROW_ELEMENTS``
     (2**24) elements of a layer's working memory per input row, and compressed members that
     expand at most ``MAX_INFLATE_RATIO`` (64) times (or to 16 MiB in all).
