@@ -110,8 +110,8 @@ _USER_ERRORS = (ValueError, TypeError, FloatingPointError, EOFError)
 
 
 def _is_temporary(path: str) -> bool:
-    # droplab's own scratch names (".<out>.tmp-*", ".<name>.<random>.tmp", ".<out>.work"): never shown
-    return any(part.startswith(".") and (".tmp" in part or part.endswith(".work")) for part in
+    # droplab's own scratch names (".<name>.droplab-tmp-*", ".<out>.tmp-*", ".droplab-work"): never shown
+    return any(part.startswith(".") and ("tmp" in part or part.endswith("work")) for part in
                os.path.normpath(path).split(os.sep))
 
 
