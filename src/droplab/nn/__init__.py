@@ -19,7 +19,7 @@ from droplab.nn.norm import BatchNorm1d, BatchNorm2d
 from droplab.nn.optim import SGD, Adam, AdamW, Optimizer
 from droplab.nn.recurrent import GRU, RNN
 from droplab.nn.residual import Residual
-from droplab.nn.train import evaluate, fit, predict
+from droplab.nn.train import DivergenceError, evaluate, fit, predict
 from droplab.nn import gradcheck  # noqa: E402  (nn.gradcheck.check_gradients, as the README writes it)
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
     "RateSchedule", "ConstantRate", "LinearRamp", "EarlyDropout", "MaxNorm",
     "Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSELoss",
     "Optimizer", "SGD", "Adam", "AdamW",
-    "fit", "predict", "evaluate",
+    "fit", "predict", "evaluate", "DivergenceError",
     "mc_predict", "MCResult",
     "load", "load_optimizer",
     "gradcheck",

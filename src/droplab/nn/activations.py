@@ -1,11 +1,15 @@
-"""Activations. The element-wise ones share one forward/backward; each states f and f'."""
+"""Activations. The element-wise ones share one forward/backward; each states f and f'.
+
+Integer and bool input is computed in float32 (as every layer does), never as truncated
+integers.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from droplab import _validate
-from droplab.nn.module import Module
+from droplab.nn.module import Module, _as_float
 
 __all__ = ["ReLU", "LeakyReLU", "Tanh", "Sigmoid", "SELU", "Softmax", "SELU_ALPHA", "SELU_SCALE"]
 
@@ -29,7 +33,7 @@ class _Elementwise(Module):
         raise NotImplementedError
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+        x = _as_float(type(self).__name__, x)
         y = self._f(x)
         self._x, self._y = x, y
         return y
@@ -74,7 +78,7 @@ class LeakyReLU(_Elementwise):
         self._config = {"alpha": self.alpha}
 
     def _f(self, x):
-        return np.where(x > 0, x, x * x.dtype.type(self.alpha) if x.dtype.kind == "f" else x * self.alpha)
+        return np.where(x > 0, x, x * x.dtype.type(self.alpha))
 
     def _grad(self, x, y, dy):
         return np.where(x > 0, dy, dy * dy.dtype.type(self.alpha))
@@ -149,7 +153,7 @@ class Softmax(Module):
         self._y: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+        x = _as_float("Softmax", x)
         e = np.exp(x - x.max(axis=-1, keepdims=True))
         self._y = e / e.sum(axis=-1, keepdims=True)
         return self._y

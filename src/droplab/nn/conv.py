@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from droplab import _rng, _validate
-from droplab.nn.module import Module, Parameter
+from droplab.nn.module import Module, Parameter, _as_float
 
 __all__ = ["Conv2d", "MaxPool2d", "AvgPool2d"]
 
@@ -160,13 +160,15 @@ class Conv2d(Module):
         _check_input("Conv2d", x, self.in_channels)
         n, c, h, w = x.shape
         ph, pw = self.padding
+        kh, kw = self.kernel_size
         ho, wo = _out_size("Conv2d", (h + 2 * ph, w + 2 * pw), self.kernel_size, self.stride, x.shape)
         # channels-last inside: every copy below then moves runs of C contiguous numbers,
         # which is several times faster than the (kh, kw)-innermost order of NCHW windows
         xn = np.zeros((n, h + 2 * ph, w + 2 * pw, c), self.dtype)
         xn[:, ph:ph + h, pw:pw + w, :] = x.transpose(0, 2, 3, 1)
         win = sliding_window_view(xn, self.kernel_size, axis=(1, 2))[:, ::self.stride[0], ::self.stride[1]]
-        cols = np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(n * ho * wo, -1)
+        # explicit sizes, not -1: a 0-row batch has none to infer
+        cols = np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(n * ho * wo, kh * kw * c)
         y = cols @ self._matrix()
         y += self.bias.value
         self._cols, self._xshape, self._out = cols, xn.shape, (ho, wo)
@@ -184,7 +186,7 @@ class Conv2d(Module):
         dw = dy2.T @ self._cols  # (out, kh*kw*C)
         self.weight.grad += dw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
         self.bias.grad += dy2.sum(axis=0)
-        if self.l2:
+        if self.l2 and not self._tape_calls:  # once per pass for a reused layer (see Module)
             self.weight.grad += (2 * self.l2) * self.weight.value
         # one (N*Ho*Wo, C) block per kernel offset, each contiguous, so col2im adds whole blocks
         parts = np.matmul(dy2, self.weight.value.transpose(2, 3, 0, 1))  # (kh, kw, N*Ho*Wo, C)
@@ -266,7 +268,7 @@ class MaxPool2d(_Pool2d):
         self._arg: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+        x = _as_float("MaxPool2d", x)
         views = self._offsets(x)
         _, first = next(views)
         y = first.copy()
@@ -315,9 +317,7 @@ class AvgPool2d(_Pool2d):
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        if x.dtype.kind != "f":
-            x = x.astype(np.float32)
+        x = _as_float("AvgPool2d", x)
         views = self._offsets(x)
         _, first = next(views)
         y = first.copy()

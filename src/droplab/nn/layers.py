@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from droplab import _rng, _validate
+from droplab.errors import InvalidValueError
 from droplab.nn import _fused
-from droplab.nn.module import Module, Parameter
+from droplab.nn.module import Module, Parameter, _as_float
 
 __all__ = ["Dense", "Flatten"]
 
@@ -143,6 +146,8 @@ class Dense(Module):
                 dw = self._x.T @ dy
         w.grad += dw
         b.grad += dy_colsum
+        if self._tape_calls:  # a later call of a reused layer: the penalty is added once, by the first
+            return
         for p, l1, l2 in ((w, self.l1, self.l2), (b, self.bias_l1, self.bias_l2)):
             if l1:
                 p.grad += l1 * np.sign(p.value)
@@ -162,6 +167,11 @@ class Dense(Module):
 class Flatten(Module):
     """Flattens every axis but the first: ``(N, *) -> (N, prod(*))``.
 
+    A 0-row batch gives a 0-row output; integer and bool input becomes float32.
+
+    Raises:
+        ValueError: a 0-D input (it has no batch axis).
+
     Example:
         >>> import numpy as np
         >>> Flatten().forward(np.zeros((2, 3, 4))).shape
@@ -173,9 +183,12 @@ class Flatten(Module):
         self._shape: tuple[int, ...] | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+        x = _as_float("Flatten", x)
+        if x.ndim == 0:
+            raise InvalidValueError(_validate.message("Flatten", "x", "an array (N, *) with a batch axis",
+                                                      f"array of shape {x.shape}"))
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # not -1: a 0-row batch has no size to infer
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         if self._shape is None:

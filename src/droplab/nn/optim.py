@@ -1,5 +1,9 @@
 """Optimizers: ``step(params)`` updates every ``Parameter`` from its ``.grad``.
 
+An update that would overflow (Adam's second moment holds squared gradients: float32
+overflows once a gradient passes about 1.8e19) raises ``DivergenceError`` instead of
+silently freezing the parameter.
+
 The learning rate decays as ``lr_t = lr / (1 + decay * t)`` with ``t`` the number of steps
 taken (the textbook's schedule); ``decay = 0`` keeps it constant. State (momenta, moments)
 is kept per parameter, in the order the parameters are given.
@@ -7,12 +11,27 @@ is kept per parameter, in the order the parameters are given.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from droplab import _validate
 from droplab.nn.module import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+
+
+def _overflow(where: str, p: Parameter, g: np.ndarray) -> None:
+    from droplab.nn.train import DivergenceError
+
+    finite = np.isfinite(g)
+    if not finite.all():
+        what = "is NaN or infinite"
+    else:
+        what = (f"reaches {float(np.abs(g).max()):.3g}, whose square overflows {g.dtype} in the second moment "
+                "(the parameter would silently stop learning)")
+    raise DivergenceError(f"{where}: the gradient of `{p.name or 'a parameter'}` {what}; standardise the inputs, "
+                          "lower the learning rate, or use float64.")
 
 
 class Optimizer:
@@ -123,12 +142,20 @@ class Adam(Optimizer):
         t = self.iterations + 1
         m *= self.beta1
         m += (1 - self.beta1) * g
+        gg = g * g
+        if not math.isfinite(gg.max(initial=0.0)):  # one pass over a parameter-sized temporary
+            _overflow(type(self).__name__, p, g)
+        self._before_step(p, lr)  # after the check: a refused step changes nothing
         v *= self.beta2
-        v += (1 - self.beta2) * (g * g)
+        gg *= 1 - self.beta2
+        v += gg
         step = lr / (1 - self.beta1**t)
         denom = np.sqrt(v / (1 - self.beta2**t))
         denom += self.eps
         p.value -= (step * m / denom).astype(p.value.dtype, copy=False)
+
+    def _before_step(self, p, lr):
+        """What a variant does to the weights before the Adam update (AdamW: decay them)."""
 
     _update = _adam_step
 
@@ -153,7 +180,6 @@ class AdamW(Adam):
         super().__init__(lr, beta1=beta1, beta2=beta2, eps=eps, decay=decay)
         self.weight_decay = _validate.nonnegative_float("AdamW", "weight_decay", weight_decay)
 
-    def _update(self, p, lr):
+    def _before_step(self, p, lr):
         if self.weight_decay:
             p.value *= p.value.dtype.type(1 - lr * self.weight_decay)
-        self._adam_step(p, lr)

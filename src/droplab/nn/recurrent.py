@@ -112,8 +112,8 @@ class _Recurrent(Module):
                 dh = dh + dy
             h_prev = hs[:, t - 1] if t else zero
             dgx[:, t], dh = self._step_back(dh, h_prev, self._caches[t])
-        flat = dgx.reshape(n * steps, -1)
-        self.weight_ih.grad += x.reshape(n * steps, -1).T @ flat
+        flat = dgx.reshape(n * steps, dgx.shape[2])  # explicit sizes: a 0-row batch has none to infer
+        self.weight_ih.grad += x.reshape(n * steps, self.input_size).T @ flat
         self.bias_ih.grad += flat.sum(axis=0)
         return dgx @ self.weight_ih.value.T
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from droplab import _validate
-from droplab.nn.module import Module
+from droplab.nn.module import Module, _as_float
 
 __all__ = ["Residual"]
 
@@ -49,7 +49,7 @@ class Residual(Module):
         return [self.block]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+        x = _as_float("Residual", x)
         fx = self.block.forward(x)
         if fx.shape != x.shape:
             raise ValueError(

@@ -6,9 +6,20 @@ of per-epoch lists:
 * ``loss``: mean data loss over the epoch's batches, in training mode (dropout on);
 * ``accuracy`` (classification): accuracy of those same training-mode outputs;
 * ``regularization_loss``: the L1/L2 penalty at the end of the epoch (only if non-zero);
-* ``val_loss``, ``val_accuracy``: on ``validation_data``, in eval mode.
+* ``val_loss``, ``val_accuracy``: on ``validation_data``, in eval mode; NaN when not finite
+  (the run goes on: divergence is judged on the training loss only).
 
 The objective minimised is the data loss plus ``model.regularization_loss()``.
+
+Divergence: ``fit`` raises :class:`DivergenceError` (and writes no checkpoint for the epoch, so
+the last good one stays) when a batch's training loss is NaN or infinite, when the
+optimizer's arithmetic overflows, when a parameter is not finite at the end of an epoch, or
+when an epoch's mean training loss exceeds ``divergence * max(L0, 1)``, ``L0`` the run's
+first batch loss, taken before any update (``divergence=1e3`` by default; None turns the
+last test off).
+
+Evaluating never changes what training draws: ``predict``, ``evaluate`` and fit's own label
+check put every layer's ``counter`` back as they found it.
 """
 
 from __future__ import annotations
@@ -24,11 +35,50 @@ from typing import Any, Protocol
 import numpy as np
 
 from droplab import _rng, _validate
+from droplab.errors import DroplabError
 from droplab.nn.losses import Loss
 from droplab.nn.module import Module, Sequential
 from droplab.nn.optim import Optimizer
 
-__all__ = ["fit", "predict", "evaluate", "Callback"]
+__all__ = ["fit", "predict", "evaluate", "Callback", "DivergenceError", "DIVERGENCE"]
+
+#: fit's default ``divergence``: an epoch's mean training loss above this many times
+#: ``max(first batch loss, 1)`` means the run has diverged.
+DIVERGENCE = 1e3
+
+
+class DivergenceError(DroplabError, FloatingPointError):
+    """Training diverged: a non-finite or exploding training loss, or an optimizer overflow.
+
+    ``fit`` raises it before writing the epoch's checkpoint, so the last good one is kept.
+    A ``FloatingPointError``, so ``except FloatingPointError`` code keeps working.
+
+    Attributes:
+        epoch (int | None): the 1-based epoch where it happened (None outside ``fit``).
+        loss (float | None): the training loss that triggered it (the batch's, or the epoch's
+            mean); None where no loss was to blame.
+    """
+
+    def __init__(self, message: str, epoch: int | None = None, loss: float | None = None) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.loss = loss
+
+
+def _finite_or_nan(v: float) -> float:
+    v = float(v)
+    return v if math.isfinite(v) else math.nan
+
+
+def _json_safe(v: Any) -> Any:
+    """``v`` with every non-finite float replaced by None (files stay strict JSON)."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v
 
 
 class Callback(Protocol):
@@ -61,8 +111,8 @@ def _check_xy(where: str, X, y, model_loss: Loss | None = None) -> tuple[np.ndar
 def _check_labels(where: str, model: Module, loss: Loss, X: np.ndarray, pairs) -> None:
     """Integer class labels must name an output unit: checked before any step is taken.
 
-    One eval-mode forward of a single row tells the number of outputs (it draws no mask and
-    updates no statistics)."""
+    One eval-mode forward of a single row tells the number of outputs (it updates no
+    statistics, and every layer's counter is put back, so no random stream moves)."""
     from droplab.nn.losses import SoftmaxCrossEntropy
 
     if not isinstance(loss, SoftmaxCrossEntropy) or all(np.ndim(y) != 1 for _, y in pairs):
@@ -109,7 +159,7 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
         batch_size: int | None = None, validation_data=None, seed: _rng.Seed = None,
         verbose: bool = True, early_stopping: int | None = None, monitor: str = "val_loss",
         callbacks: Sequence[Any] = (), checkpoint=None, checkpoint_every: int = 1,
-        resume: bool = False) -> dict[str, list[float]]:
+        resume: bool = False, divergence: float | None = DIVERGENCE) -> dict[str, list[float]]:
     """Train ``model`` on ``(X, y)``; returns the history dict (see the module docstring).
 
     Args:
@@ -136,11 +186,16 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
         resume (bool): when ``checkpoint`` exists, restore it into ``model`` and ``optimizer``
             and continue from the epoch after it: the result is bit-identical to a run that was
             never interrupted. Without the file, training starts afresh. Default False.
+        divergence (float | None): the run has diverged when an epoch's mean training loss
+            exceeds ``divergence * max(L0, 1)``, ``L0`` the first batch's loss before any
+            update (kept in checkpoints, so a resumed run judges by the same ``L0``); > 1.
+            None: only non-finite losses and parameters count. Default ``1e3``.
 
     Raises:
         ValueError: bad arguments, data (NaN/inf, empty, mismatched lengths) or a checkpoint
             that does not match (architecture, optimizer, data or batch size).
-        FloatingPointError: the training loss became NaN or infinite.
+        DivergenceError: (a FloatingPointError) the run diverged, by the rule above; the last
+            good checkpoint is kept.
     """
     where = "fit"
     if not isinstance(model, Module):
@@ -163,6 +218,11 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
         raise TypeError(_validate.message(where, "resume", "True or False", resume))
     if resume and checkpoint is None:
         raise ValueError(_validate.message(where, "checkpoint", "a file path when resume=True", None))
+    if divergence is not None:
+        divergence = _validate.positive_float(where, "divergence", divergence)
+        if divergence <= 1:
+            raise ValueError(_validate.message(where, "divergence", "a finite number > 1 or None", divergence,
+                                               "It multiplies the first batch's loss."))
     X, y = _check_xy(where, X, y)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -192,6 +252,7 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
     best, best_params, waited = None, None, 0
     lower_better = "loss" in monitor
     start, stopped = 0, False
+    reference: float | None = None  # the first batch's loss, before any update
     if checkpoint is not None:
         val = (Xv, yv) if validation_data is not None else ()
         data_id = _fingerprint(X, y, *val, batch_size, type(loss).__name__)
@@ -203,7 +264,12 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
             try:
                 start, stopped, best, waited = (int(state["epoch"]), bool(state["stopped"]), state["best"],
                                                 int(state["waited"]))
-                history = {k: [float(v) for v in vals] for k, vals in state["history"].items()}
+                history = {k: [math.nan if v is None else float(v) for v in vals]
+                           for k, vals in state["history"].items()}
+                reference = state.get("reference_loss")
+                if reference is None and history.get("loss"):  # a checkpoint from before reference_loss
+                    reference = history["loss"][0]
+                reference = None if reference is None else float(reference)
             except (KeyError, TypeError, ValueError, AttributeError):
                 raise ValueError(f"fit: cannot resume from {str(checkpoint)!r}: its fit state is damaged.") from None
             io.set_generator_state(checkpoint, g, state.get("shuffle"))
@@ -233,17 +299,24 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
                 out = model.forward(xb)
                 value = loss(out, yb)
                 if not math.isfinite(value):
-                    raise FloatingPointError(
+                    raise DivergenceError(
                         f"fit: the training loss became {value} at epoch {epoch + 1}, batch {b + 1}; "
-                        "lower the learning rate or check the data.")
+                        "lower the learning rate or check the data.", epoch + 1, value)
+                if reference is None:
+                    reference = value
                 model.zero_grad()
                 backward(loss.backward())
-                optimizer.step(params)
+                try:
+                    optimizer.step(params)
+                except DivergenceError as exc:
+                    raise DivergenceError(f"fit: training diverged at epoch {epoch + 1}, batch {b + 1}: {exc}",
+                                          epoch + 1, value) from None
                 _call(callbacks, "on_batch_end", optimizer.iterations, model)
                 total_loss += value * len(xb)
                 if loss.classification:
                     correct_w += _accuracy(loss, out, yb) * len(xb)
             logs = {"loss": total_loss / n}
+            _check_divergence(logs["loss"], reference, divergence, params, epoch + 1)
             if loss.classification:
                 logs["accuracy"] = correct_w / n
             reg = model.regularization_loss()
@@ -251,8 +324,9 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
                 logs["regularization_loss"] = reg
                 history.setdefault("regularization_loss", [])
             if validation_data is not None:
-                ev = evaluate(model, Xv, yv, loss)
-                logs["val_loss"] = ev["loss"]
+                with np.errstate(over="ignore", invalid="ignore"):  # recorded as NaN, not fatal
+                    ev = evaluate(model, Xv, yv, loss)
+                logs["val_loss"] = _finite_or_nan(ev["loss"])
                 if loss.classification:
                     logs["val_accuracy"] = ev["accuracy"]
             for k, v in logs.items():
@@ -261,16 +335,16 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
             progress.update(logs)
             if early_stopping is not None:
                 cur = logs[monitor]
-                if best is None or (cur < best if lower_better else cur > best):
+                if math.isfinite(cur) and (best is None or (cur < best if lower_better else cur > best)):
                     best, waited = cur, 0
                     best_params = [p.value.copy() for p in params]
                 else:
                     waited += 1
                     stopped = waited >= early_stopping
             if checkpoint is not None and (stopped or (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-                io.write_checkpoint(checkpoint, model, optimizer, {
+                io.write_checkpoint(checkpoint, model, optimizer, _json_safe({
                     "epoch": epoch + 1, "stopped": stopped, "history": history, "best": best, "waited": waited,
-                    "shuffle": g.bit_generator.state, "data": data_id}, best_params)
+                    "shuffle": g.bit_generator.state, "data": data_id, "reference_loss": reference}), best_params)
             if stopped:
                 break
     finally:
@@ -280,6 +354,21 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
         for p, v in zip(params, best_params):
             p.value[...] = v
     return history
+
+
+def _check_divergence(epoch_loss: float, reference: float | None, divergence: float | None,
+                      params: list, epoch: int) -> None:
+    """The per-epoch divergence test (the rule in the module docstring)."""
+    if divergence is not None and reference is not None and epoch_loss > divergence * max(reference, 1.0):
+        raise DivergenceError(
+            f"fit: the training loss diverged at epoch {epoch}: {epoch_loss:.4g} is more than "
+            f"divergence={divergence:g} times max(first batch loss {reference:.4g}, 1); lower the learning "
+            "rate or check the data.", epoch, epoch_loss)
+    for i, p in enumerate(params):
+        if not np.isfinite(p.value).all():
+            raise DivergenceError(
+                f"fit: parameter {i} ({p.name or '?'}) became NaN or infinite at epoch {epoch}; lower the "
+                "learning rate or check the data.", epoch, epoch_loss)
 
 
 #: Environment variables through which a user sets the BLAS thread count; fit leaves BLAS alone
@@ -372,21 +461,29 @@ class _Progress:
 
 
 def _forward_eval(model: Module, X: np.ndarray, batch_size: int | None) -> np.ndarray:
-    was = [m.training for m in model.modules()]
+    """Eval-mode forward; every layer's mode and ``counter`` are put back afterwards, so an
+    evaluation never moves the random streams training draws from (DropConnect's Gaussian
+    inference draws by its counter)."""
+    mods = list(model.modules())
+    was = [m.training for m in mods]
+    counters = [(m, m.counter) for m in mods if isinstance(getattr(m, "counter", None), int)]
     model.eval()
     try:
         if batch_size is None or batch_size >= len(X):
             return model.forward(X)
         return np.concatenate([model.forward(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
     finally:
-        for m, t in zip(model.modules(), was):
+        for m, t in zip(mods, was):
             m.training = t
+        for m, c in counters:
+            m.counter = c
 
 
 def predict(model: Module, X, *, batch_size: int | None = None) -> np.ndarray:
     """Eval-mode forward pass; probabilities when the model was fit with a classification loss.
 
-    The modes of the model's layers are restored afterwards.
+    The modes of the model's layers and their counters are restored afterwards (a prediction
+    never moves a random stream).
     """
     X = _validate.finite_array("predict", "X", X)
     if batch_size is not None:
