@@ -44,6 +44,7 @@ def _common(parser: argparse.ArgumentParser, default_out: str) -> None:
     g.add_argument("--seed", type=_validate.flag_type("seed"), default=0,
                    help=f"master seed of the experiment ({_validate.bounds_help('seed')})")
     g.add_argument("--out", default=default_out, help="results folder")
+    g.add_argument("--force", action="store_true", help="write into an --out holding other files (deletes none)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     g.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 

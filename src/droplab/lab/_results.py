@@ -209,11 +209,23 @@ def check_out(out: str | os.PathLike | None, command: str, *, force: bool = Fals
     found = owner(path)
     if (accept(path) if accept is not None else found == command):
         return path
+    _refuse_if_busy(path, command)  # "another command is writing there" says more than "it holds ..."
     what = f"{found} results" if found else ", ".join(others[:3]) + ("..." if len(others) > 3 else "")
     raise InvalidValueError(_validate.message(
         command, "out", f"a new or empty folder, or one holding {'droplab' if accept else command} results", str(path),
         f"It holds {what}; rerun with --force to add droplab's files there (nothing of yours is deleted), "
         "or pick another --out."))
+
+
+def _busy_error(out: Path, command: str) -> InvalidValueError:
+    return InvalidValueError(_validate.message(
+        command, "out", "a folder no other droplab command is writing to", str(out),
+        "Wait for it to finish, or pick another --out."))
+
+
+def _refuse_if_busy(out: Path, command: str) -> None:
+    with lock(out, command):
+        pass
 
 
 @contextlib.contextmanager
@@ -232,9 +244,7 @@ def lock(out: Path, command: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise InvalidValueError(_validate.message(
-                command, "out", "a folder no other droplab command is writing to", str(out),
-                "Wait for it to finish, or pick another --out.")) from None
+            raise _busy_error(out, command) from None
         yield
     finally:
         os.close(fd)

@@ -52,7 +52,7 @@ from typing import Any
 
 from droplab._files import atomic_open
 from droplab import _validate
-from droplab.errors import InvalidValueError
+from droplab.errors import FileError, InvalidValueError
 
 __all__ = ["KNOBS", "DEFAULTS", "expand", "config_hash", "load_runs", "append_record", "t_quantile",
            "summarize_points", "HELP"]
@@ -124,8 +124,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"parallel runs: processes, or cluster tasks ({b('workers')})")
     parser.add_argument("--backend", default="loky",
                         help="joblib backend: loky (local processes), dask or ray (when installed)")
-    parser.add_argument("--force", action="store_true",
-                        help="start over in --out even if it holds a sweep of another grid")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,6 +335,37 @@ def _warm_kernels() -> None:
         _WARM = True
 
 
+def _worker_init(parent: int) -> None:
+    """Run in each loky worker as it starts: make it die with the sweep's process.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so the kernel kills the worker the moment its
+    parent dies (even by ``kill -9``); elsewhere a daemon thread watches the parent's pid. Without
+    this, loky's workers outlive a killed parent until their idle timeout (minutes).
+    """
+    import signal
+    import threading
+    import time
+
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="droplab-parent-watch", daemon=True).start()
+
+
 def _run_one(key: str, point: dict[str, Any], seed: int, label: str) -> dict[str, Any]:
     from droplab.lab import experiment
 
@@ -408,57 +437,46 @@ def load_runs(path: str | os.PathLike, keys: Iterable[str] | None = None) -> tup
     return kept, dropped
 
 
-@contextlib.contextmanager
-def _lock(out: Path) -> Iterator[None]:
-    """One sweep at a time per folder: an advisory lock on the folder itself (no lock file;
-    the OS releases it when the process dies, even by kill -9)."""
-    try:
-        import fcntl
-    except ModuleNotFoundError:  # pragma: no cover - not POSIX
-        yield
-        return
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(_validate.message(WHERE, "out", "a folder no other sweep is writing to", str(out),
-                                                 "Wait for it, or pick another --out.")) from None
-        yield
-    finally:
-        os.close(fd)
-
-
-_OUTPUTS = ("sweep.json", "runs.jsonl", "results.json", "sweep_p.png", "gap.png", "report.html")
+_OUTPUTS = ("sweep.json", "runs.jsonl", "results.json", "sweep_p.png", "gap.png")
 
 
 def prepare_out(out: Path, config: dict[str, Any], force: bool) -> None:
-    """Check the folder ``out`` is empty or holds this sweep; ``force`` clears a previous sweep's files."""
-    from droplab.lab._results import write_json
+    """Check the folder ``out`` (locked) is empty or holds this sweep, and write ``sweep.json``.
+
+    A sweep of another grid is refused unless ``force``, which removes that sweep's own files
+    (and only those) to start over. Other files are never touched.
+    """
+    from droplab.lab._results import _others, owner, write_json, write_manifest
 
     meta = out / "sweep.json"
-    if meta.exists() and not force:
+    if meta.exists():
         try:
             old = json.loads(meta.read_text())
             old_hash = old["hash"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             old_hash = None
         if old_hash != config["hash"]:
-            raise ValueError(_validate.message(
-                WHERE, "out", "a new folder or one holding a sweep of the same grid and seeds", str(out),
-                f"It holds a sweep of another grid (config hash {old_hash} != {config['hash']}); "
-                "rerun with --force to start over there, or pick another --out."))
-    elif not meta.exists() and not force:
-        others = sorted(p.name for p in out.iterdir())
-        if others:
-            raise ValueError(_validate.message(
-                WHERE, "out", "an empty folder or a sweep's folder", str(out),
-                f"It holds {', '.join(others[:3])}{'...' if len(others) > 3 else ''}; use --force to sweep there "
-                "anyway, or pick another --out."))
-    if force:
-        for name in _OUTPUTS:
-            with contextlib.suppress(FileNotFoundError):
-                (out / name).unlink()
+            if not force:
+                raise ValueError(_validate.message(
+                    WHERE, "out", "a new folder or one holding a sweep of the same grid and seeds", str(out),
+                    f"It holds a sweep of another grid (config hash {old_hash} != {config['hash']}); "
+                    "rerun with --force to start over there (only the sweep's own files are replaced), "
+                    "or pick another --out."))
+            for name in _OUTPUTS:
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    (out / name).unlink()
+    elif not force and owner(out) not in (None, "sweep"):
+        raise ValueError(_validate.message(
+            WHERE, "out", "an empty folder or a sweep's folder", str(out),
+            f"It holds {owner(out)} results; rerun with --force to add the sweep's files there (nothing of "
+            "yours is deleted), or pick another --out."))
+    elif not force and _others(out):
+        others = _others(out)
+        raise ValueError(_validate.message(
+            WHERE, "out", "an empty folder or a sweep's folder", str(out),
+            f"It holds {', '.join(others[:3])}{'...' if len(others) > 3 else ''}; rerun with --force to add the "
+            "sweep's files there (nothing of yours is deleted), or pick another --out."))
+    write_manifest(out, "sweep", ["sweep.json", "runs.jsonl"])
     if not meta.exists():
         write_json(meta, config)
 
@@ -512,10 +530,15 @@ def summarize_points(runs: Sequence[dict], points: Sequence[dict]) -> list[dict[
     rows = []
     for point in points:
         mine = [r for r in runs if all(r.get(k) == v for k, v in point.items())]
-        ok = [r for r in mine if not r.get("error")]
+        ok = [r for r in mine if not r.get("error") and not r.get("diverged") and r.get("metrics")]
+
+        def stat(m: str) -> dict[str, Any] | None:
+            values = [r["metrics"][m] for r in ok if r["metrics"].get(m) is not None]  # None: non-finite
+            return mean_ci(values) if values else None
+
         if mine:
             rows.append({**point, "seeds": sorted(r["seed"] for r in mine), "diverged": len(mine) - len(ok),
-                         **{m: mean_ci([r["metrics"][m] for r in ok]) if ok else None for m in METRICS}})
+                         **{m: stat(m) for m in METRICS}})
     return rows
 
 
@@ -524,13 +547,15 @@ def summarize_points(runs: Sequence[dict], points: Sequence[dict]) -> list[dict[
 
 
 def run(args: argparse.Namespace) -> int:
-    from droplab.lab._results import versions, write_json
+    from droplab.lab import _results
 
+    # everything is validated before anything is written
     grid, n_seeds, label = build_grid(args)
+    seed = _validate.nonnegative_int(WHERE, "seed", args.seed)
     workers = _validate.within(WHERE, "workers", _validate.positive_int(WHERE, "workers", args.workers))
     backend = _validate.one_of(WHERE, "backend", args.backend, ("loky", "dask", "ray"))
     _check_backend(backend)
-    seeds = [args.seed + i for i in range(n_seeds)]
+    seeds = [seed + i for i in range(n_seeds)]
     points = expand(grid)
     for point in points:
         run_config(point).validate(WHERE)
@@ -538,36 +563,59 @@ def run(args: argparse.Namespace) -> int:
         _dataset(name, label)  # bad names fail here, before anything is written
     tasks = [(run_key(pt, s), pt, s) for pt in points for s in seeds]
     config = {"command": "sweep", "hash": config_hash(grid, seeds, label), "grid": grid, "seeds": seeds,
-              "seed": args.seed, "label": label, "runs": len(tasks)}
+              "seed": seed, "label": label, "runs": len(tasks)}
+    force = _results.force_flag(args)
+    out = _results.check_out(args.out, WHERE, force=force)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _results.file_error(WHERE, out, exc) from None
+    try:
+        with _results.lock(out, WHERE):
+            return _sweep(args, out, config, tasks, points, grid, seeds, label, workers, backend, force)
+    except OSError as exc:
+        if isinstance(exc, FileError) and "--out" in str(exc):
+            raise
+        raise _results.file_error(WHERE, out, exc) from None
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                if not os.listdir(out):
+                    out.rmdir()
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(_validate.message(WHERE, "out", "a folder", str(out), "It is a file."))
-    out.mkdir(parents=True, exist_ok=True)
-    with _lock(out):
-        prepare_out(out, config, args.force)
-        runs_path = out / "runs.jsonl"
-        done, dropped = load_runs(runs_path, keys=[t[0] for t in tasks])
-        todo = [t for t in tasks if t[0] not in done]
-        from rich.console import Console
 
-        # a table of a dozen columns: 120 characters when the output is a file or a pipe, not rich's 80
-        console = Console(quiet=args.quiet, width=None if sys.stdout.isatty() else 120)
-        if done:
-            console.print(f"resuming {out}: {len(done)} of {len(tasks)} runs done, {len(todo)} to go"
-                          + (f" ({dropped} torn or stray line(s) dropped)" if dropped else ""), soft_wrap=True)
-        if todo:
-            _execute(todo, label, workers, backend, runs_path, done, console, args.quiet, len(tasks))
-        order = {t[0]: i for i, t in enumerate(tasks)}
-        runs = sorted(done.values(), key=lambda r: order[r["key"]])
-        summary = summarize_points(runs, points)
-        results = {"command": "sweep",
-                   "config": {k: v for k, v in config.items() if k != "command"} | {"workers": workers,
-                                                                                    "backend": backend},
-                   "versions": versions(), "runs": runs, "summary": summary,
-                   "best": best_points(summary, grid)}
-        write_json(out / "results.json", results)
-        plot_sweep(summary, grid, out)
+def _sweep(args, out, config, tasks, points, grid, seeds, label, workers, backend, force) -> int:
+    """The sweep itself, in the locked folder ``out``: resume what is there, run the rest, write the results."""
+    from droplab.lab import _results
+    from droplab.lab._results import versions, write_json
+
+    _results.check_out(out, WHERE, force=force)  # again, now that no other command can change it
+    _results.remove_stale(out)
+    prepare_out(out, config, force)
+    runs_path = out / "runs.jsonl"
+    done, dropped = load_runs(runs_path, keys=[t[0] for t in tasks])
+    todo = [t for t in tasks if t[0] not in done]
+    from rich.console import Console
+
+    # a table of a dozen columns: 120 characters when the output is a file or a pipe, not rich's 80
+    console = Console(quiet=args.quiet, width=None if sys.stdout.isatty() else 120)
+    if done:
+        console.print(f"resuming {out}: {len(done)} of {len(tasks)} runs done, {len(todo)} to go"
+                      + (f" ({dropped} torn or stray line(s) dropped)" if dropped else ""), soft_wrap=True)
+    if todo:
+        _execute(todo, label, workers, backend, runs_path, done, console, args.quiet, len(tasks))
+    order = {t[0]: i for i, t in enumerate(tasks)}
+    runs = sorted(done.values(), key=lambda r: order[r["key"]])
+    summary = summarize_points(runs, points)
+    results = {"command": "sweep",
+               "config": {k: v for k, v in config.items() if k != "command"} | {"workers": workers,
+                                                                                "backend": backend},
+               "versions": versions(), "runs": runs, "summary": summary,
+               "best": best_points(summary, grid)}
+    write_json(out / "results.json", results)
+    plot_sweep(summary, grid, out)
+    _results.write_manifest(out, "sweep", _OUTPUTS)
     _print_table(console, summary, grid, len(seeds))
     console.print(f"results written to {out}/ (runs.jsonl, results.json, sweep_p.png, gap.png)", soft_wrap=True)
     return 0
@@ -590,7 +638,9 @@ def _backend(backend: str, workers: int) -> Iterator[None]:
 
     if backend == "loky":
         try:
-            with joblib.parallel_config(backend="loky", n_jobs=workers):
+            # each worker dies with this process, even when it is killed with SIGKILL
+            with joblib.parallel_config(backend="loky", n_jobs=workers, initializer=_worker_init,
+                                        initargs=(os.getpid(),)):
                 yield
         finally:
             if workers > 1:  # stop the worker processes now rather than after loky's idle timeout
