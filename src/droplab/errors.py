@@ -36,8 +36,12 @@ class FileError(DroplabError, OSError):
     """A path that cannot be read or written (missing, read-only, disk full, name too long).
 
     The message names the path and, from the CLI, the flag it came from; never a temporary
-    file's name.
+    file's name. ``errno`` and ``filename`` may be set for code that inspects them; printing
+    the error always gives the one-line message.
     """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else super().__str__()
 
 
 class ResourceLimitError(InvalidValueError):
