@@ -533,3 +533,36 @@ def test_validation_data_does_not_change_the_training_losses():
         warnings.simplefilter("error")
         checked = _gaussian_model().fit(X, y, optimizer=nn.Adam(0.01), validation_data=(X[:60], y[:60]), **kw)
     assert checked["loss"] == plain["loss"]
+
+
+def test_a_model_with_shared_layers_is_refused_before_a_file_is_written(tmp_path):
+    # model files name each layer once per place: a shared layer would not load back
+    dn = nn.Dense(2, 2, seed=0)
+    model = nn.Sequential(dn, nn.Tanh(), dn, nn.Dense(2, 3, seed=1))
+    msg = r"`model` must be a model that uses each layer object once; got model='a Dense used twice'"
+    with pytest.raises(ValueError, match=r"save: " + msg):
+        model.save(tmp_path / "m.npz")
+    X, y = _problem()
+    with pytest.raises(ValueError, match=r"fit: " + msg):
+        model.fit(X, y, loss=nn.SoftmaxCrossEntropy(), optimizer=nn.SGD(0.1), epochs=1, verbose=False,
+                  checkpoint=tmp_path / "ck.npz")
+    assert list(tmp_path.iterdir()) == []
+    h = model.fit(X, y, loss=nn.SoftmaxCrossEntropy(), optimizer=nn.SGD(0.1), epochs=1, verbose=False)
+    assert math.isfinite(h["loss"][0])  # without files, shared layers train
+
+
+def test_a_resumed_run_judges_divergence_by_the_first_runs_initial_loss(tmp_path):
+    X, y = _problem()
+    ck = tmp_path / "ck.npz"
+    kw = dict(loss=nn.SoftmaxCrossEntropy(), batch_size=100, verbose=False, checkpoint=ck, divergence=1.5)
+    _mlp().fit(X, y, optimizer=nn.SGD(0.05), epochs=2, **kw)
+    first = _strict_spec(ck)["extra"]["fit"]["reference_loss"]
+
+    class Scale:  # the loss jumps in the resumed part
+        def on_epoch_begin(self, epoch, model):
+            if epoch == 2:
+                model.layers[-1].weight.value[...] *= 40
+
+    with pytest.raises(nn.DivergenceError, match=rf"at epoch 3: .* max\(first batch loss {first:.4g}, 1\)"):
+        _mlp().fit(X, y, optimizer=nn.SGD(0.05), epochs=4, resume=True, callbacks=[Scale()], **kw)
+    assert _strict_spec(ck)["extra"]["fit"]["epoch"] == 2

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from droplab import _rng, _validate
-from droplab.errors import InvalidTypeError
+from droplab.errors import InvalidTypeError, InvalidValueError
 
 __all__ = ["Parameter", "Module", "Sequential"]
 
@@ -301,9 +301,15 @@ class Module:
         return predict(self, X, batch_size=batch_size)
 
     def save(self, path, *, optimizer=None) -> None:
-        """Write this model (and ``optimizer``'s state) to one .npz; see :func:`droplab.nn.io.save`."""
+        """Write this model (and ``optimizer``'s state) to one .npz; see :func:`droplab.nn.io.save`.
+
+        Raises:
+            ValueError: the model uses one layer object in more than one place (model files
+                cannot hold shared layers: the file would not load back).
+        """
         from droplab.nn.io import save
 
+        _check_unshared("save", self)
         save(self, path, optimizer=optimizer)
 
     def evaluate(self, X, y, loss, *, batch_size: int | None = None) -> dict[str, float]:
@@ -311,6 +317,22 @@ class Module:
         from droplab.nn.train import evaluate
 
         return evaluate(self, X, y, loss, batch_size=batch_size)
+
+
+def _check_unshared(where: str, model: Module) -> None:
+    """Refuse a model that uses one module object in two places, before writing a model file:
+    the file format names each layer once per place, so weight sharing would not load back."""
+    seen: dict[int, int] = {}
+    stack = [model]
+    while stack:
+        m = stack.pop()
+        seen[id(m)] = seen.get(id(m), 0) + 1
+        if seen[id(m)] == 2:
+            raise InvalidValueError(_validate.message(
+                where, "model", "a model that uses each layer object once", f"a {type(m).__name__} used twice",
+                "Model files cannot hold shared layers (weight sharing); save the weights with numpy instead."))
+        if seen[id(m)] == 1:
+            stack.extend(m.children())
 
 
 class Sequential(Module):

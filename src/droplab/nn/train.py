@@ -213,6 +213,9 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
         from droplab.nn import io
 
         checkpoint = io._check_path(where, checkpoint, "checkpoint")
+        from droplab.nn.module import _check_unshared
+
+        _check_unshared(where, model)  # before training: a checkpoint of shared layers would not load
     checkpoint_every = _validate.positive_int(where, "checkpoint_every", checkpoint_every)
     if not isinstance(resume, bool):
         raise TypeError(_validate.message(where, "resume", "True or False", resume))
