@@ -139,7 +139,7 @@ def _pair(dtype, p, inverted=True, seed=0, inputs=5):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("p", [0.0, 1e-6, 0.3, 1.0])  # 1e-6: threshold 0 at 16 bits, nothing dropped
+@pytest.mark.parametrize("p", [0.0, 1e-10, 1e-6, 0.3, 1.0])  # 1e-10: threshold 0 (nothing dropped); 1e-6: 4295
 @pytest.mark.parametrize("inverted", [True, False])
 @pytest.mark.parametrize("inputs", [2, 5])  # 2: the few-inputs product (nn._fused.SMALL_IN)
 def test_fused_blocks_equal_layer_by_layer(rng, seed, dtype, p, inverted, inputs):

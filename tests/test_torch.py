@@ -153,7 +153,7 @@ def test_output_and_gradient_means_are_preserved(cls, shape, memory_format, seed
     y = layer(xv)
     assert y.is_contiguous(memory_format=fmt)
     draws = math.prod(shape) if cls is dt.Dropout else shape[0] * shape[1]  # independent draws
-    keep = 1 - kernels.effective_p(p)
+    keep = 1 - p
     assert abs(float(y.detach().mean()) - keep) <= bound(p, draws) * 1.0 + 1e-6
     y.backward(x)
     assert xv.grad.is_contiguous(memory_format=fmt)
@@ -189,7 +189,7 @@ def test_permuted_and_sliced_inputs_keep_stride_order_and_mean(seed):
                     assert torch.equal(out, x)
                 else:
                     assert not torch.equal(out, x)
-                    assert torch.equal((out != 0).to(x.dtype) * x / (1 - kernels.effective_p(p)), out)
+                    assert torch.equal((out != 0).to(x.dtype) * x * (1 / (1 - p)), out)
 
 
 @pytest.mark.parametrize("cls,batched", [(dt.Dropout1d, (1, 5, 20)), (dt.Dropout2d, (1, 5, 4, 4)),
@@ -259,8 +259,11 @@ def test_state_dict_carries_key_and_counter(seed):
 def test_torch_philox_matches_the_reference_bits(seed):
     key = tuple(int(k) for k in np.random.default_rng(seed).integers(0, 2**32, 2))
     for counter in (0, 5, 2**40 + 3):
-        got = _core.philox_uniform16(1001, key, counter).numpy()
-        assert np.array_equal(got, _reference.uniform16(1001, key, counter).astype(np.int64))
+        got = _core.philox_words(1001, key, counter).numpy()
+        assert np.array_equal(got, _reference.words(1001, key, counter).astype(np.int64))
+        # the device path's 32-bit thresholds cut the same words as the kernels, edges included
+        for p in (0.0, 2.0**-32, 0.1, 0.3, 0.4, 1 - 2.0**-32, 1.0):
+            assert np.array_equal((got >= kernels.threshold(p)), kernels.keep_mask(1001, p, key, counter))
 
 
 def test_classic_dropout_scales_at_inference(seed):
@@ -268,7 +271,7 @@ def test_classic_dropout_scales_at_inference(seed):
     layer = dt.Dropout(0.25, inverted=False, seed=seed)
     y = layer(x)
     assert set(y.unique().tolist()) <= {0.0, 1.0}
-    assert torch.equal(layer.eval()(x), x * (1 - kernels.effective_p(0.25)))
+    assert torch.equal(layer.eval()(x), x * (1 - 0.25))
     assert repr(layer) == "Dropout(p=0.25, inverted=False)"
 
 
@@ -428,7 +431,7 @@ def test_dropblock_drop_fraction_matches_its_expectation(seed):
     layer = dt.DropBlock2d(p, b, seed=seed)
     y = layer(torch.ones(n, c, h, w))
     dropped = float((y == 0).double().mean())
-    # the expectation of the 16-bit seed rate actually drawn; each of the n*c maps is one
+    # the expectation of the 32-bit seed rate actually drawn; each of the n*c maps is one
     # independent draw of its dropped fraction (variance <= p(1-p)), so the bound uses n*c
     gamma = kernels.effective_p(_core.dropblock_gamma(p, h, w, b))
     rows = np.minimum(np.minimum(np.arange(h) + 1, b), np.minimum(h - np.arange(h), b))

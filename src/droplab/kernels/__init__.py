@@ -4,10 +4,13 @@ The public functions here are the one mask source of droplab. Every dropout vari
 through them, so the same seed gives the same mask whatever the thread count or chunking,
 and backward regenerates the mask from ``(key, counter)`` instead of storing it.
 
-``p`` is the probability that an element is zeroed (not the keep probability). It is
-quantised to 16 bits: the effective drop probability ``threshold(p) / 2**16`` is within
-``2**-16`` of ``p``, and the inverted scale ``1 / (1 - p_eff)`` makes ``E[y] = x`` exactly
-for the probability actually used.
+``p`` is the probability that an element is zeroed (not the keep probability). Each element
+draws one full 32-bit Philox word and is dropped when that word is below the threshold
+``round(p * 2**32)``, an integer in ``[0, 2**32]``: ``p = 0`` drops nothing, ``p = 1``
+everything, and the realised drop probability ``threshold(p) / 2**32`` is within ``2**-33`` of
+``p``. Kept values are ``x * dtype(1 / (1 - p))``: the scale computed from ``p`` itself in
+float64, rounded once to the input's dtype, and one rounding for the product, as PyTorch's
+CPU kernel computes them (``keep_scale``).
 
 Two backends compute the same bits: a numba kernel (parallel, one fused pass) and the NumPy
 reference in :mod:`droplab.kernels._reference`, which is the test oracle and the fallback
@@ -49,7 +52,8 @@ __all__ = [
     "release_memory",
 ]
 
-RESOLUTION = 1 << 16
+#: Threshold steps per unit of probability: one per value of a 32-bit Philox word.
+RESOLUTION = 1 << 32
 
 _WHERE = "droplab.kernels"
 _BACKENDS = ("auto", "numba", "numpy")
@@ -122,19 +126,26 @@ def release_memory() -> int:
 
 
 def threshold(p: float) -> int:
-    """The integer threshold in [0, 2**16]: an element is dropped when its uniform is below it."""
-    return int(round(float(p) * RESOLUTION))
+    """The integer threshold ``round(p * 2**32)`` in ``[0, 2**32]``: an element is dropped when
+    its 32-bit word is below it (0: nothing dropped; ``2**32``: everything dropped)."""
+    return int(round(float(p) * RESOLUTION))  # times a power of two: exact, one rounding to int
 
 
 def effective_p(p: float) -> float:
-    """The drop probability actually realised by the 16-bit threshold."""
+    """The drop probability actually realised, ``threshold(p) / 2**32``: within ``2**-33`` of ``p``."""
     return threshold(p) / RESOLUTION
 
 
 def keep_scale(p: float) -> float:
-    """``1 / (1 - p_eff)``, and 0.0 when every element is dropped (never a division by zero)."""
-    t = threshold(p)
-    return 0.0 if t >= RESOLUTION else RESOLUTION / (RESOLUTION - t)
+    """``1 / (1 - p)`` in float64 (the caller rounds it once to its dtype); 0.0 at ``p = 1``
+    (never a division by zero).
+
+    The scale uses ``p`` itself, not :func:`effective_p`: kept values are ``x * (1 / (1 - p))``
+    as in PyTorch, Keras and JAX, and ``E[y]`` differs from ``x`` by less than
+    ``2**-33 / (1 - p)`` relative.
+    """
+    p = float(p)
+    return 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
 
 
 def _check_p(where: str, p) -> float:

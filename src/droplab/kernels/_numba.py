@@ -4,8 +4,8 @@ Importing this module imports numba (about 0.3 s), so :mod:`droplab.kernels` imp
 on the first kernel call. Each kernel is one pass over the output: a ``prange`` over chunks
 of ``CHUNK`` elements (a plain loop on the calling thread below ``SERIAL_BELOW``). A chunk is
 done in steps of ``GROUP`` blocks: a straight-line loop computes Philox4x32-10 for the step's
-blocks into a small local buffer (L1-resident), and a second loop reads that buffer as 16-bit
-uniforms and writes ``x * (scale or 0)``. Both inner loops are branch-free so LLVM vectorises them (``vpmuludq``
+blocks into a small local buffer (L1-resident), and a second loop reads that buffer, one
+32-bit word per element, and writes ``x * (scale or 0)``. Both inner loops are branch-free so LLVM vectorises them (``vpmuludq``
 for the 32x32->64 multiplies). No fastmath: the result must match the reference bit for bit.
 
 Every element depends only on ``(key, counter, index)``, so the chunk size and the number of
@@ -22,16 +22,16 @@ from numba import njit, prange
 
 from droplab.kernels._reference import LANES, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1
 
-__all__ = ["CHUNK", "philox4x32", "uniform16", "apply", "mask_values", "keep_mask"]
+__all__ = ["CHUNK", "philox4x32", "words", "apply", "mask_values", "keep_mask"]
 
 #: Elements per parallel work item (a multiple of ``LANES``). 8192 float32 elements plus their
-#: 16 KiB of uniforms stay in L1/L2 while giving a 2-core machine hundreds of items to balance.
+#: 32 KiB of words stay in L1/L2 while giving a 2-core machine hundreds of items to balance.
 CHUNK = 8192
 
-#: Philox blocks per inner step. A chunk is done in steps of ``GROUP`` blocks: their uniforms
-#: (512 bytes) and then their ``8 * GROUP`` elements. Short steps let the core overlap the
-#: arithmetic of one step with the memory traffic of the last; computing a whole chunk's
-#: uniforms first and then streaming its elements left one of the two idle at a time (16M
+#: Philox blocks per inner step. A chunk is done in steps of ``GROUP`` blocks: their words
+#: (16 bytes a block) and then their ``LANES * GROUP`` elements. Short steps let the core
+#: overlap the arithmetic of one step with the memory traffic of the last; computing a whole
+#: chunk's words first and then streaming its elements left one of the two idle at a time (16M
 #: float32 on 2 threads: 9-12 ms before, 7.1-7.4 ms after, against np.copyto's 6-7 ms).
 GROUP = 32
 GROUP_ELEMENTS = GROUP * LANES
@@ -106,10 +106,10 @@ def philox4x32(counter_words, key):
 
 
 @njit(inline="always")
-def _chunk_uniforms(buf, first_block, nblocks, c2, c3, ks0, ks1):
+def _chunk_words(buf, first_block, nblocks, c2, c3, ks0, ks1):
     # Writes the words of blocks first_block .. first_block+nblocks-1 interleaved as
-    # (w0, w1, w2, w3) per block, so that buf viewed as uint16 is in element order
-    # (little-endian: low half of each word first), exactly as the reference lays them out.
+    # (w0, w1, w2, w3) per block: one word per element, in element order, exactly as the
+    # reference lays them out.
     for b in range(nblocks):
         j = np.uint64(first_block + b)
         w0, w1, w2, w3 = _philox10(j & _M32, j >> _S32, c2, c3, ks0, ks1)
@@ -120,18 +120,18 @@ def _chunk_uniforms(buf, first_block, nblocks, c2, c3, ks0, ks1):
 
 
 @njit(cache=True)
-def _uniforms16(first_block, nblocks, c2, c3, ks0, ks1):
+def _words(first_block, nblocks, c2, c3, ks0, ks1):
     buf = np.empty(nblocks * 4, dtype=np.uint32)
-    _chunk_uniforms(buf, first_block, nblocks, c2, c3, ks0, ks1)
-    return buf.view(np.uint16)
+    _chunk_words(buf, first_block, nblocks, c2, c3, ks0, ks1)
+    return buf
 
 
-def uniform16(first_block: int, nblocks: int, key, counter) -> np.ndarray:
-    """The 16-bit uniforms of blocks ``first_block ..`` as the kernels see them (for tests of
+def words(first_block: int, nblocks: int, key, counter) -> np.ndarray:
+    """The 32-bit words of blocks ``first_block ..`` as the kernels see them (for tests of
     block indices past 2**32, which no test array is large enough to reach)."""
     c2, c3 = _counter_words(counter)
     ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
-    return _uniforms16(np.int64(first_block), np.int64(nblocks), c2, c3, ks0, ks1)
+    return _words(np.int64(first_block), np.int64(nblocks), c2, c3, ks0, ks1)
 
 
 @njit(inline="always")
@@ -139,12 +139,11 @@ def _apply_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk):
     n = x.size
     start = ci * chunk
     stop = min(start + chunk, n)
-    buf = np.empty(GROUP * 4, dtype=np.uint32)
-    u = buf.view(np.uint16)
+    u = np.empty(GROUP * LANES, dtype=np.uint32)
     s = start
     while s < stop:
         e = min(s + GROUP_ELEMENTS, stop)
-        _chunk_uniforms(buf, s // LANES, (e - s + LANES - 1) // LANES, c2, c3, ks0, ks1)
+        _chunk_words(u, s // LANES, (e - s + LANES - 1) // LANES, c2, c3, ks0, ks1)
         # Slices, so the loop index starts at 0: LLVM then proves it non-negative, drops
         # numba's negative-index wraparound and vectorises with plain loads and stores
         # (indexing x[s + k] gave gathers and scatters).
@@ -164,12 +163,11 @@ def _keep_chunk(out, ci, t, c2, c3, ks0, ks1, chunk):
     n = out.size
     start = ci * chunk
     stop = min(start + chunk, n)
-    buf = np.empty(GROUP * 4, dtype=np.uint32)
-    u = buf.view(np.uint16)
+    u = np.empty(GROUP * LANES, dtype=np.uint32)
     s = start
     while s < stop:
         e = min(s + GROUP_ELEMENTS, stop)
-        _chunk_uniforms(buf, s // LANES, (e - s + LANES - 1) // LANES, c2, c3, ks0, ks1)
+        _chunk_words(u, s // LANES, (e - s + LANES - 1) // LANES, c2, c3, ks0, ks1)
         os = out[s:e]
         for k in range(e - s):
             os[k] = u[k] >= t
@@ -209,12 +207,12 @@ def _counter_words(counter):
     return np.uint64(counter & 0xFFFFFFFF), np.uint64(counter >> 32)
 
 
-# The kernels take the threshold as uint16 (so the compare stays 16-bit wide once vectorised):
-# callers handle threshold 0 (keep all) and 2**16 (drop all) without a kernel.
+# The kernels take the threshold as uint32 (so the compare stays 32-bit wide once vectorised):
+# callers handle threshold 0 (keep all) and 2**32 (drop all) without a kernel.
 
 
 def _check_chunk(chunk: int) -> None:
-    # A chunk must start on a block boundary: its first uniform is lane 0 of its first block.
+    # A chunk must start on a block boundary: its first word is lane 0 of its first block.
     if chunk < LANES or chunk % LANES:
         raise ValueError(f"chunk must be a positive multiple of {LANES}; got chunk={chunk!r}.")
 
@@ -222,13 +220,13 @@ def _check_chunk(chunk: int) -> None:
 def apply(x, out, threshold, scale, zero, key, counter, chunk=CHUNK):
     """``out = x * (scale if kept else zero)``; ``x``, ``out`` flat, contiguous, one dtype.
 
-    ``scale`` and ``zero`` are scalars of that dtype; ``0 < threshold < 2**16``. ``out`` may
+    ``scale`` and ``zero`` are scalars of that dtype; ``0 < threshold < 2**32``. ``out`` may
     be ``x`` (each element is read before it is written, by the same thread).
     """
     _check_chunk(chunk)
     c2, c3 = _counter_words(counter)
     ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
-    args = (x, out, np.uint16(threshold), scale, zero, c2, c3, ks0, ks1, np.int64(chunk))
+    args = (x, out, np.uint32(threshold), scale, zero, c2, c3, ks0, ks1, np.int64(chunk))
     if x.size < SERIAL_BELOW:
         _apply_serial(*args)
     else:
@@ -252,7 +250,7 @@ def keep_mask(out, threshold, key, counter, chunk=CHUNK):
     _check_chunk(chunk)
     c2, c3 = _counter_words(counter)
     ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
-    args = (out, np.uint16(threshold), c2, c3, ks0, ks1, np.int64(chunk))
+    args = (out, np.uint32(threshold), c2, c3, ks0, ks1, np.int64(chunk))
     if out.size < SERIAL_BELOW:
         _keep_mask_serial(*args)
     else:

@@ -2,9 +2,10 @@
 
 Element ``i`` of a mask drawn with ``key = (k0, k1)`` at call ``counter`` is a pure function of
 those three numbers. Philox4x32-10 (Salmon et al., SC'11) is applied to the 128-bit counter
-``(j & 0xffffffff, j >> 32, counter & 0xffffffff, counter >> 32)`` with ``j = i // 8``; its four
-32-bit output words are cut into eight 16-bit uniforms, low half first, and element ``i`` takes
-uniform ``i % 8``. The element is kept when that uniform is ``>= threshold(p)``.
+``(j & 0xffffffff, j >> 32, counter & 0xffffffff, counter >> 32)`` with ``j = i // 4``; element
+``i`` takes the block's 32-bit output word ``i % 4`` whole. The element is dropped when that
+word is ``< threshold(p)``, an integer in ``[0, 2**32]``: threshold 0 drops nothing, ``2**32``
+drops everything, and in between the drop probability is ``threshold / 2**32``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ PHILOX_M1 = 0xCD9E8D57
 PHILOX_W0 = 0x9E3779B9
 PHILOX_W1 = 0xBB67AE85
 ROUNDS = 10
-LANES = 8  # 16-bit uniforms per Philox block
+LANES = 4  # elements per Philox block: one 32-bit output word each
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 
@@ -42,24 +43,31 @@ def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = ROUNDS):
     return tuple(w.astype(np.uint32) for w in c)
 
 
-def uniform16(size: int, key: tuple[int, int], counter: int) -> np.ndarray:
-    """The first ``size`` 16-bit uniforms of call ``counter`` under ``key`` (uint16, flat)."""
+def words(size: int, key: tuple[int, int], counter: int) -> np.ndarray:
+    """The first ``size`` 32-bit words of call ``counter`` under ``key`` (uint32, flat, one per element)."""
     blocks = -(-size // LANES)
     j = np.arange(blocks, dtype=np.uint64)
-    words = philox4x32(j & _MASK32, j >> np.uint64(32), counter & 0xFFFFFFFF, counter >> 32, *key)
-    out = np.stack(words, axis=1).view(np.uint16)  # little-endian: low half first
-    if out.dtype.byteorder == ">" or (out.dtype.byteorder == "=" and np.little_endian is False):
-        raise RuntimeError("droplab's reference kernel assumes a little-endian machine")
-    return out.reshape(-1)[:size]
+    w = philox4x32(j & _MASK32, j >> np.uint64(32), counter & 0xFFFFFFFF, counter >> 32, *key)
+    return np.stack(w, axis=1).reshape(-1)[:size]
 
 
 def keep_mask(size: int, threshold: int, key: tuple[int, int], counter: int) -> np.ndarray:
-    """Flat boolean keep-mask: True where the element survives."""
-    return uniform16(size, key, counter) >= threshold
+    """Flat boolean keep-mask: True where the element survives (its word is ``>= threshold``)."""
+    if threshold <= 0:
+        return np.ones(size, dtype=bool)
+    if threshold >= 1 << 32:
+        return np.zeros(size, dtype=bool)
+    return words(size, key, counter) >= np.uint32(threshold)
 
 
 def apply(x: np.ndarray, threshold: int, scale: float, key: tuple[int, int], counter: int) -> np.ndarray:
-    """``y = x * (keep ? scale : 0)`` over the flat C-order index of ``x``, in ``x``'s dtype."""
+    """``y = x * (keep ? scale : 0)`` over the flat C-order index of ``x``, in ``x``'s dtype.
+
+    ``scale`` is rounded once to ``x``'s dtype, so a kept element is ``x * dtype(scale)``,
+    one rounding, as PyTorch's CPU kernel computes it.
+    """
     m = keep_mask(x.size, threshold, key, counter).astype(x.dtype)
     m *= x.dtype.type(scale)
-    return (np.ascontiguousarray(x).reshape(-1) * m).reshape(x.shape)
+    out = np.empty(x.shape, x.dtype)  # a plain new array, as the fast path returns
+    np.multiply(x, m.reshape(x.shape), out=out)
+    return out

@@ -4,7 +4,7 @@ Layer by layer, the three make about ten passes over the hidden activations per 
 W``, ``+ b``, ``max(., 0)``, the mask, and in backward the mask again, ``where(y > 0)``, the
 bias gradient's column sums and ``dy @ W.T``. Fused, forward is the matrix product and ONE
 pass that adds the bias, applies ReLU and multiplies by the dropout mask (the Philox blocks,
-chunks and 16-bit compare of :mod:`droplab.kernels._numba`, so the very bits of
+chunks and 32-bit compare of :mod:`droplab.kernels._numba`, so the very bits of
 ``kernels.apply``); backward is the matrix products and one pass that gates and scales the
 gradient and sums the bias gradient's columns. No mask is stored: the block keeps the
 activation after dropout (which the next Dense keeps as its input anyway), and a unit passes

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from droplab.kernels._numba import (CHUNK, GROUP, GROUP_ELEMENTS, SERIAL_BELOW, _LAUNCH, _chunk_uniforms,
+from droplab.kernels._numba import (CHUNK, GROUP, GROUP_ELEMENTS, SERIAL_BELOW, _LAUNCH, _chunk_words,
                                     _counter_words, _key_schedule)
 from droplab.kernels._reference import LANES
 
@@ -134,7 +134,7 @@ def gate_small(y, dy, s, zero, x, out, write_out, colsum, dw):
                 dq[j] = dq[j] + xv * v[j]
 
 
-# Bias, ReLU and the dropout mask in one pass: the chunks, Philox blocks and 16-bit compare of
+# Bias, ReLU and the dropout mask in one pass: the chunks, Philox blocks and 32-bit compare of
 # droplab.kernels._numba (so the very bits of kernels.apply), with the bias and ReLU applied
 # to each element before it is masked.
 
@@ -148,15 +148,14 @@ def gate_small(y, dy, s, zero, x, out, write_out, colsum, dw):
 def _brm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
     start = ci * chunk
     stop = min(start + chunk, out.size)
-    buf = np.empty(GROUP * 4, dtype=np.uint32)
-    u = buf.view(np.uint16)
+    u = np.empty(GROUP * LANES, dtype=np.uint32)
     acc = np.empty(GROUP_ELEMENTS, dtype=out.dtype)
     flat = x.reshape(x.size)
     product = w.shape[0] > 0
     s = start
     while s < stop:  # in steps of GROUP blocks, as kernels._numba._apply_chunk
         e = min(s + GROUP_ELEMENTS, stop)
-        _chunk_uniforms(buf, s // LANES, (e - s + LANES - 1) // LANES, c2, c3, ks0, ks1)
+        _chunk_words(u, s // LANES, (e - s + LANES - 1) // LANES, c2, c3, ks0, ks1)
         pos = s
         while pos < e:  # one row segment at a time, so the bias is read contiguously
             i = pos // m
@@ -193,7 +192,7 @@ def _brm_serial(x, w, b, out, m, t, scale, zero, relu_zero, c2, c3, ks0, ks1, ch
 def _brm(x, w, b, out, threshold, scale, zero, key, counter):
     c2, c3 = _counter_words(counter)
     ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
-    args = (x, w, b, out.reshape(-1), np.int64(out.shape[1]), np.uint16(threshold), scale, zero,
+    args = (x, w, b, out.reshape(-1), np.int64(out.shape[1]), np.uint32(threshold), scale, zero,
             out.dtype.type(0), c2, c3, ks0, ks1, np.int64(CHUNK))
     if out.size < SERIAL_BELOW:
         _brm_serial(*args)
@@ -206,7 +205,7 @@ def _brm(x, w, b, out, threshold, scale, zero, key, counter):
 def bias_relu_mask(pre, b, out, threshold, scale, zero, key, counter):
     """``out = max(pre + b, 0) * (scale if kept else zero)``; pre and out 2-D C-contiguous.
 
-    ``0 < threshold < 2**16``; parallel from the kernels' ``SERIAL_BELOW`` size up, under
+    ``0 < threshold < 2**32``; parallel from the kernels' ``SERIAL_BELOW`` size up, under
     their launch lock, exactly as ``kernels.apply``."""
     return _brm(pre, np.empty((0, pre.shape[1]), pre.dtype), b, out, threshold, scale, zero, key, counter)
 

@@ -40,10 +40,12 @@ class Dropout(Module):
     ``m ~ Bernoulli(1 - p)``, so ``E[y] = x`` and evaluation is the identity. With
     ``inverted=False`` (the classic form of Srivastava et al. 2014), training gives
     ``y = x * m`` and evaluation gives ``y = x * (1 - p)`` (weight scaling at inference).
-    The gradient is the same mask applied to ``dy``. ``p`` is realised to 16 bits: the
-    effective probability ``p_eff`` is within ``2**-16`` of ``p`` and the scale is
-    ``1 / (1 - p_eff)``, so ``E[y] = x`` holds exactly for the probability used. ``p = 1``
-    gives zeros, forward and backward, and never divides by zero. The caller's array is
+    The gradient is the same mask applied to ``dy``. Kept values are exactly
+    ``x * dtype(1 / (1 - p))`` (the scale computed in float64 and rounded once to the input's
+    dtype, then one rounding for the product, as PyTorch computes it), and the realised drop
+    probability is within ``2**-33`` of ``p`` (each element compares a 32-bit random word
+    with ``round(p * 2**32)``). ``p = 1`` gives zeros, forward and backward, and never
+    divides by zero. The caller's array is
     never modified. In eval mode and for ``p = 0`` forward returns its input unchanged.
 
     Args:
@@ -133,9 +135,9 @@ class Dropout(Module):
 
     @property
     def scale(self) -> float:
-        """The factor on kept elements in training: ``1/(1 - p_eff)`` (inverted) or 1 (classic)."""
+        """The factor on kept elements in training: ``1/(1 - p)`` (inverted) or 1 (classic); 0 at p = 1."""
         if not self.inverted:
-            return 0.0 if kernels.threshold(self.p) >= kernels.RESOLUTION else 1.0
+            return 0.0 if self.p == 1.0 else 1.0
         return kernels.keep_scale(self.p)
 
     def _sample(self, shape: tuple[int, ...], dtype: np.dtype, counter: int) -> np.ndarray:
@@ -147,8 +149,8 @@ class Dropout(Module):
         return None
 
     def _eval_factor(self) -> float:
-        """What evaluation multiplies by: 1, or ``1 - p_eff`` for the classic form."""
-        return 1.0 if self.inverted else 1.0 - kernels.effective_p(self.p)
+        """What evaluation multiplies by: 1, or ``1 - p`` for the classic form."""
+        return 1.0 if self.inverted else 1.0 - self.p
 
     # -- the mechanism -------------------------------------------------------------------------
     def _check_input(self, x) -> np.ndarray:

@@ -289,8 +289,8 @@ class AlphaDropout(_Variant):
     ``y = a * (x * m + alpha' * (1 - m)) + b``, ``m ~ Bernoulli(q)``,
     ``a = (q + alpha'^2 q (1 - q))^(-1/2)``, ``b = -a (1 - q) alpha'``, so an input of mean 0
     and variance 1 keeps them. Eval: identity. Gradient: ``dy * a * m``. ``p = 1`` is
-    rejected (``a`` is infinite there), and the mask's ``p`` is capped at ``1 - 2**-16`` so that
-    a ``p`` that rounds to 1 at 16 bits keeps a finite ``a``.
+    rejected (``a`` is infinite there), and the mask's ``p`` is capped at ``1 - 2**-32`` so that
+    a ``p`` whose 32-bit threshold rounds to ``2**32`` keeps a finite ``a``.
 
     Args:
         p (float): in [0, 1). Default 0.5.
@@ -319,7 +319,7 @@ class AlphaDropout(_Variant):
 
     @property
     def _mask_p(self) -> float:
-        return min(self.p, 1.0 - 1.0 / kernels.RESOLUTION)  # q >= 2**-16: a stays finite
+        return min(self.p, 1.0 - 1.0 / kernels.RESOLUTION)  # q >= 2**-32: a stays finite
 
     def coefficients(self) -> tuple[float, float]:
         """``(a, b)`` of the affine correction for the effective ``p``."""
@@ -352,7 +352,7 @@ class DropBlock2d(_Variant):
     ``E[dropped fraction](gamma) = p`` by bisection, using the exact expectation
     ``mean over (i, j) of 1 - (1 - gamma)^c(i, j)``, ``c`` the number of seed positions whose
     block covers ``(i, j)`` (see :meth:`expected_drop_fraction`); ``gamma="paper"`` uses the
-    formula. The 16-bit seed threshold moves the fraction by at most ``b^2 * 2**-17``.
+    formula. The 32-bit seed threshold moves the fraction by at most ``b^2 * 2**-33``.
 
     Args:
         p (float): drop fraction in [0, 1]. Default 0.1.
@@ -409,7 +409,7 @@ class DropBlock2d(_Variant):
 
     def expected_drop_fraction(self, H: int, W: int, gamma: float | None = None) -> float:
         """The exact expected dropped fraction on an ``H x W`` map for seed rate ``gamma``
-        (default: the rate this layer draws, 16-bit quantised)."""
+        (default: the rate this layer draws, as its 32-bit threshold realises it)."""
         g = kernels.effective_p(self.gamma(H, W)) if gamma is None else gamma
         return float(np.mean(1.0 - (1.0 - g) ** self._coverage(H, W)))
 

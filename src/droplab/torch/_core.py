@@ -1,8 +1,9 @@
 """The mechanism behind every ``droplab.torch`` variant: keys, masks and one autograd Function.
 
 A mask element is the same pure function of ``(key, counter, element index)`` as in
-:mod:`droplab.kernels` (Philox4x32-10, 16-bit threshold), so a torch module and a NumPy
-layer with the same seed draw the same masks. Three ways to get those bits:
+:mod:`droplab.kernels` (Philox4x32-10, one 32-bit word per element against the 32-bit
+threshold ``round(p * 2**32)``), so a torch module and a NumPy layer with the same seed draw
+the same masks, and kept values are ``x * (1 / (1 - p))`` rounded as in PyTorch. Three ways to get those bits:
 
 * **CPU fast path** (a contiguous-after-copy float32/float64 CPU tensor whose mask has the
   input's full shape): :func:`droplab.kernels.apply` runs on zero-copy ``numpy()`` views of
@@ -10,8 +11,8 @@ layer with the same seed draw the same masks. Three ways to get those bits:
   Python ints), no tensor, and backward regenerates the mask.
 * **CPU, other dtypes or broadcast masks** (bf16, fp16; channel, locked, DropPath masks):
   the mask is drawn by the kernels at the (small) noise shape, cast, and multiplied in torch.
-* **Other devices (CUDA)**: :func:`philox_uniform16`, a pure-torch Philox4x32-10 on int64
-  tensors, computes the same bits on the device. No Triton kernel is used.
+* **Other devices (CUDA)**: :func:`philox_words`, a pure-torch Philox4x32-10 on int64
+  tensors, computes the same 32-bit words on the device. No Triton kernel is used.
 
 Non-Bernoulli noise (Gaussian, Concrete's uniforms) comes from a ``torch.Generator`` seeded
 from ``(key, counter)``: reproducible and regenerable, but not the NumPy engine's stream.
@@ -31,7 +32,7 @@ from droplab import _rng, _validate, kernels
 __all__ = [
     "make_key",
     "keep_tensor",
-    "philox_uniform16",
+    "philox_words",
     "NoiseFunction",
     "Bernoulli",
     "Alpha",
@@ -83,12 +84,13 @@ def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     return mid >> 16, ((mid & 0xFFFF) << 16) | (t1 & 0xFFFF)
 
 
-def philox_uniform16(n: int, key: tuple[int, int], counter: int, device="cpu") -> torch.Tensor:
-    """The first ``n`` 16-bit uniforms (int64 in [0, 2**16)) of call ``counter``: pure torch.
+def philox_words(n: int, key: tuple[int, int], counter: int, device="cpu") -> torch.Tensor:
+    """The first ``n`` 32-bit words (int64 in [0, 2**32)) of call ``counter``, one per element:
+    pure torch.
 
-    Bit-identical to :func:`droplab.kernels._reference.uniform16` on any device.
+    Bit-identical to :func:`droplab.kernels._reference.words` on any device.
     """
-    blocks = -(-n // 8)
+    blocks = -(-n // 4)
     j = torch.arange(blocks, dtype=torch.int64, device=device)
     c0, c1 = j & _M32, j >> 32
     c2 = torch.full_like(j, counter & _M32)
@@ -100,8 +102,7 @@ def philox_uniform16(n: int, key: tuple[int, int], counter: int, device="cpu") -
         hi0, lo0 = _mulhilo(c0, _PHILOX_M0)
         hi1, lo1 = _mulhilo(c2, _PHILOX_M1)
         c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-    lanes = [h for w in (c0, c1, c2, c3) for h in (w & 0xFFFF, w >> 16)]  # low half first
-    return torch.stack(lanes, dim=1).reshape(-1)[:n]
+    return torch.stack((c0, c1, c2, c3), dim=1).reshape(-1)[:n]  # element i: word i % 4 of block i // 4
 
 
 def keep_tensor(shape, p: float, key: tuple[int, int], counter: int, device) -> torch.Tensor:
@@ -110,7 +111,8 @@ def keep_tensor(shape, p: float, key: tuple[int, int], counter: int, device) -> 
     if device.type == "cpu":
         return torch.from_numpy(kernels.keep_mask(tuple(shape), p, key, counter))
     n = math.prod(shape)
-    return (philox_uniform16(n, key, counter, device) >= kernels.threshold(p)).reshape(shape)
+    # int64 words against a threshold in [0, 2**32]: 0 keeps all, 2**32 drops all, as the kernels
+    return (philox_words(n, key, counter, device) >= kernels.threshold(p)).reshape(shape)
 
 
 def _mask_values(shape, p, key, counter, scale, dtype, device) -> torch.Tensor:
@@ -151,7 +153,7 @@ class Bernoulli:
 
 
 def alpha_constants(p: float) -> tuple[float, float, float]:
-    """``(a, b, alpha')`` of Alpha dropout for drop probability ``p`` (its 16-bit value).
+    """``(a, b, alpha')`` of Alpha dropout for drop probability ``p`` (as its 32-bit threshold realises it).
 
     Klambauer et al. 2017, eq. 7-9, with keep ``q = 1 - p``: ``alpha' = -lambda * alpha``,
     ``a = (q + alpha'^2 q (1 - q))^(-1/2)``, ``b = -a (1 - q) alpha'``.

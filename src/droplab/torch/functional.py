@@ -66,7 +66,7 @@ def _bernoulli(x, p, key, counter, nshape, inverted=True):
     if inverted:
         scale = kernels.keep_scale(p)
     else:
-        scale = 0.0 if kernels.threshold(p) >= kernels.RESOLUTION else 1.0
+        scale = 0.0 if p == 1.0 else 1.0
     return _core.NoiseFunction.apply(x, _core.Bernoulli(p, key, counter, scale, nshape))
 
 
@@ -88,7 +88,7 @@ def dropout(x, p: float = 0.5, training: bool = True, *, axes=None, inverted: bo
     axes = _validate.axes(where, axes)
     key = _core.make_key(where, seed, None)
     if not training or p == 0:
-        return x if inverted or training else x * (1.0 - kernels.effective_p(p))
+        return x if inverted or training else x * (1.0 - p)
     return _bernoulli(x, p, key, counter, noise_shape(where, tuple(x.shape), axes), inverted)
 
 

@@ -133,13 +133,13 @@ class Dropout(torch.nn.Module):
 
     def _train_scale(self) -> float:
         if not self.inverted:
-            return 0.0 if kernels.threshold(self.p) >= kernels.RESOLUTION else 1.0
+            return 0.0 if self.p == 1.0 else 1.0
         return kernels.keep_scale(self.p)
 
     def _eval(self, x: torch.Tensor) -> torch.Tensor:
         if self.inverted or self.training:
             return x
-        return x * (1.0 - kernels.effective_p(self.p))
+        return x * (1.0 - self.p)
 
     # -- the mechanism ----------------------------------------------------------------------------
     @torch.compiler.disable  # a graph break: runs eagerly (key/counter are Python state)
