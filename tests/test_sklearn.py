@@ -274,7 +274,7 @@ def test_feature_names_from_a_dataframe(rng):
     clf = DropoutMLPClassifier((8,), max_iter=2, random_state=0).fit(df, y)
     np.testing.assert_array_equal(clf.feature_names_in_, ["a", "b", "c", "d"])
     np.testing.assert_array_equal(clf.predict_proba(df), clf.predict_proba(X))
-    with pytest.warns(UserWarning, match="feature names"):
+    with pytest.raises(ValueError, match="feature names"):
         clf.predict(df.rename(columns={"a": "z"}))
 
 
@@ -319,3 +319,27 @@ def test_grid_search_on_dask(rng):
                                   cv=3).fit(X, y)
     local = GridSearchCV(DropoutMLPClassifier((16,), max_iter=20, random_state=0), {"p": [0, 0.3]}, cv=3).fit(X, y)
     np.testing.assert_array_equal(search.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"])
+
+
+def test_readme_example_runs_as_written():
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "DropoutMLPClassifier" in b)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    params, scores = out.getvalue().splitlines()
+    assert "'p'" in params and "'l2'" in params
+    assert scores.startswith("[") and len(scores.strip("[]").split()) == 3
+
+
+def test_numpy_arrays_as_hyperparameters(rng):
+    X, y = _blobs(rng)
+    clf = DropoutMLPClassifier(np.array([8, 4]), p=np.array([0.1, 0.2]), max_iter=2, random_state=0).fit(X, y)
+    from droplab import nn
+
+    assert [m.p for m in clf.model_.layers if isinstance(m, nn.Dropout)] == [0.1, 0.2]
