@@ -327,6 +327,11 @@ blob("header_not_a_dict", (V, r"array 'param/0' is damaged \(bad \.npy header\)"
 blob("member_shorter_than_header", (V, r"array 'param/0' takes \d+ bytes in the archive; its shape \(3, 4\) and dtype "
                                        r"float32 need \d+"),
      lambda t: _zip([m if m[0] != "param/0.npy" else ("param/0.npy", m[1][:-8]) for m in _members(t)]))
+blob("member_far_larger_than_declared", (V, r"array 'param/0' takes 20176 bytes in the archive; its shape \(3, 4\) "
+                                           r"and dtype float32 need 48 and a header"),
+     lambda t: _zip([m if m[0] != "param/0.npy" else ("param/0.npy", m[1] + bytes(20_000)) for m in _members(t)]))
+blob("spec_header_negative_length", (V, r"array '__spec__' is damaged \(its \.npy header gives shape \(-5,\)\)"),
+     lambda t: _zip([("__spec__.npy", _header((-5,), "|u1"))]))
 blob("spec_as_float_array", (V, r"the '__spec__' entry must be UTF-8 JSON bytes"),
      lambda t: _zip([("__spec__.npy", _npy(np.zeros(10)))]))
 blob("spec_2d", (V, r"the '__spec__' entry must be UTF-8 JSON bytes"),

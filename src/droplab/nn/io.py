@@ -65,7 +65,6 @@ their mask key in ``_key`` (two 32-bit words) and their call counter in ``counte
 
 from __future__ import annotations
 
-import errno
 import inspect
 import json
 import math
@@ -88,7 +87,8 @@ from droplab.nn.optim import Optimizer
 
 __all__ = ["FORMAT_VERSION", "save", "load", "load_optimizer", "layer_types", "write_state", "read_state",
            "write_checkpoint", "read_checkpoint", "set_generator_state", "ModelFileError",
-           "MAX_PARAMETERS", "MAX_ARRAY_BYTES", "MAX_MEMBERS", "MAX_SPEC_BYTES", "MAX_SPEC_NESTING", "MAX_SPEC_CONTAINERS",
+           "MAX_PARAMETERS", "MAX_ARRAY_BYTES", "MAX_MEMBERS", "MAX_SPEC_BYTES", "MAX_SPEC_NESTING",
+           "MAX_SPEC_CONTAINERS",
            "MAX_DEPTH", "MAX_MODULES", "MAX_ROW_ELEMENTS", "MAX_INFLATE_RATIO", "INFLATE_FLOOR"]
 
 #: Version of the file layout; files from a newer version are refused with a clear error.
@@ -597,6 +597,8 @@ def _npy_header(src: _Source, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tup
         shape, fortran, dtype = reader(fake, max_header_size=_MAX_NPY_HEADER)
     except Exception:  # noqa: BLE001 - numpy raises ValueError, SyntaxError, TypeError on forged headers
         raise src.error(f"array {name} is damaged (bad .npy header)") from None
+    if any(not isinstance(d, int) or d < 0 for d in shape):
+        raise src.error(f"array {name} is damaged (its .npy header gives shape {_short(shape, 60)})")
     if dtype.hasobject:
         raise src.error(f"array {name} has dtype object; model files hold float32, float64, int64 or uint8 "
                         "arrays only (pickled objects are never loaded)")
@@ -730,11 +732,6 @@ def _declared(src: _Source, spec: dict) -> dict[str, tuple[tuple[int, ...], np.d
     return out
 
 
-def _peek_dtype(src: _Source, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
-    """Raise the header's own complaint (object dtype: a pickle) where a member has one."""
-    _npy_header(src, zf, info)
-
-
 def _read_archive(src: _Source) -> tuple[dict, dict[str, np.ndarray]]:
     """The spec and every array of a model file, each checked before it is read (see the module
     docstring for the order). Arrays are read only once the spec and the tree fit the budgets."""
@@ -756,12 +753,20 @@ def _read_archive(src: _Source) -> tuple[dict, dict[str, np.ndarray]]:
         # every member declared, every declared array present
         for member, info in infos.items():
             if member[:-4] not in declared:
-                _peek_dtype(src, zf, info)
+                _npy_header(src, zf, info)  # its own complaint first (object dtype: a pickle), a few KB read
                 raise src.error(f"unexpected array {_short(member[:-4])} (the spec does not declare it)")
         for name in declared:
             if name + ".npy" not in infos:
                 raise src.error(f"missing array {_short(name)} (the spec declares it; the archive does not hold it)")
-        # the zip directory's sizes against the declared shapes, before any data is inflated
+        # the zip directory's sizes against the declared shapes, before any data is inflated: the
+        # member is the data plus a .npy header of 10 to 12 + _MAX_NPY_HEADER bytes
+        for name, (shape, dtype) in declared.items():
+            info, nbytes = infos[name + ".npy"], math.prod(shape) * dtype.itemsize
+            if not 10 <= info.file_size - nbytes <= 12 + _MAX_NPY_HEADER:
+                _npy_header(src, zf, info)  # its own complaint first (object dtype: a pickle), a few KB read
+                raise src.error(f"array {_short(name)} takes {info.file_size} bytes in the archive; its shape "
+                                f"{shape} and dtype {dtype} need {nbytes} and a header")
+        # then each .npy header (a few KB inflated at most) against the spec, and the exact sizes
         headers = {}
         for name, (shape, dtype) in declared.items():
             info = infos[name + ".npy"]
@@ -943,8 +948,9 @@ def _check_tree(src: _Source, node: Any, known: dict[str, type], plan: _Plan, de
         raise src.error(f"{where} must be an object with a 'type' name and a 'config' object")
     name = node["type"]
     if name not in known:
-        raise src.error(_validate.message(where, "type", "a droplab.nn layer", name if len(name) <= 60 else
-                                          name[:57] + "...", "Model files may only name droplab.nn classes.").rstrip("."))
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise src.error(_validate.message(where, "type", "a droplab.nn layer", shown,
+                                          "Model files may only name droplab.nn classes.").rstrip("."))
     where = f"{where} ({name})"
     cls = known[name]
     for k, v in node["config"].items():
