@@ -83,8 +83,6 @@ def _validate_data(est: BaseEstimator, X, y="no_validation", **kw):
     """scikit-learn's own input checks (``n_features_in_``, ``feature_names_in_``, NaN, sparse)."""
     if _sk_validate_data is not None:
         return _sk_validate_data(est, X, y, **kw)
-    if "ensure_all_finite" in kw:  # pragma: no cover - its old name
-        kw["force_all_finite"] = kw.pop("ensure_all_finite")
     return est._validate_data(X, y, **kw)  # pragma: no cover
 
 
@@ -94,8 +92,6 @@ def _is_int(v: Any) -> bool:
 
 class _DropoutMLP(BaseEstimator):
     """What the classifier and the regressor share: hyperparameters, the network, training."""
-
-    _loss_name = ""
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, p=0.5, variant="dropout",
                  solver="adam", learning_rate_init=0.001, batch_size="auto", max_iter=200, l2=0.0,
