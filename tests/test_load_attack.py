@@ -434,6 +434,13 @@ blob("dropconnect_hides_its_dense", (V, r"module 0 \(DropConnect\) makes paramet
                             "children": [_layer("Dense", in_features=1, out_features=1)]},
                            {"param/0": np.zeros((1, 1), np.float32), "param/1": np.zeros(1, np.float32)}),
                      {"param/0": np.zeros((1, 1), np.float32), "param/1": np.zeros(1, np.float32)}))
+blob("dropconnect_activation_is_its_dense", (V, r"module 1 \(DropConnect\): 'child_args' passes a child the "
+                                               r"constructor builds itself"),
+     lambda t: _file(_spec(_seq(*[{"type": "DropConnect", "config": {"in_features": 1, "out_features": 1},
+                                   "child_args": {"activation": 0},
+                                   "children": [_layer("Dense", in_features=4096, out_features=4096)]}] * 50),
+                           {f"param/{i}": np.zeros((1, 1) if i % 2 == 0 else 1, np.float32) for i in range(100)}),
+                     {f"param/{i}": np.zeros((1, 1) if i % 2 == 0 else 1, np.float32) for i in range(100)}))
 
 # --- files that must load -------------------------------------------------------------------------------------
 blob("valid", "ok", _valid_bytes)

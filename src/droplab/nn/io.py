@@ -995,9 +995,10 @@ def _check_tree(src: _Source, node: Any, known: dict[str, type], plan: _Plan, de
             if sizes.row > MAX_ROW_ELEMENTS:
                 raise src.error(f"{where} would need {sizes.row} elements of working memory per input row "
                                 f"({sizes.row_what}); the limit is {MAX_ROW_ELEMENTS}", ResourceLimitError)
-    self_built = _SELF_BUILT.get(name, set())
-    for j, kid in enumerate(kids):
-        _check_tree(src, kid, known, plan, depth + 1, built and j in refs and j not in self_built)
+    if refs & _SELF_BUILT.get(name, set()):
+        raise src.error(f"{where}: 'child_args' passes a child the constructor builds itself")
+    for j, kid in enumerate(kids):  # load builds exactly the children passed as arguments
+        _check_tree(src, kid, known, plan, depth + 1, built and j in refs)
 
 
 def _check_child_args(src: _Source, node: dict, cls: type, where: str, n_kids: int) -> set[int]:
