@@ -60,9 +60,15 @@ def test_max_norm_projects_columns_after_every_step(seed):
                              if p.name == "weight"))
 
     X = np.random.default_rng(0).standard_normal((8, 3)) * 100
-    model.fit(X, np.arange(8) % 2, loss=nn.SoftmaxCrossEntropy(), optimizer=nn.SGD(1.0), epochs=3,
+    # lr 0.01: large steps (the weights' norms pass 0.5 without the constraint, checked below)
+    # that still train; SGD(0.1) or (1.0) on these inputs diverges, which fit now stops with an error
+    model.fit(X, np.arange(8) % 2, loss=nn.SoftmaxCrossEntropy(), optimizer=nn.SGD(0.01), epochs=3,
               batch_size=4, verbose=False, callbacks=[nn.MaxNorm(0.5), Spy()])
     assert len(norms) == 6 and max(norms) <= 0.5 * (1 + 1e-6)
+    free, norms[:] = _model(seed), []
+    free.fit(X, np.arange(8) % 2, loss=nn.SoftmaxCrossEntropy(), optimizer=nn.SGD(0.01), epochs=3,
+             batch_size=4, verbose=False, callbacks=[Spy()])
+    assert max(norms) > 0.5  # the constraint had work to do
 
 
 def test_max_norm_leaves_short_vectors_and_other_axes(rng):
