@@ -53,7 +53,6 @@ DATA_NPZ: dict[str, bytes] = {
     "X_complex": _npz(X=_X.astype(np.complex64), y=_Y),
     "X_empty": _npz(X=np.zeros((0, 2), np.float32), y=np.zeros(0, np.int64)),
     "y_float": _npz(X=_X, y=_Y + 0.5),
-    "y_negative": _npz(X=_X, y=_Y - 1),
     "y_2d": _npz(X=_X, y=np.eye(3)[_Y]),
     "val_half": _npz(X=_X, y=_Y, X_val=_X),
     "val_shape": _npz(X=_X, y=_Y, X_val=np.ones((5, 3), np.float32), y_val=np.zeros(5, np.int64)),
@@ -196,3 +195,15 @@ def test_damaged_file_gives_one_clean_error(tmp_path, capsys, kind, name, blob):
             assert "nn.load" in err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in"]
     assert [p.name for p in path.parent.iterdir()] == [name]  # nothing written beside the input either
+
+
+def test_negative_labels_are_classes_not_damage(tmp_path, capsys):
+    # labels map through their sorted distinct values (as scikit-learn's classes_): {-1, 0, 1}
+    # is three classes, as {0, 1, 2} is
+    path = tmp_path / "neg.npz"
+    path.write_bytes(_npz(X=_X, y=_Y - 1))
+    out = tmp_path / "out"
+    code = cli.main(["compare", "--dataset", str(path), "--hidden", "4", "--epochs", "1", "--seeds", "1",
+                     "--quiet", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert (out / "results.json").exists()
