@@ -148,6 +148,15 @@ def _reusable():
         ("Conv2d", lambda: nn.Conv2d(2, 2, 3, padding=1, l2=0.1, dtype=F64, init="torch", seed=1), (2, 4, 4)),
         ("RNN", lambda: nn.RNN(4, 4, return_sequences=True, dtype=F64, seed=1), (3, 4)),
         ("GRU", lambda: nn.GRU(4, 4, return_sequences=True, dtype=F64, seed=1), (3, 4)),
+        ("GRU_bidirectional", lambda: nn.GRU(4, 2, return_sequences=True, bidirectional=True, dtype=F64, seed=1),
+         (3, 4)),
+        ("RNN_bidirectional", lambda: nn.RNN(4, 2, return_sequences=True, bidirectional=True, dtype=F64, seed=1),
+         (3, 4)),
+        ("Conv1d", lambda: nn.Conv1d(2, 2, 3, padding=2, dilation=2, l2=0.1, dtype=F64, init="torch", seed=1),
+         (2, 5)),
+        ("MaxPool1d", lambda: nn.MaxPool1d(2, stride=1), (2, 6)),
+        ("AvgPool1d", lambda: nn.AvgPool1d(3, stride=1), (2, 7)),
+        ("GlobalAvgPool1d", lambda: nn.GlobalAvgPool1d(keepdims=True), (3, 1)),
         ("BatchNorm1d", lambda: nn.BatchNorm1d(4, dtype=F64), (4,)),
         ("BatchNorm2d", lambda: nn.BatchNorm2d(2, dtype=F64), (2, 3, 3)),
         ("MaxPool2d", lambda: nn.MaxPool2d(2, stride=1), (2, 5, 5)),
@@ -228,12 +237,17 @@ def _value_layers():
         ("Flatten", nn.Flatten, (3, 2)),
         ("MaxPool2d", lambda: nn.MaxPool2d(2), (1, 4, 4)),
         ("AvgPool2d", lambda: nn.AvgPool2d(2), (1, 4, 4)),
+        ("MaxPool1d", lambda: nn.MaxPool1d(2), (2, 5)),
+        ("AvgPool1d", lambda: nn.AvgPool1d(2, stride=1), (2, 5)),
+        ("GlobalAvgPool1d", nn.GlobalAvgPool1d, (2, 5)),
         ("Residual", lambda: nn.Residual(nn.Sequential(nn.Dense(3, 3, seed=0), nn.ReLU())), (3,)),
         ("Dense", lambda: nn.Dense(3, 2, seed=0), (3,)),
         ("Conv2d", lambda: nn.Conv2d(1, 2, 2, seed=0), (1, 3, 3)),
+        ("Conv1d", lambda: nn.Conv1d(1, 2, 3, stride=2, padding=1, seed=0), (1, 6)),
         ("BatchNorm1d", lambda: nn.BatchNorm1d(3), (3,)),
         ("RNN", lambda: nn.RNN(3, 2, seed=0), (4, 3)),
         ("GRU", lambda: nn.GRU(3, 2, seed=0), (4, 3)),
+        ("GRU_bidirectional", lambda: nn.GRU(3, 2, bidirectional=True, seed=0), (4, 3)),
         ("Sequential", lambda: nn.Sequential(nn.Dense(3, 4), nn.Sigmoid(), nn.Dense(4, 2), seed=0), (3,)),
     ]
 
@@ -269,6 +283,10 @@ def _all_layers():
     return _value_layers() + [
         ("RNN_sequences", lambda: nn.RNN(3, 2, return_sequences=True, seed=0), (4, 3)),
         ("GRU_sequences", lambda: nn.GRU(3, 2, return_sequences=True, seed=0), (4, 3)),
+        ("GRU_bidirectional_sequences", lambda: nn.GRU(3, 2, return_sequences=True, bidirectional=True, seed=0),
+         (4, 3)),
+        ("RNN_bidirectional", lambda: nn.RNN(3, 2, bidirectional=True, seed=0), (4, 3)),
+        ("Conv1d_no_bias_dilated", lambda: nn.Conv1d(2, 3, 2, dilation=2, bias=False, seed=0), (2, 5)),
         ("BatchNorm2d", lambda: nn.BatchNorm2d(1), (1, 3, 3)),
         ("Dropout", lambda: nn.Dropout(0.5, seed=0), (3,)),
         ("Dropout1d", lambda: nn.Dropout1d(0.5, seed=0), (2, 3)),
@@ -285,6 +303,8 @@ def _all_layers():
                                                    seed=0), (3,)),
         ("Conv_net", lambda: nn.Sequential(nn.Conv2d(1, 2, 2, padding=1), nn.MaxPool2d(2), nn.Flatten(),
                                            nn.Dense(8, 2), seed=0), (1, 3, 3)),
+        ("Conv1d_net", lambda: nn.Sequential(nn.Conv1d(1, 3, 5, stride=2, padding=1), nn.ReLU(), nn.Conv1d(3, 3, 3),
+                                             nn.Flatten(), nn.Dense(9, 2), seed=0), (1, 12)),
     ]
 
 

@@ -644,7 +644,12 @@ SAMPLES = {
     "DropConnect": [dict(in_features=3, out_features=2), dict(in_features=4, out_features=6, per="example")],
     "MaxPool2d": [dict(kernel_size=2)], "AvgPool2d": [dict(kernel_size=(2, 3), stride=1)],
     "DropBlock2d": [dict(block_size=3)],
+    "Conv1d": [dict(in_channels=2, out_channels=3, kernel_size=5), dict(in_channels=1, out_channels=4, kernel_size=3,
+                                                                        padding=2, dilation=2, bias=False)],
+    "MaxPool1d": [dict(kernel_size=2)], "AvgPool1d": [dict(kernel_size=3, stride=1)],
 }
+SAMPLES["RNN"].append(dict(input_size=3, hidden_size=4, bidirectional=True))
+SAMPLES["GRU"].append(dict(input_size=1, hidden_size=6, bidirectional=True, return_sequences=True))
 
 
 def test_every_layer_type_has_a_size_rule_that_matches_its_constructor():

@@ -71,6 +71,10 @@ LAYERS: dict[str, Case] = {
                                                 nn.Dense(5, 2, dtype=dt)), lambda s: (s[0], 2)),
     "RNN": Case(3, lambda p, dt, s: nn.RNN(s[2], 4, seed=0, dtype=dt), lambda s: (s[0], 4)),
     "GRU": Case(3, lambda p, dt, s: nn.GRU(s[2], 4, seed=0, dtype=dt), lambda s: (s[0], 4)),
+    "Conv1d": Case(3, lambda p, dt, s: nn.Conv1d(s[1], 2, 3, padding=1, seed=0, dtype=dt), lambda s: (s[0], 2, s[2])),
+    "MaxPool1d": Case(3, lambda p, dt, s: nn.MaxPool1d(2), lambda s: (s[0], s[1], s[2] // 2)),
+    "AvgPool1d": Case(3, lambda p, dt, s: nn.AvgPool1d(2), lambda s: (s[0], s[1], s[2] // 2)),
+    "GlobalAvgPool1d": Case(3, lambda p, dt, s: nn.GlobalAvgPool1d(), lambda s: (s[0], s[1])),
 }
 
 

@@ -13,7 +13,7 @@ import argparse
 
 HELP = "speed and memory against baselines measured in the same run"
 
-_SECTIONS = ("dropout", "spiral", "blas", "compile", "torch", "mc")
+_SECTIONS = ("dropout", "spiral", "blas", "compile", "torch", "mc", "conv1d")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -153,6 +153,18 @@ def _print(console, res: dict) -> None:
             console.print(f"mc_predict vs a loop of {hl['T']} passes on N={hl['N']}: "
                           f"{hl['mc_predict']['median_s'] * 1e3:.1f} ms vs {hl['loop']['median_s'] * 1e3:.1f} ms "
                           f"({hl['speedup']:.2f}x)")
+    cv = res.get("conv1d")
+    if cv:
+        t = Table(title="Conv1d forward+backward, the MNIST-1D CNN's three layers (median [IQR] ms; droplab 1 BLAS "
+                        "thread, torch 2 threads)")
+        for col in ("batch", "droplab", "torch", "droplab / torch", "torch 1 thread", "droplab / torch 1 thread"):
+            t.add_column(col, justify="right")
+        for r in cv["rows"]:
+            cells = [str(r["batch"]), _ms(r["droplab"])]
+            for k in ("torch", "torch_1thread"):
+                cells += [_ms(r[k]), f"{r['droplab_over_' + k]:.2f}"] if k in r else ["skipped", ""]
+            t.add_row(*cells)
+        console.print(t)
     h = res.get("headline") or {}
     if "forward_fraction_of_copyto" in h:
         def x(v):

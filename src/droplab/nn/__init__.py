@@ -5,7 +5,7 @@ Every layer is a :class:`Module` with ``forward(x)`` / ``backward(dy)``, ``train
 """
 
 from droplab.nn.activations import SELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from droplab.nn.conv import AvgPool2d, Conv2d, MaxPool2d
+from droplab.nn.conv import AvgPool1d, AvgPool2d, Conv1d, Conv2d, GlobalAvgPool1d, MaxPool1d, MaxPool2d
 from droplab.nn.dropout import Dropout
 from droplab.nn.family import (AlphaDropout, ConcreteDropout, DropBlock2d, DropConnect, DropPath, Dropout1d,
                                Dropout2d, Dropout3d, GaussianDropout, LockedDropout)
@@ -25,7 +25,8 @@ from droplab.nn import gradcheck  # noqa: E402  (nn.gradcheck.check_gradients, a
 __all__ = [
     "Module", "Parameter", "Sequential",
     "Dense", "Flatten",
-    "Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Residual", "RNN", "GRU",
+    "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "GlobalAvgPool1d",
+    "BatchNorm1d", "BatchNorm2d", "Residual", "RNN", "GRU",
     "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "SELU", "Softmax",
     "Dropout",
     "Dropout1d", "Dropout2d", "Dropout3d", "GaussianDropout", "AlphaDropout", "DropConnect", "DropBlock2d",

@@ -848,6 +848,12 @@ class _Config:
     def choice(self, key: str) -> Any:
         return self._get(key)
 
+    def flag(self, key: str) -> bool:
+        v = self._get(key)
+        if not isinstance(v, bool):
+            raise self._bad(key, "true or false", v)
+        return v
+
 
 def _dense(c: _Config) -> _Sizes:
     i, o, dt = c.int("in_features"), c.int("out_features"), c.dtype()
@@ -861,6 +867,23 @@ def _conv2d(c: _Config) -> _Sizes:
     ph, pw = c.pair("padding", 0)
     return _Sizes([((o, i, kh, kw), dt), ((o,), dt)], row=i * max(kh * kw, (2 * ph + 1) * (2 * pw + 1)),
                   row_what="in_channels x kernel area (or padded map)")
+
+
+def _conv1d(c: _Config) -> _Sizes:
+    i, o, dt = c.int("in_channels"), c.int("out_channels"), c.dtype()
+    k = c.int("kernel_size")
+    c.int("stride")
+    c.int("dilation")
+    p = c.int("padding", 0)
+    return _Sizes([((o, i, k), dt)] + [((o,), dt)] * c.flag("bias"), row=i * max(k, 2 * p + 1),
+                  row_what="in_channels x kernel size (or padded length)")
+
+
+def _pool1d(c: _Config) -> _Sizes:
+    k = c.int("kernel_size")
+    if c.choice("stride") is not None:
+        c.int("stride")
+    return _Sizes(row=k, row_what="kernel size")
 
 
 def _pool2d(c: _Config) -> _Sizes:
@@ -881,8 +904,10 @@ def _recurrent(gates: int, biases: int) -> Callable[[_Config], _Sizes]:
     def rule(c: _Config) -> _Sizes:
         f, h, dt = c.int("input_size"), c.int("hidden_size"), c.dtype()
         k = gates * h
-        return _Sizes([((f, k), dt), ((h, k), dt)] + [((k,), dt)] * biases, row=f + 2 * k,
-                      row_what="input_size + gates x hidden_size")
+        directions = 2 if c.flag("bidirectional") else 1  # a reverse set of the same parameters
+        what = "input_size + gates x hidden_size"
+        return _Sizes(([((f, k), dt), ((h, k), dt)] + [((k,), dt)] * biases) * directions,
+                      row=directions * (f + 2 * k), row_what=what if directions == 1 else f"2 directions x ({what})")
     return rule
 
 
@@ -909,12 +934,14 @@ def _nothing(c: _Config) -> _Sizes:
 #: Class name -> what its constructor allocates. Every public layer of droplab.nn has one (a
 #: test checks it); a layer added later without one is held to ``_UNKNOWN_ELEMENTS``.
 _SIZE_RULES: dict[str, Callable[[_Config], _Sizes]] = {
-    "Dense": _dense, "Conv2d": _conv2d, "MaxPool2d": _pool2d, "AvgPool2d": _pool2d,
+    "Dense": _dense, "Conv1d": _conv1d, "Conv2d": _conv2d, "MaxPool1d": _pool1d, "AvgPool1d": _pool1d,
+    "MaxPool2d": _pool2d, "AvgPool2d": _pool2d,
     "BatchNorm1d": _batchnorm("features"), "BatchNorm2d": _batchnorm("channels"),
     "RNN": _recurrent(1, 1), "GRU": _recurrent(3, 2),
     "DropConnect": _dropconnect, "ConcreteDropout": _concrete,
     **{name: _nothing for name in (
-        "Sequential", "Residual", "Flatten", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "SELU", "Softmax",
+        "Sequential", "Residual", "Flatten", "GlobalAvgPool1d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "SELU",
+        "Softmax",
         "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "GaussianDropout", "AlphaDropout", "DropBlock2d",
         "DropPath", "LockedDropout")},
 }

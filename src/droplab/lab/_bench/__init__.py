@@ -15,6 +15,8 @@ Sections (each returns a JSON-ready dict):
   the textbook float64 NumPy code (:mod:`droplab.lab._bench.textbook`) and in PyTorch;
 * ``blas``: training steps with 1 and 2 BLAS threads (the policy fit applies);
 * ``compile``: numba's compile cost in a fresh process, cold (empty cache) and warm;
+* ``conv1d``: forward+backward of the MNIST-1D paper CNN's three ``Conv1d`` layers against
+  PyTorch CPU on the same weights;
 * ``torch`` and ``mc``: ``bench_torch`` / ``bench_mc`` from ``benchmarks/torch_bench.py`` and
   ``benchmarks/mc_bench.py``, loaded from the checkout when present.
 """
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["SIZES", "QUICK_SIZES", "TINY", "stats", "timings", "machine", "bench_dropout", "bench_spiral",
-           "bench_blas", "bench_compile", "load_benchmark", "run_suite"]
+           "bench_blas", "bench_compile", "bench_conv1d", "load_benchmark", "run_suite"]
 
 SIZES = {"1M": (1 << 20,), "3000x512": (3000, 512), "16M": (1 << 24,)}
 QUICK_SIZES = {"3000x512": (3000, 512)}
@@ -495,6 +497,73 @@ def bench_compile(cold: bool = True, progress=None) -> dict:
     return out
 
 
+# --- Conv1d on the MNIST-1D CNN's shapes ------------------------------------------------------
+
+#: The MNIST-1D paper's CNN (Greydanus 2020): (in channels, out channels, kernel, input length),
+#: each with stride 2 and padding 1 (40 -> 19 -> 10 -> 5).
+CONV1D_LAYERS = ((1, 25, 5, 40), (25, 25, 3, 19), (25, 25, 3, 10))
+
+
+def bench_conv1d(repeats: int = 21, batches=(100, 1000), progress=None) -> dict:
+    """Forward + backward (input, weight and bias gradients) of the three ``Conv1d`` layers of
+    the MNIST-1D paper's CNN, one after another, in droplab (float32, one BLAS thread, as
+    ``fit`` trains) and in PyTorch CPU (float32, 2 threads), on the same weights and inputs.
+    Batch 100 is the paper's training batch. ``droplab_over_torch`` is droplab's median time
+    over PyTorch's (below 1: droplab is faster); ``droplab_over_torch_1thread`` the same
+    against PyTorch on one thread."""
+    from threadpoolctl import threadpool_limits
+
+    from droplab import nn
+
+    if progress:
+        progress("conv1d")
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    ours = [nn.Conv1d(c, o, k, stride=2, padding=1, init="torch", seed=i) for i, (c, o, k, _) in
+            enumerate(CONV1D_LAYERS)]
+    rows = []
+    threads = torch.get_num_threads() if torch is not None else None
+    try:
+        if torch is not None:
+            theirs = [torch.nn.Conv1d(c, o, k, stride=2, padding=1) for c, o, k, _ in CONV1D_LAYERS]
+            with torch.no_grad():
+                for m, t in zip(ours, theirs):
+                    t.weight[:] = torch.from_numpy(m.weight.value)
+                    t.bias[:] = torch.from_numpy(m.bias.value)
+        for n in batches:
+            xs = [rng.standard_normal((n, c, length)).astype(np.float32) for c, _, _, length in CONV1D_LAYERS]
+
+            def droplab(xs=xs):
+                for m, x in zip(ours, xs):
+                    y = m.forward(x)
+                    m.backward(np.ones_like(y))
+            fns = {"droplab": droplab}
+            if torch is not None:
+                txs = [torch.from_numpy(x).requires_grad_() for x in xs]
+
+                def pytorch(txs=txs, threads=2):
+                    torch.set_num_threads(threads)  # the first call of each timed round is untimed
+                    for t, x in zip(theirs, txs):
+                        y = t(x)
+                        y.backward(torch.ones_like(y))
+                # also on one thread: on a loaded machine two spinning OpenMP threads can be many
+                # times slower, and the one-thread figure shows what the ratio is without that
+                fns["torch"], fns["torch_1thread"] = pytorch, lambda: pytorch(threads=1)
+            with threadpool_limits(1, user_api="blas"):
+                res = timings(fns, repeats)
+            row = {"batch": n, **res}
+            for name in ("torch", "torch_1thread"):
+                if name in res:
+                    row[f"droplab_over_{name}"] = res["droplab"]["median_s"] / res[name]["median_s"]
+            rows.append(row)
+    finally:
+        if torch is not None:
+            torch.set_num_threads(threads)
+    return {"config": {"layers": [list(c) for c in CONV1D_LAYERS], "stride": 2, "padding": 1, "dtype": "float32",
+                       "droplab_blas_threads": 1, "torch_threads": 2 if torch is not None else None},
+            "rows": rows}
+
+
 # --- sections from benchmarks/ -----------------------------------------------------------------
 
 def load_benchmark(name: str):
@@ -519,7 +588,7 @@ def _external(name: str, func: str, kwargs: dict, needs_torch: bool = False) -> 
 
 # --- everything --------------------------------------------------------------------------------
 
-SECTIONS = ("dropout", "spiral", "blas", "compile", "torch", "mc")
+SECTIONS = ("dropout", "spiral", "blas", "compile", "torch", "mc", "conv1d")
 
 
 def run_suite(*, quick: bool = False, tiny: bool = False, repeats: int | None = None,
@@ -567,6 +636,9 @@ def run_suite(*, quick: bool = False, tiny: bool = False, repeats: int | None = 
               {"N": 500, "T": 20, "repeats": reps, "sweep": ()} if quick else
               {"N": 2000, "T": 50, "repeats": reps, "sweep": (100,)})
         out["mc"] = _external("mc_bench", "bench_mc", kw)
+    if "conv1d" in sections:
+        out["conv1d"] = bench_conv1d(reps, batches=(8,) if tiny else (100,) if quick else (100, 1000),
+                                     progress=progress)
     out["seconds"] = time.perf_counter() - t0
     out["headline"] = headline(out)
     return out
