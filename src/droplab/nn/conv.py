@@ -45,11 +45,6 @@ def _ints(where: str, name: str, value: Any, nd: int, *, minimum: int = 1) -> tu
     return tuple(int(v) for v in items)
 
 
-def _pair(where: str, name: str, value: Any, *, minimum: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints, each >= ``minimum`` (1: positive, 0: non-negative)."""
-    return _ints(where, name, value, 2, minimum=minimum)  # type: ignore[return-value]
-
-
 def _check_input(where: str, x: np.ndarray, channels: int | None, nd: int = 2) -> None:
     """An ``(N, C, *spatial)`` input with ``nd`` spatial axes (and ``channels`` channels when given)."""
     c = "C" if channels is None else str(channels)
