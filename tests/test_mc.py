@@ -205,7 +205,7 @@ def test_stacked_copies_draw_independent_masks(seed):
     res = nn.mc_predict(model, np.ones((n, f), np.float32), samples=T, seed=seed)
     assert res.stacked and res.kind == "regression"
     dropped = res.samples == 0
-    scale = np.float64(np.float32(kernels.keep_scale(p)))  # 1 / (1 - p_eff), p_eff within 2**-16 of p
+    scale = np.float64(np.float32(kernels.keep_scale(p)))  # 1 / (1 - p) rounded once to float32
     assert np.all((res.samples == 0) | (res.samples == scale))
     # rate: n = T*n*f = 40000 independent draws, z = 5, false-failure probability about 6e-7
     draws = T * n * f

@@ -34,10 +34,11 @@ class Dropout(torch.nn.Module):
     In training, with ``inverted=True`` (the default), ``y = x * m / (1 - p)`` with
     ``m ~ Bernoulli(1 - p)``, so ``E[y] = x`` and evaluation is the identity; with
     ``inverted=False`` (Srivastava et al. 2014's classic form) training gives ``y = x * m`` and
-    evaluation ``y = x * (1 - p)``. The gradient is the same mask applied to ``dy``. ``p`` is
-    realised to 16 bits (``p_eff`` within ``2**-16``) and the scale is ``1/(1 - p_eff)``;
-    ``p = 1`` gives zeros and zero gradients. Masks are those of ``droplab.nn.Dropout`` with
-    the same seed. On contiguous float32/float64 CPU tensors the mask is never stored: backward
+    evaluation ``y = x * (1 - p)``. The gradient is the same mask applied to ``dy``. Kept
+    values are ``x * (1/(1 - p))`` as ``torch.nn.Dropout`` computes them (the scale rounded once
+    to the input's dtype, float32 for float16/bfloat16); the realised drop probability is within
+    ``2**-33`` of ``p`` (32-bit thresholds); ``p = 1`` gives zeros and zero gradients. Masks
+    are those of ``droplab.nn.Dropout`` with the same seed. On contiguous float32/float64 CPU tensors the mask is never stored: backward
     regenerates it from the key and the counter.
 
     Args:
