@@ -104,8 +104,9 @@ def test_compare_resume_after_a_killed_process_is_bit_identical(tmp_path):
     import signal
     import time
 
+    # one worker, so that "run 0 finished, run 1 has a checkpoint" is a moment of the command
     args = ["compare", "--dataset", "spiral", "--hidden", "128", "--epochs", "150", "--batch-size", "0",
-            "--seeds", "2", "--lr", "0.02", "--quiet", "--checkpoint-every", "3", "--max-norm", "3"]
+            "--seeds", "2", "--lr", "0.02", "--quiet", "--checkpoint-every", "3", "--max-norm", "3", "--workers", "1"]
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
     out = tmp_path / "cut"
     work = out / ".droplab-work"  # resume state lives inside --out, never beside it
@@ -119,11 +120,50 @@ def test_compare_resume_after_a_killed_process_is_bit_identical(tmp_path):
     proc.wait()
     if proc.returncode != -signal.SIGKILL:
         pytest.skip("the command finished before it could be killed")
-    assert not (out / "results.json").exists() and (work / "run-0.json").exists()
+    assert not (out / "results.json").exists() and (work / "runs.jsonl").read_bytes().count(b"\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut", "whole"]  # nothing left beside --out
     assert main([*args, "--out", str(out), "--resume"]) == 0
     assert _records(out) == _records(tmp_path / "whole")
     assert not work.exists()
+
+
+def test_compare_workers_1_and_2_write_identical_records(tmp_path):
+    # issue 18: results do not depend on the worker count (every run computes with one thread)
+    for w in ("1", "2"):
+        assert main(["compare", *SMALL, "--workers", w, "--out", str(tmp_path / w)]) == 0
+    assert _records(tmp_path / "1") == _records(tmp_path / "2")
+    res = json.loads((tmp_path / "2" / "results.json").read_text())
+    assert res["config"]["execution"] == {"backend": "loky", "workers": 2, "address": None} or \
+        res["config"]["execution"]["workers"] == 1  # a one-core machine
+
+
+def test_rerunning_the_same_command_resumes_without_a_flag(tmp_path, capsys):
+    # one resume design (issue 16): the journal of finished runs is reused by the same command line
+    from droplab.lab import runner
+
+    out = tmp_path / "r"
+    args = ["compare", *SMALL, "--workers", "1", "--out", str(out)]
+    tasks = None
+
+    real = runner._work
+    calls = []
+
+    def stop_after_two(task, *a, **k):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(task.key)
+        return real(task, *a, **k)
+
+    runner._work = stop_after_two
+    try:
+        assert main(args) == 130
+    finally:
+        runner._work = real
+    assert (out / ".droplab-work" / "runs.jsonl").read_bytes().count(b"\n") == 2
+    capsys.readouterr()
+    assert main([a for a in args if a != "--quiet"]) == 0
+    assert "resuming: 2 of 4 runs done, 2 to go" in capsys.readouterr().out
+    assert tasks is None and not (out / ".droplab-work").exists()
 
 
 def test_resume_refuses_other_flags(tmp_path, capsys):

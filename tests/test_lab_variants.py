@@ -71,7 +71,8 @@ def test_rnn_run_reads_features_as_a_sequence(tmp_path, rng):
                                                    r"variant='dropblock'"),
     (["--model", "transformer"], r"compare: `model` must be one of 'mlp', 'cnn', 'rnn'; got model='transformer'"),
     (["--variant", "dropout2d"], r"`variant` must be one of 'dropout', 'classic', 'gaussian', 'alpha'"),
-    (["--model", "cnn", "--backend", "torch"], r"compare: `model` must be 'mlp' with --backend torch; got model='cnn'"),
+    (["--model", "cnn", "--engine", "torch"], r"compare: `model` must be 'mlp' with --engine torch; got model='cnn'"),
+    (["--model", "cnn", "--backend", "torch"], r"compare: `model` must be 'mlp' with --engine torch; got model='cnn'"),
 ])
 def test_compare_rejects_a_model_variant_mismatch(argv, match, tmp_path, capsys):
     assert main(["compare", *argv, "--epochs", "1", "--seeds", "1", "--quiet", "--out", str(tmp_path / "x")]) == 2

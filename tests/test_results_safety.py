@@ -371,15 +371,17 @@ def _interrupt_compare(monkeypatch, out, args, after: int):
 def test_resume_past_a_torn_file_names_it_and_recomputes_only_that_run(tmp_path, capsys, monkeypatch):
     from droplab.lab import experiment
 
+    # --workers 1: the monkeypatched train_run must run in this process
     args = ["compare", "--dataset", "spiral", "--hidden", "8", "--epochs", "3", "--batch-size", "0",
-            "--seeds", "2", "--lr", "0.05"]
+            "--seeds", "2", "--lr", "0.05", "--workers", "1"]
     assert main([*args, "--quiet", "--out", str(tmp_path / "whole")]) == 0
     out = tmp_path / "cut"
     _interrupt_compare(monkeypatch, out, [*args, "--quiet"], after=3)
     work = out / ".droplab-work"
-    assert sorted(p.name for p in work.glob("run-*.json")) == ["run-0.json", "run-1.json", "run-2.json"]
-    torn = work / "run-1.json"
-    torn.write_bytes(torn.read_bytes()[:25])  # a write cut short
+    torn = work / "runs.jsonl"  # the journal of finished runs: one line per run
+    lines = torn.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 3
+    torn.write_bytes(lines[0] + lines[2] + lines[1][:25])  # run 1's line cut short, as by a kill mid-write
     capsys.readouterr()
 
     real, trained = experiment.train_run, []
@@ -426,7 +428,7 @@ def test_a_diverged_run_is_recorded_and_the_command_goes_on(tmp_path, capsys, mo
 
     monkeypatch.setattr(experiment, "build", build)
     out = tmp_path / "div"
-    assert main(["compare", *FAST[:-1], "--seeds", "2", "--out", str(out)]) == 0
+    assert main(["compare", *FAST[:-1], "--seeds", "2", "--workers", "1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "1 of 2 run(s) diverged" in printed
     res = json.loads((out / "results.json").read_text())  # strict JSON: no NaN, no Infinity
@@ -455,7 +457,7 @@ def test_a_non_finite_validation_metric_is_null_with_a_reason(tmp_path, capsys, 
 
     monkeypatch.setattr(experiment, "build", build)
     out = tmp_path / "inf"
-    _run([*COMMANDS["compare"], "--out", out], capsys, code=0)
+    _run([*COMMANDS["compare"], "--workers", "1", "--out", out], capsys, code=0)
     text = (out / "results.json").read_text()
     assert "Infinity" not in text and "NaN" not in text
     run = json.loads(text)["runs"][0]

@@ -246,6 +246,9 @@ FLAG_BOUNDS: dict[str, Bound] = {
     # a learning rate costs nothing up front; one so large that the loss diverges stops the run
     "lr": Bound("--lr", 0.0, _FLOAT_MAX, integer=False, lo_open=True),
     "l2": Bound("--l2", 0.0, 1e6, integer=False),
+    "first_l2": Bound("--first-l2", 0.0, 1e6, integer=False),
+    # lr / (1 + decay * step): any finite decay only slows learning
+    "decay": Bound("--decay", 0.0, _FLOAT_MAX, integer=False),
     "max_norm": Bound("--max-norm", 0.0, 1e6, integer=False, note="0: off"),
 }
 

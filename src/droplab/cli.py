@@ -37,13 +37,15 @@ class UsageError(ValueError):
     """A bad command-line value (reported like any other bad input: one line, exit 2)."""
 
 
-def _common(parser: argparse.ArgumentParser, default_out: str) -> None:
+def _common(parser: argparse.ArgumentParser, default_out: str, module) -> None:
     from droplab import _validate  # here, not at the top: the top-level --help imports no NumPy
 
     g = parser.add_argument_group("common options")
-    g.add_argument("--seed", type=_validate.flag_type("seed"), default=0,
-                   help=f"master seed of the experiment ({_validate.bounds_help('seed')})")
-    g.add_argument("--out", default=default_out, help="results folder")
+    if getattr(module, "SEEDED", True):  # `report` draws nothing at random: no --seed
+        g.add_argument("--seed", type=_validate.flag_type("seed"), default=0,
+                       help=f"first seed of the experiment; run i of an arm uses seed + i "
+                            f"({_validate.bounds_help('seed')})")
+    g.add_argument("--out", default=default_out, help=getattr(module, "OUT_HELP", "results folder"))
     g.add_argument("--force", action="store_true", help="write into an --out holding other files (deletes none)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     g.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -72,7 +74,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if name == only:
             module = importlib.import_module(modname)
             module.configure(p)
-            _common(p, default_out=f"results/{name}")
+            _common(p, default_out=f"results/{name}", module=module)
             p.set_defaults(_module=module)
     return parser
 
@@ -90,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args._module.run(args) or 0)
+        code = int(args._module.run(args) or 0)
     except KeyboardInterrupt:
         print(f"droplab {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -100,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         text, code = describe(exc, out=getattr(args, "out", None))
         print(f"droplab {args.command}: error: {text}", file=sys.stderr)
         return code
+    # deprecated spellings are noted once the command has succeeded (an error stays one line)
+    for note in getattr(args, "_deprecated", ()) if code == 0 else ():
+        print(f"droplab {args.command}: note: {note}", file=sys.stderr)
+    return code
 
 
 def _one_line(text: str) -> str:

@@ -47,7 +47,8 @@ from droplab import _validate
 from droplab._files import TEMP_INFIX, atomic_open
 from droplab.errors import FileError, InvalidValueError
 
-__all__ = ["results_dir", "write_json", "versions", "check_out", "lock", "owner", "force_flag", "file_error",
+__all__ = ["results_dir", "write_json", "write_results", "done_line", "versions", "check_out", "lock", "owner",
+           "force_flag", "file_error",
            "remove_stale", "write_manifest", "TMP", "WORK", "MANIFEST"]
 
 TMP = ".droplab-tmp"  # staging area of the command holding the lock; stale after a kill
@@ -349,3 +350,24 @@ def results_dir(out: str | os.PathLike, command: str, *, force: bool = False) ->
             with contextlib.suppress(OSError):
                 if not os.listdir(path):
                     path.rmdir()
+
+
+# ---------------------------------------------------------------------------------------------
+# the one results writer
+
+
+def write_results(stage: Path, command: str, *, config: dict[str, Any], runs: list, summary: Any,
+                  tables: list[dict] | None = None, reading: list[str] | None = None, **extra: Any) -> dict:
+    """Write ``results.json`` into ``stage`` with the keys every command shares, in one order:
+    ``command``, ``config``, ``versions``, ``runs``, ``summary``, ``tables`` (what the terminal
+    printed, rendered again by the report), ``reading``, then the command's own keys."""
+    doc = {"command": command, "config": config, "versions": versions(extra.pop("version_extra", ())),
+           "runs": runs, "summary": summary, "tables": tables or [], "reading": reading or [], **extra}
+    write_json(Path(stage) / "results.json", doc)
+    return doc
+
+
+def done_line(console, out: str | os.PathLike, files: Iterable[str]) -> None:
+    """The last line every command prints: where its results are."""
+    console.print(f"results written to {os.fspath(out).rstrip(os.sep)}/ ({', '.join(files)})", soft_wrap=True,
+                  markup=False, highlight=False)

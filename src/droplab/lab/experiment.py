@@ -1,59 +1,111 @@
-"""One training run of the lab: build the network, fit it, measure it, return its record.
+"""The lab's one experiment definition: what a run trains (:class:`RunConfig`), how its network
+is built (:func:`build`, through :mod:`droplab.lab.models`) and how it is trained and measured
+(:func:`train_run`).
 
-Every command that trains (compare, sweep, study) goes through :func:`train_run`, so a
-record always has the same keys: ``p``, ``seed``, ``metrics`` (``train_accuracy`` measured
-in eval mode, ``val_accuracy``, ``train_loss``, ``val_loss``, ``gap``,
-``seconds_per_epoch``) and ``history``.
+Every command that trains (compare, sweep, uncertainty, ensemble, every study) describes its
+runs as ``RunConfig`` values and hands them to :mod:`droplab.lab.runner`, which calls
+:func:`train_run` in a worker, so a record always has the same keys: ``p``, ``seed``,
+``metrics`` (``train_accuracy`` measured in eval mode, ``val_accuracy``, ``train_loss``,
+``val_loss``, ``gap``, ``seconds_per_epoch``) and ``history``. The defaults below are the
+lab's one set of defaults (the ``compare`` experiment: MNIST-1D, an MLP 40-256-256-10, Adam
+1e-3, batches of 100, 150 epochs); a command states only where it departs from them.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from droplab import _validate, nn
 from droplab.lab import models
 
-__all__ = ["RunConfig", "build", "train_run", "OPTIMIZERS", "summarize"]
+__all__ = ["RunConfig", "build", "train_run", "OPTIMIZERS", "ENGINES", "LAB_MODELS", "make_optimizer"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+ENGINES = ("numpy", "torch")
+# networks the lab builds for its own experiments (not --model choices): the batchnorm-order
+# study's BN network and the ensemble command's float64 network
+LAB_MODELS = ("bn-mlp", "ensemble")
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """What one run trains: the network, the optimiser and the schedule (not p or the seed)."""
+    """What one run trains: the data, the network, the optimiser and the schedule (not p or the seed).
 
+    Attributes:
+        dataset, label, data_options: what :func:`droplab.data.load` loads (``label``: the
+            column of a .csv; ``data_options``: e.g. ``{"samples": 100}`` for spiral).
+        model: ``mlp``, ``cnn``, ``rnn`` (``--model``), or a lab network of ``LAB_MODELS``.
+        hidden, activation, variant, input_p, input_layer, init: the network (see
+            :func:`droplab.lab.models.mlp`; ``input_p`` applies only where p > 0 unless
+            ``input_layer``, which keeps the input dropout layer in every arm).
+        epochs, batch_size (None: full batch), optimizer, lr, decay (lr / (1 + decay * step)),
+        l2 (every weight matrix), first_l2 (the first layer's weights and biases), max_norm.
+        engine: ``numpy`` or ``torch`` (``--engine``).
+        validate_each_epoch: evaluate the validation set after every epoch (the history's
+            ``val_*``); off for timing studies.
+        epoch_times: record each epoch's wall and CPU seconds (``epoch_seconds``,
+            ``epoch_cpu_seconds``).
+        options: options of a lab network (``head``, ``head_units``; ``order``).
+    """
+
+    dataset: str = "mnist1d"
+    label: str = "label"
+    data_options: dict = field(default_factory=dict)
+    model: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
     activation: str = "relu"
     variant: str = "dropout"
     input_p: float = 0.0
+    input_layer: bool = False
+    init: str = "auto"
     epochs: int = 150
     batch_size: int | None = 100
     optimizer: str = "adam"
     lr: float = 1e-3
+    decay: float = 0.0
     l2: float = 0.0
+    first_l2: float = 0.0
     max_norm: float | None = None
-    model: str = "mlp"
-    extra: dict = field(default_factory=dict)
+    engine: str = "numpy"
+    validate_each_epoch: bool = True
+    epoch_times: bool = False
+    options: dict = field(default_factory=dict)
 
     def validate(self, where: str) -> RunConfig:
         """Check every field, raising the project's one-line errors; returns self."""
         models.parse_hidden(self.hidden)
         _validate.one_of(where, "activation", self.activation, models.ACTIVATIONS)
-        _validate.one_of(where, "model", self.model, models.MODELS)
-        _validate.one_of(where, "variant", self.variant, models.MODELS[self.model])
+        _validate.one_of(where, "model", self.model, [*models.MODELS, *LAB_MODELS])
+        if self.model in models.MODELS:
+            allowed = [*models.MODELS[self.model], *(models.BUG_VARIANTS if self.model == "mlp" else ())]
+            _validate.one_of(where, "variant", self.variant, allowed)
         _validate.probability(where, "input_p", self.input_p)
+        _validate.one_of(where, "init", self.init, models.INIT_CHOICES)
         _validate.positive_int(where, "epochs", self.epochs)
         if self.batch_size is not None:
             _validate.positive_int(where, "batch_size", self.batch_size)
         _validate.one_of(where, "optimizer", self.optimizer, OPTIMIZERS)
         _validate.positive_float(where, "lr", self.lr)
+        _validate.nonnegative_float(where, "decay", self.decay)
         _validate.nonnegative_float(where, "l2", self.l2)
+        _validate.nonnegative_float(where, "first_l2", self.first_l2)
         if self.max_norm is not None:
             _validate.positive_float(where, "max_norm", self.max_norm)
+        _validate.one_of(where, "engine", self.engine, ENGINES)
+        if self.engine == "torch":
+            if self.model != "mlp":
+                raise ValueError(_validate.message(where, "model", "'mlp' with --engine torch", self.model,
+                                                   "The cnn and rnn models train with the NumPy engine."))
+            for name, value, off in (("max_norm", self.max_norm, None), ("decay", self.decay, 0.0),
+                                     ("first_l2", self.first_l2, 0.0), ("init", self.init, "auto")):
+                if value != off:
+                    raise ValueError(_validate.message(where, name, f"{off if off is not None else 0} with "
+                                                       "--engine torch", value,
+                                                       "This setting is applied by the NumPy engine only."))
         return self
 
     def to_dict(self) -> dict:
@@ -61,16 +113,22 @@ class RunConfig:
         d["hidden"] = list(self.hidden)
         return d
 
+    def replace(self, **changes) -> RunConfig:
+        return replace(self, **changes)
 
-def make_optimizer(name: str, lr: float) -> nn.Optimizer:
-    return {"adam": nn.Adam, "adamw": nn.AdamW, "sgd": lambda lr: nn.SGD(lr, momentum=0.9)}[name](lr)
+
+def make_optimizer(name: str, lr: float, decay: float = 0.0) -> nn.Optimizer:
+    if name == "sgd":
+        return nn.SGD(lr, momentum=0.9, decay=decay)
+    return {"adam": nn.Adam, "adamw": nn.AdamW}[name](lr, decay=decay)
 
 
 def build(ds, cfg: RunConfig, *, p: float, seed: int) -> tuple[nn.Module, tuple[int, ...]]:
     """The network ``cfg.model`` for dataset ``ds`` and the shape one sample is fed in.
 
     ``mlp``: flat features; ``cnn``: ``ds.image_shape`` (``digits``: 1 x 8 x 8); ``rnn``: the
-    flat features read as a sequence of ``(steps, 1)`` (MNIST-1D: 40 steps).
+    flat features read as a sequence of ``(steps, 1)`` (MNIST-1D: 40 steps); ``bn-mlp`` and
+    ``ensemble``: flat features.
     """
     flat = int(np.prod(ds.input_shape))
     if cfg.model == "cnn":
@@ -84,9 +142,34 @@ def build(ds, cfg: RunConfig, *, p: float, seed: int) -> tuple[nn.Module, tuple[
         steps, features = ds.input_shape if len(ds.input_shape) == 2 else (flat, 1)
         return (models.rnn(int(features), int(steps), ds.classes, p=p, variant=cfg.variant, seed=seed),
                 (int(steps), int(features)))
-    model = models.mlp(flat, cfg.hidden, ds.classes, activation=cfg.activation, p=p,
-                       input_p=cfg.input_p if p > 0 else 0.0, variant=cfg.variant, l2=cfg.l2, seed=seed)
+    if cfg.model == "bn-mlp":
+        before = p if cfg.options.get("order") == "before" else 0.0
+        after = p if cfg.options.get("order") in ("before", "after") else 0.0
+        return models.bn_mlp(flat, cfg.hidden[0], ds.classes, p_before=before, p_after=after, seed=seed), (flat,)
+    if cfg.model == "ensemble":
+        return models.ensemble_net(flat, cfg.hidden[0], ds.classes, p=p, head=cfg.options.get("head", "softmax"),
+                                   head_units=int(cfg.options.get("head_units", 32)), seed=seed), (flat,)
+    variant = models.BUG_VARIANTS.get(cfg.variant, cfg.variant)
+    input_p = cfg.input_p if (p > 0 or cfg.input_layer) else 0.0
+    model = models.mlp(flat, cfg.hidden, ds.classes, activation=cfg.activation, p=p, input_p=input_p,
+                       variant=variant, l2=cfg.l2, first_l2=cfg.first_l2, init=cfg.init,
+                       input_layer=cfg.input_layer or cfg.input_p > 0, seed=seed)
     return model, (flat,)
+
+
+class _EpochTimer:
+    """Wall-clock and process CPU seconds of every epoch (CPU time is steadier on a shared machine)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.cpu: list[float] = []
+
+    def on_epoch_begin(self, epoch, model) -> None:
+        self._t0, self._c0 = time.perf_counter(), time.process_time()
+
+    def on_epoch_end(self, epoch, logs, model) -> None:
+        self.times.append(time.perf_counter() - self._t0)
+        self.cpu.append(time.process_time() - self._c0)
 
 
 def train_run(ds, cfg: RunConfig, *, p: float, seed: int, on_epoch: Callable[[], None] | None = None,
@@ -99,20 +182,23 @@ def train_run(ds, cfg: RunConfig, *, p: float, seed: int, on_epoch: Callable[[],
     """
     model, shape = build(ds, cfg, p=p, seed=seed)
     loss = nn.SoftmaxCrossEntropy()
-    X = ds.X_train.reshape((len(ds.X_train),) + shape)
-    Xv = ds.X_val.reshape((len(ds.X_val),) + shape)
+    dtype = next((q.value.dtype for q in model.parameters()), np.dtype(np.float32))
+    X = ds.X_train.reshape((len(ds.X_train),) + shape).astype(dtype, copy=False)
+    Xv = ds.X_val.reshape((len(ds.X_val),) + shape).astype(dtype, copy=False)
 
     class _Tick:
         def on_epoch_end(self, epoch, logs, model):
             if on_epoch is not None:
                 on_epoch()
 
-    callbacks = [_Tick()] + ([nn.MaxNorm(cfg.max_norm)] if cfg.max_norm else [])
+    timer = _EpochTimer() if cfg.epoch_times else None
+    callbacks = [_Tick()] + ([nn.MaxNorm(cfg.max_norm)] if cfg.max_norm else []) + ([timer] if timer else [])
     diverged = getattr(nn, "DivergenceError", FloatingPointError)
     t0 = time.perf_counter()
     try:
-        history = model.fit(X, ds.y_train, loss=loss, optimizer=make_optimizer(cfg.optimizer, cfg.lr),
-                            epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=(Xv, ds.y_val),
+        history = model.fit(X, ds.y_train, loss=loss, optimizer=make_optimizer(cfg.optimizer, cfg.lr, cfg.decay),
+                            epochs=cfg.epochs, batch_size=cfg.batch_size,
+                            validation_data=(Xv, ds.y_val) if cfg.validate_each_epoch else None,
                             verbose=False, callbacks=callbacks, checkpoint=checkpoint,
                             checkpoint_every=checkpoint_every, resume=checkpoint is not None)
     except diverged as exc:
@@ -132,6 +218,8 @@ def train_run(ds, cfg: RunConfig, *, p: float, seed: int, on_epoch: Callable[[],
         "gap": train["accuracy"] - val["accuracy"], "seconds_per_epoch": seconds,
     }
     record = {"p": p, "seed": seed, "metrics": metrics, "history": history}
+    if timer is not None:
+        record["epoch_seconds"], record["epoch_cpu_seconds"] = timer.times, timer.cpu
     return _strict(record), model
 
 
@@ -160,24 +248,4 @@ def _strict(record: dict) -> dict:
     out = {**record, "metrics": metrics, "history": history}
     if bad:
         out["nonfinite"] = bad
-    return out
-
-
-def summarize(runs: list[dict], keys=("train_accuracy", "val_accuracy", "gap", "train_loss", "val_loss",
-                                      "seconds_per_epoch")) -> dict[str, dict[str, float]]:
-    """Mean and standard deviation (ddof=1 when n > 1) of each metric over ``runs``.
-
-    Diverged runs (``metrics`` None) and metrics recorded as None (non-finite) are left out: ``n``
-    says how many runs each figure rests on, ``diverged`` how many runs diverged; a metric no
-    run has gives ``mean`` and ``std`` None.
-    """
-    out: dict = {}
-    for k in keys:
-        v = np.asarray([r["metrics"][k] for r in runs if r.get("metrics") and r["metrics"].get(k) is not None],
-                       dtype=float)
-        if len(v) == 0:
-            out[k] = {"mean": None, "std": None, "n": 0}
-            continue
-        out[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
-    out["diverged"] = sum(1 for r in runs if r.get("diverged"))
     return out

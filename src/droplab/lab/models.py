@@ -15,14 +15,17 @@ from collections.abc import Callable, Sequence
 
 from droplab import _validate, nn
 
-__all__ = ["ACTIVATIONS", "VARIANTS", "SPATIAL_VARIANTS", "SEQUENCE_VARIANTS", "MODELS", "INITS", "mlp", "cnn",
-           "rnn", "parse_hidden"]
+__all__ = ["ACTIVATIONS", "VARIANTS", "SPATIAL_VARIANTS", "SEQUENCE_VARIANTS", "MODELS", "INITS", "INIT_CHOICES",
+           "BUG_VARIANTS", "mlp", "cnn", "rnn", "bn_mlp", "ensemble_net", "parse_hidden"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "selu": nn.SELU,
 }
 # the initialisation that suits each activation
 INITS = {"relu": "he", "leaky_relu": "he", "tanh": "glorot", "sigmoid": "glorot", "selu": "lecun"}
+# --init: "auto" is INITS[activation] for hidden layers and glorot for the output layer; any other
+# choice is used for every Dense ("small": normal with std 0.01, the NNFS book's 0.01 * randn)
+INIT_CHOICES = ("auto", "he", "glorot", "lecun", "torch", "small")
 
 # name -> factory(p) of a dropout-family layer for (N, features) activations
 VARIANTS: dict[str, Callable[[float], nn.Module]] = {
@@ -51,6 +54,41 @@ MODELS: dict[str, dict[str, Callable[[float], nn.Module]]] = {
 }
 
 
+class _UnusedDropout(nn.Module):
+    """The bug ``h_drop = dropout(h); return h``: the mask is drawn and thrown away."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(p)
+
+    def children(self):
+        return [self.drop]
+
+    def forward(self, x):
+        self.drop.forward(x)  # computed, never used
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+class _NoRescaleDropout(nn.Dropout):
+    """The bug ``y = x * mask`` in training and ``y = x`` in eval: no 1/(1-p), no (1-p)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__(p, inverted=False)
+
+    def _eval_factor(self) -> float:
+        return 1.0
+
+
+# name -> factory(p) of the classic dropout bugs (study bug-gallery); not --variant choices
+BUG_VARIANTS: dict[str, Callable[[float], nn.Module]] = {
+    "bug-unused-output": _UnusedDropout,
+    "bug-no-rescaling": _NoRescaleDropout,
+}
+
+
 def parse_hidden(text: str | Sequence[int]) -> tuple[int, ...]:
     """``"256,256"`` -> ``(256, 256)``; an empty string means no hidden layer."""
     if not isinstance(text, str):
@@ -68,7 +106,8 @@ def parse_hidden(text: str | Sequence[int]) -> tuple[int, ...]:
 
 
 def mlp(inputs: int, hidden: Sequence[int], outputs: int, *, activation: str = "relu", p: float = 0.0,
-        input_p: float = 0.0, variant: str = "dropout", l2: float = 0.0, seed=None) -> nn.Sequential:
+        input_p: float = 0.0, variant: str | Callable[[float], nn.Module] = "dropout", l2: float = 0.0,
+        first_l2: float = 0.0, init: str = "auto", input_layer: bool = False, seed=None) -> nn.Sequential:
     """``Dense -> activation -> dropout(p)`` per hidden size, then a Dense to ``outputs`` logits.
 
     Args:
@@ -77,24 +116,88 @@ def mlp(inputs: int, hidden: Sequence[int], outputs: int, *, activation: str = "
         activation (str): one of ``ACTIVATIONS``. Default "relu".
         p (float): drop probability after each hidden activation (the layers are present,
             and consume their seeds, even at p = 0, so both arms share initial weights).
-        input_p (float): drop probability on the inputs (no layer when 0). Default 0.
-        variant (str): one of ``VARIANTS``. Default "dropout".
+        input_p (float): drop probability on the inputs. Default 0.
+        variant: one of ``VARIANTS``, or a factory ``p -> layer`` (the bug gallery's broken
+            layers). Default "dropout".
         l2 (float): L2 penalty on every Dense weight. Default 0.
+        first_l2 (float): L2 penalty on the first Dense layer's weights AND biases (the NNFS
+            book's regulariser, 5e-4 in chapter 15), added to ``l2``. Default 0.
+        init (str): one of ``INIT_CHOICES``. Default "auto".
+        input_layer (bool): build the input dropout layer even when ``input_p`` is 0, so that
+            networks differing only in ``input_p`` start from the same weights. The layer is
+            built anyway when ``input_p > 0``.
         seed: seed of the whole network.
+
+    Example:
+        >>> a = mlp(5, (7,), 3, p=0.0, input_layer=True, seed=3)
+        >>> b = mlp(5, (7,), 3, p=0.5, input_p=0.2, seed=3)
+        >>> all((x.value == y.value).all() for x, y in zip(a.parameters(), b.parameters()))
+        True
     """
     activation = _validate.one_of("mlp", "activation", activation, ACTIVATIONS)
-    variant = _validate.one_of("mlp", "variant", variant, VARIANTS)
+    factory = variant if callable(variant) else VARIANTS[_validate.one_of("mlp", "variant", variant, VARIANTS)]
+    init = _validate.one_of("mlp", "init", init, INIT_CHOICES)
     _validate.probability("mlp", "p", p)
     _validate.probability("mlp", "input_p", input_p)
+    _validate.nonnegative_float("mlp", "first_l2", first_l2)
     layers: list[nn.Module] = []
-    if input_p > 0:
-        layers.append(VARIANTS[variant](input_p))
+    if input_p > 0 or input_layer:
+        layers.append(factory(input_p))
     width = inputs
-    for h in hidden:
-        layers += [nn.Dense(width, h, l2=l2, init=INITS[activation]), ACTIVATIONS[activation](),
-                   VARIANTS[variant](p)]
+    for i, h in enumerate(hidden):
+        extra = first_l2 if i == 0 else 0.0
+        layers += [nn.Dense(width, h, l2=l2 + extra, bias_l2=extra,
+                            init=INITS[activation] if init == "auto" else init),
+                   ACTIVATIONS[activation](), factory(p)]
         width = h
-    layers.append(nn.Dense(width, outputs, l2=l2, init="glorot"))
+    extra = first_l2 if not hidden else 0.0
+    layers.append(nn.Dense(width, outputs, l2=l2 + extra, bias_l2=extra, init="glorot" if init == "auto" else init))
+    return nn.Sequential(*layers, seed=seed)
+
+
+def bn_mlp(inputs: int, width: int, outputs: int, *, p_before: float = 0.0, p_after: float = 0.0,
+           seed=None) -> nn.Sequential:
+    """Two hidden blocks ``Dense -> BatchNorm1d -> ReLU -> Dropout``, then a Dense to ``outputs``.
+
+    ``p_before`` is the drop probability after the first block, so the second BatchNorm's input
+    carries dropout noise in training but not in eval (dropout before BN); ``p_after`` the one
+    after the last block, where no BN follows (Li et al. 2019's advice). The layer list is the
+    same at every p, so a seed gives the same initial weights.
+    """
+    from droplab.nn.norm import BatchNorm1d
+
+    return nn.Sequential(nn.Dense(inputs, width), BatchNorm1d(width), nn.ReLU(), nn.Dropout(p_before),
+                         nn.Dense(width, width), BatchNorm1d(width), nn.ReLU(), nn.Dropout(p_after),
+                         nn.Dense(width, outputs, init="glorot"), seed=seed)
+
+
+def ensemble_net(inputs: int, units: int, outputs: int, *, p: float, head: str, head_units: int = 32,
+                 seed=None) -> nn.Sequential:
+    """The float64 network of ``droplab ensemble``: ``Dense(inputs, units) -> ReLU -> Dropout(p)`` then
+
+    * ``head="softmax"``: ``Dense(units, outputs)`` (dropout feeds the softmax layer directly:
+      weight scaling IS the geometric mean);
+    * ``head="relu"``: ``Dense(units, head_units) -> ReLU -> Dense(head_units, outputs)``
+      (a ReLU between: weight scaling approximates it).
+
+    ``p`` is the drop probability (not the keep probability).
+
+    Example:
+        >>> import numpy as np
+        >>> ensemble_net(4, 8, 3, p=0.5, head="relu", seed=0).forward(np.zeros((2, 4))).shape
+        (2, 3)
+    """
+    import numpy as np
+
+    _validate.one_of("ensemble", "head", head, ("softmax", "relu"))
+    _validate.probability("ensemble", "p", p)
+    f64 = np.float64
+    layers: list[nn.Module] = [nn.Dense(inputs, units, dtype=f64), nn.ReLU(), nn.Dropout(p)]
+    if head == "softmax":
+        layers.append(nn.Dense(units, outputs, init="glorot", dtype=f64))
+    else:
+        layers += [nn.Dense(units, head_units, dtype=f64), nn.ReLU(),
+                   nn.Dense(head_units, outputs, init="glorot", dtype=f64)]
     return nn.Sequential(*layers, seed=seed)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["pyplot", "learning_curves", "decision_boundary"]
+__all__ = ["pyplot", "learning_curves", "decision_boundary", "errors", "clip", "RANGES"]
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
 
@@ -20,6 +20,30 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+# the values a plotted quantity can take, in the plot's units: axes never show beyond them
+RANGES = {"accuracy": (0.0, 100.0), "gap": (-100.0, 100.0), "loss": (0.0, None), "error": (0.0, 100.0)}
+
+
+def errors(stat, scale: float = 1.0) -> tuple[float, float, float]:
+    """``(mean, below, above)`` for an error bar of a :func:`droplab.lab.stats.summary`: the 95% CI
+    when n >= 3, else the range of the values (the plot's title says which)."""
+    if not stat or stat.get("mean") is None:
+        return float("nan"), 0.0, 0.0
+    m = stat["mean"] * scale
+    if stat.get("ci95") is not None:
+        return m, stat["ci95"] * scale, stat["ci95"] * scale
+    if stat.get("min") is not None:
+        return m, m - stat["min"] * scale, stat["max"] * scale - m
+    return m, 0.0, 0.0
+
+
+def clip(ax, kind: str) -> None:
+    """Clip the y axis to the possible range of ``kind`` (``RANGES``): no -20% accuracy axis."""
+    lo, hi = RANGES[kind]
+    y0, y1 = ax.get_ylim()
+    ax.set_ylim(max(y0, lo) if lo is not None else y0, min(y1, hi) if hi is not None else y1)
 
 
 def _band(ax, curves: Sequence[Sequence[float]], color: str, label: str, style: str = "-") -> None:
@@ -49,6 +73,8 @@ def learning_curves(arms: Mapping[str, Sequence[Mapping[str, Sequence[float]]]],
                 _band(ax, [h[f"val_{metric}"] for h in runs], color, f"{label} validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
+        if metric == "accuracy":
+            ax.set_ylim(max(ax.get_ylim()[0], 0.0), min(ax.get_ylim()[1], 1.0))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         if metric == "loss":

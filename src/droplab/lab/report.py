@@ -202,9 +202,9 @@ def _unfinished_sweep(folder: Path) -> dict[str, Any]:
 
 
 def _t(n: int) -> float:
-    from droplab.lab.sweep import t_quantile
+    from droplab.lab.stats import t95
 
-    return t_quantile(n)
+    return t95(n)
 
 
 def _paired(a: Mapping[Any, float], b: Mapping[Any, float]) -> tuple[float, float | None, int] | None:

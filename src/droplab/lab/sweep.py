@@ -2,17 +2,20 @@
 
 The grid is the product of the values given for each knob (``p``, ``dataset``, ``hidden``,
 ``variant``, ``activation``, ``optimizer``, ``lr``, ``l2``, ``epochs``, ``batch_size``,
-``input_p``), as flags (``--p 0,0.1,0.3 --hidden "64;256,256" --lr 1e-3,1e-2``) or in a
-TOML file (``--config grid.toml``; flags given on the command line override the file),
-times ``--seeds`` seeds. ``p`` is always the drop probability (not the keep probability).
-Every run goes through :func:`droplab.lab.experiment.train_run`, so a run's record has the
-keys of a ``compare`` record (``p``, ``seed``, ``metrics``, ``history``) plus the knobs of
-its grid point and a ``key`` that names the run.
+``input_p``, ``model``, ``init``, ``decay``, ``first_l2``, ``max_norm``), as flags
+(``--p 0,0.1,0.3 --hidden 64 --hidden 256,256 --lr 1e-3,1e-2``; architectures are given by
+repeating ``--hidden`` or separated by ``/``: ``--hidden 64/256,256``; ``;`` is accepted too
+but needs quoting in a shell) or in a TOML file (``--config grid.toml``; flags given on the
+command line override the file), times ``--seeds`` seeds. ``p`` is always the drop
+probability (not the keep probability). Every run is a task of the lab's one runner
+(:mod:`droplab.lab.runner`), so a run's record has the keys of a ``compare`` record (``p``,
+``seed``, ``metrics``, ``history``) plus the knobs of its grid point and a ``key`` that names
+the run.
 
-Runs are dispatched through joblib: local processes (loky) with ``--workers``, or a dask
-or ray cluster with ``--backend dask|ray`` when those packages are installed. Seed ``s`` of
-every grid point starts from the same initial weights, so points are compared on common
-random numbers, and a record does not depend on the worker or the order it ran in.
+Runs execute where ``--backend`` says: local processes (loky) with ``--workers`` (default: the
+usable cores), or a dask or ray cluster (``--address``) when those packages are installed.
+Seed ``s`` of every grid point starts from the same initial weights, so points are compared
+on common random numbers, and a record does not depend on the worker or the order it ran in.
 
 Results folder layout. Unlike the other commands' folders, which are written whole or not
 at all (:func:`droplab.lab._results.results_dir`), a sweep's folder is written as it goes,
@@ -29,7 +32,7 @@ by design, so that it can be resumed:
 - A run whose training loss becomes non-finite (too large a learning rate) does not stop the
   sweep: its record holds ``error`` and no metrics, and the summary counts it in ``diverged``.
 - ``results.json`` (``command``, ``config``, ``versions``, ``runs``, ``summary`` as for
-  ``compare``; ``summary`` adds a 95% confidence interval over seeds) and the plots
+  ``compare``: mean ± 95% CI over seeds, :mod:`droplab.lab.stats`) and the plots
   ``sweep_p.png`` (validation accuracy and loss against p, error bars = 95% CI, one line per
   combination of the other knobs) and ``gap.png`` (train - validation accuracy against p),
   each written atomically once every run has finished.
@@ -54,13 +57,13 @@ from droplab._files import atomic_open
 from droplab import _validate
 from droplab.errors import FileError, InvalidValueError
 
-__all__ = ["KNOBS", "DEFAULTS", "expand", "config_hash", "load_runs", "append_record", "t_quantile",
-           "summarize_points", "HELP"]
+__all__ = ["KNOBS", "DEFAULTS", "expand", "config_hash", "load_runs", "append_record", "summarize_points",
+           "run_config", "HELP"]
 
 HELP = "a grid of p (and other knobs) x seeds, in parallel, resumable"
 
 WHERE = "sweep"
-FORMAT = 1  # version of the run-key / config-hash recipe
+FORMAT = 2  # version of the run-key / config-hash recipe (2: model, init, decay, first_l2, max_norm knobs)
 
 # knob -> default values, in the order grid points are enumerated (p varies fastest but one)
 DEFAULTS: dict[str, list[Any]] = {
@@ -74,21 +77,29 @@ DEFAULTS: dict[str, list[Any]] = {
     "epochs": [150],
     "batch_size": [100],
     "input_p": [0.0],
+    "model": ["mlp"],
+    "init": ["auto"],
+    "decay": [0.0],
+    "first_l2": [0.0],
+    "max_norm": [0.0],
     "p": [0.0, 0.1, 0.2, 0.3, 0.5],
 }
 KNOBS = tuple(DEFAULTS)
-_FLOATS = ("lr", "l2", "input_p", "p")
+QUICK = {"epochs": [30]}
+_FLOATS = ("lr", "l2", "input_p", "p", "decay", "first_l2", "max_norm")
 _INTS = ("epochs", "batch_size")
-_STRINGS = ("dataset", "variant", "activation", "optimizer")
+_STRINGS = ("dataset", "variant", "activation", "optimizer", "model", "init")
 _TOML_EXTRA = ("seeds", "label")
 METRICS = ("train_accuracy", "val_accuracy", "gap", "train_loss", "val_loss", "seconds_per_epoch")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from droplab.lab import flags
+
     def d(knob: str) -> str:
         vals = DEFAULTS[knob]
         if knob == "hidden":
-            return ";".join(",".join(map(str, h)) for h in vals)
+            return "/".join(",".join(map(str, h)) for h in vals)
         return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals)
 
     g = parser.add_argument_group("grid (comma-separated values; every combination is run)")
@@ -96,18 +107,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--p", default=argparse.SUPPRESS, help=f"drop probabilities, each {b('p')} (default {d('p')})")
     g.add_argument("--dataset", default=argparse.SUPPRESS,
                    help=f"registered data sets or .npz/.csv files (default {d('dataset')})")
-    g.add_argument("--hidden", default=argparse.SUPPRESS,
-                   help=f"hidden layer sizes; architectures separated by ';' (each size 1 to {_validate.MAX_WIDTH}, "
-                        f"at most {_validate.MAX_DEPTH} layers; default {d('hidden')})")
+    g.add_argument("--hidden", action="append", default=argparse.SUPPRESS,
+                   help=f"hidden layer sizes of one architecture, comma-separated; repeat the flag (or separate "
+                        f"architectures with '/') for several (each size 1 to {_validate.MAX_WIDTH}, at most "
+                        f"{_validate.MAX_DEPTH} layers; default {d('hidden')})")
+    g.add_argument("--model", default=argparse.SUPPRESS, help=f"architectures: mlp, cnn, rnn (default {d('model')})")
     g.add_argument("--variant", default=argparse.SUPPRESS, help=f"dropout variants, e.g. dropout,classic (default {d('variant')})")
     g.add_argument("--activation", default=argparse.SUPPRESS, help=f"relu, leaky_relu, tanh, sigmoid, selu "
                                                       f"(default {d('activation')})")
+    g.add_argument("--init", default=argparse.SUPPRESS, help=f"weight initialisations: auto, he, glorot, lecun, torch, "
+                                                f"small (default {d('init')})")
     g.add_argument("--optimizer", default=argparse.SUPPRESS, help=f"adam, adamw, sgd (default {d('optimizer')})")
     g.add_argument("--lr", default=argparse.SUPPRESS, help=f"learning rates, each {b('lr')} (default {d('lr')})")
+    g.add_argument("--decay", default=argparse.SUPPRESS,
+                   help=f"learning-rate decays, lr / (1 + decay * step), each {b('decay')} (default {d('decay')})")
     g.add_argument("--l2", default=argparse.SUPPRESS,
                    help=f"L2 penalties on every weight matrix, each {b('l2')} (default {d('l2')})")
+    g.add_argument("--first-l2", dest="first_l2", default=argparse.SUPPRESS,
+                   help=f"L2 penalties on the first layer's weights and biases, each {b('first_l2')} "
+                        f"(default {d('first_l2')})")
+    g.add_argument("--max-norm", dest="max_norm", default=argparse.SUPPRESS,
+                   help=f"max-norm constraints (0: off), each {b('max_norm')} (default {d('max_norm')})")
     g.add_argument("--epochs", default=argparse.SUPPRESS,
-                   help=f"passes over the training data, each {b('epochs')} (default {d('epochs')})")
+                   help=f"passes over the training data, each {b('epochs')} (default {d('epochs')}; --quick: 30)")
     g.add_argument("--batch-size", dest="batch_size", default=argparse.SUPPRESS,
                    help=f"mini-batch sizes, each {b('batch_size')} (default {d('batch_size')})")
     g.add_argument("--input-p", dest="input_p", default=argparse.SUPPRESS,
@@ -120,10 +142,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"seeds per grid point, {b('seeds')} (default 3; grid points x seeds at most "
                              f"{_validate.MAX_SWEEP_RUNS})")
     parser.add_argument("--label", default=argparse.SUPPRESS, help="label column of .csv data sets (default 'label')")
-    parser.add_argument("--workers", type=_validate.flag_type("workers"), default=1,
-                        help=f"parallel runs: processes, or cluster tasks ({b('workers')})")
-    parser.add_argument("--backend", default="loky",
-                        help="joblib backend: loky (local processes), dask or ray (when installed)")
+    flags.add(parser, ["workers", "backend", "address", "checkpoint_every", "quick"], quick={"epochs": 30})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,7 +162,7 @@ def _canon(knob: str, value: Any, where: str) -> Any:
             return _validate.within(where, knob, _validate.probability(where, knob, value))
         if knob == "lr":
             return _validate.within(where, knob, _validate.positive_float(where, knob, value))
-        return _validate.within(where, knob, _validate.nonnegative_float(where, knob, value))
+        return _validate.within(where, knob, _validate.nonnegative_float(where, knob, value))  # l2, decay, ...
     if knob == "epochs":
         return _validate.within(where, knob, _validate.positive_int(where, knob, value))
     if knob == "batch_size":
@@ -151,7 +170,12 @@ def _canon(knob: str, value: Any, where: str) -> Any:
     if not isinstance(value, str):
         raise TypeError(_validate.message(where, knob, "a string", value))
     if knob == "variant":
-        return _validate.one_of(where, knob, value, models.VARIANTS)
+        return _validate.one_of(where, knob, value, list(dict.fromkeys(v for reg in models.MODELS.values()
+                                                                       for v in reg)))
+    if knob == "model":
+        return _validate.one_of(where, knob, value, models.MODELS)
+    if knob == "init":
+        return _validate.one_of(where, knob, value, models.INIT_CHOICES)
     if knob == "activation":
         return _validate.one_of(where, knob, value, models.ACTIVATIONS)
     if knob == "optimizer":
@@ -159,10 +183,12 @@ def _canon(knob: str, value: Any, where: str) -> Any:
     return value  # dataset: checked by loading it
 
 
-def _from_flag(knob: str, text: str) -> list[Any]:
-    """Parse one flag's text: comma-separated values (architectures separated by ';')."""
+def _from_flag(knob: str, text: Any) -> list[Any]:
+    """Parse one flag's text: comma-separated values (architectures: repeated --hidden, or '/' or ';')."""
+    from droplab.lab import flags
+
     flag = "--" + knob.replace("_", "-")
-    parts = [t.strip() for t in (text.split(";") if knob == "hidden" else text.split(","))]
+    parts = flags.hidden_list(text) if knob == "hidden" else [t.strip() for t in str(text).split(",")]
     if knob != "hidden":
         parts = [t for t in parts if t]
     if not parts:
@@ -185,7 +211,9 @@ def _from_flag(knob: str, text: str) -> list[Any]:
 def _from_toml(knob: str, value: Any) -> list[Any]:
     if knob == "hidden":
         if isinstance(value, str):
-            return [t.strip() for t in value.split(";")]
+            from droplab.lab import flags
+
+            return flags.hidden_list(value)
         if isinstance(value, list) and value and all(isinstance(v, (list, str)) for v in value):
             return list(value)  # alternatives
         return [value]  # one architecture, e.g. [256, 256]
@@ -264,8 +292,10 @@ def build_grid(args: argparse.Namespace) -> tuple[dict[str, list[Any]], int, str
     grid: dict[str, list[Any]] = {}
     for knob in KNOBS:
         flag = getattr(args, knob, None)
+        if flag is None and knob in QUICK and getattr(args, "quick", False) and knob not in file:
+            flag = ",".join(map(str, QUICK[knob]))
         if flag is not None:
-            raw, where = _from_flag(knob, str(flag)), WHERE
+            raw, where = _from_flag(knob, flag), WHERE
         elif knob in file:
             raw, where = _from_toml(knob, file[knob]), where_file
         else:
@@ -295,146 +325,21 @@ def build_grid(args: argparse.Namespace) -> tuple[dict[str, list[Any]], int, str
 # ---------------------------------------------------------------------------------------------
 # one run (executed in a worker process)
 
-_DATASETS: dict[tuple[str, str], Any] = {}
-
-
-def _dataset(name: str, label: str):
-    from droplab import data
-
-    key = (name, label)
-    if key not in _DATASETS:
-        options = {"label": label} if name.lower().endswith(".csv") else {}
-        _DATASETS[key] = data.load(name, **options)
-    return _DATASETS[key]
-
-
-def run_config(point: dict[str, Any]):
+def run_config(point: dict[str, Any], label: str = "label"):
     """The :class:`~droplab.lab.experiment.RunConfig` of a grid point."""
     from droplab.lab import experiment
 
     return experiment.RunConfig(
+        dataset=point.get("dataset", "mnist1d"), label=label, model=point.get("model", "mlp"),
         hidden=tuple(point["hidden"]), activation=point["activation"], variant=point["variant"],
-        input_p=point["input_p"], epochs=point["epochs"],
-        batch_size=None if point["batch_size"] == 0 else point["batch_size"],
-        optimizer=point["optimizer"], lr=point["lr"], l2=point["l2"])
+        input_p=point["input_p"], init=point.get("init", "auto"), epochs=point["epochs"],
+        batch_size=None if point["batch_size"] == 0 else point["batch_size"], optimizer=point["optimizer"],
+        lr=point["lr"], decay=point.get("decay", 0.0), l2=point["l2"], first_l2=point.get("first_l2", 0.0),
+        max_norm=point.get("max_norm", 0.0) or None)
 
 
-_WARM = False
-
-
-def _warm_kernels() -> None:
-    """Compile (or load) the mask kernels once per process, before anything is timed."""
-    global _WARM
-    if not _WARM:
-        import numpy as np
-
-        from droplab import kernels
-
-        for dt in (np.float32, np.float64):
-            kernels.apply(np.ones(64, dt), 0.5, (0, 0), 0, 2.0)
-        _WARM = True
-
-
-def _worker_init(parent: int) -> None:
-    """Run in each loky worker as it starts: make it die with the sweep's process.
-
-    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so the kernel kills the worker the moment its
-    parent dies (even by ``kill -9``); elsewhere a daemon thread watches the parent's pid. Without
-    this, loky's workers outlive a killed parent until their idle timeout (minutes).
-    """
-    import signal
-    import threading
-    import time
-
-    armed = False
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            armed = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            armed = False
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-    if not armed:
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(0.5)
-            os._exit(1)
-
-        threading.Thread(target=watch, name="droplab-parent-watch", daemon=True).start()
-
-
-def _run_one(key: str, point: dict[str, Any], seed: int, label: str) -> dict[str, Any]:
-    from droplab.lab import experiment
-
-    _warm_kernels()
-    try:
-        record, _ = experiment.train_run(_dataset(point["dataset"], label), run_config(point), p=point["p"],
-                                         seed=seed)
-    except FloatingPointError as exc:
-        # a diverging run is a result of the grid (too large a learning rate), not a reason to stop
-        # the sweep; it is deterministic, so a resumed sweep counts it as done
-        return {"key": key, **point, "p": point["p"], "seed": seed, "error": str(exc), "metrics": None,
-                "history": None}
-    return {"key": key, **point, **record}
-
-
-# ---------------------------------------------------------------------------------------------
-# runs.jsonl: atomic appends, torn-line recovery
-
-
-def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append one record as one line: one ``write`` on an ``O_APPEND`` descriptor, then fsync."""
-    from droplab.lab._results import _default
-
-    line = (json.dumps(record, separators=(",", ":"), default=_default, allow_nan=False) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        view = memoryview(line)
-        while view:  # a regular file takes it in one write; a short write (disk full) is finished
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def load_runs(path: str | os.PathLike, keys: Iterable[str] | None = None) -> tuple[dict[str, dict], int]:
-    """Read ``runs.jsonl``: ``({key: record}, lines dropped)``.
-
-    A line is kept when it ends in a newline, parses as JSON, has a ``key`` (in ``keys``, if
-    given) and that key was not seen before. When anything was dropped, the file is
-    rewritten atomically with the kept lines only, so later appends start on a clean line.
-    """
-    path = Path(path)
-    if not path.exists():
-        return {}, 0
-    raw = path.read_bytes()
-    wanted = None if keys is None else set(keys)
-    kept: dict[str, dict] = {}
-    lines: list[bytes] = []
-    dropped = 0
-    *complete, tail = raw.split(b"\n")
-    dropped += bool(tail.strip())  # no newline: a write cut short
-    for line in complete:
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            dropped += 1
-            continue
-        k = rec.get("key") if isinstance(rec, dict) else None
-        if not isinstance(k, str) or (wanted is not None and k not in wanted) or k in kept:
-            dropped += 1
-            continue
-        kept[k] = rec
-        lines.append(line + b"\n")
-    if dropped or tail:
-        with atomic_open(path) as f:
-            f.write(b"".join(lines))
-    return kept, dropped
+# runs.jsonl: atomic appends and torn-line recovery live in the runner (every command's journal)
+from droplab.lab.runner import append_record, load_runs  # noqa: E402
 
 
 _OUTPUTS = ("sweep.json", "runs.jsonl", "results.json", "sweep_p.png", "gap.png")
@@ -482,63 +387,25 @@ def prepare_out(out: Path, config: dict[str, Any], force: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# statistics
-
-# two-sided 95% Student t quantiles t_{0.975, df} for when scipy is missing
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-         10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101,
-         19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052,
-         28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
-
-
-def t_quantile(df: int) -> float:
-    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (the 95% CI factor).
-
-    Uses scipy when installed, else a table (the nearest tabulated df at or below; 1.960 past 120).
-
-    Example:
-        >>> round(t_quantile(4), 3), round(t_quantile(10**6), 2)
-        (2.776, 1.96)
-    """
-    df = _validate.positive_int("t_quantile", "df", df)
-    try:
-        from scipy import stats
-    except ModuleNotFoundError:  # pragma: no cover - scipy comes with scikit-learn
-        if df > 120:
-            return 1.960
-        return _T975[max(k for k in _T975 if k <= df)]
-    return float(stats.t.ppf(0.975, df))
-
-
-def mean_ci(values: Sequence[float]) -> dict[str, Any]:
-    """Mean, std (ddof=1), n and the 95% CI half-width (t-distribution; None when n = 1)."""
-    import numpy as np
-
-    v = np.asarray(values, dtype=float)
-    n = len(v)
-    std = float(v.std(ddof=1)) if n > 1 else 0.0
-    return {"mean": float(v.mean()), "std": std, "n": n,
-            "ci95": t_quantile(n - 1) * std / math.sqrt(n) if n > 1 else None}
+# statistics (the lab's one helper: droplab.lab.stats, through droplab.lab.readings)
 
 
 def summarize_points(runs: Sequence[dict], points: Sequence[dict]) -> list[dict[str, Any]]:
-    """One row per grid point with runs: its knobs, seeds, diverged runs and mean/std/n/ci95 per metric.
+    """One row per grid point with runs: its knobs, seeds, diverged runs and the summary
+    (mean, n, std, min, max, 95% CI half-width when n >= 3) of each metric.
 
     Runs that diverged (a record with ``error``) are counted in ``diverged`` and left out of the
     statistics; a point whose runs all diverged has None for each metric.
     """
+    from droplab.lab import readings
+
     rows = []
     for point in points:
         mine = [r for r in runs if all(r.get(k) == v for k, v in point.items())]
-        ok = [r for r in mine if not r.get("error") and not r.get("diverged") and r.get("metrics")]
-
-        def stat(m: str) -> dict[str, Any] | None:
-            values = [r["metrics"][m] for r in ok if r["metrics"].get(m) is not None]  # None: non-finite
-            return mean_ci(values) if values else None
-
         if mine:
-            rows.append({**point, "seeds": sorted(r["seed"] for r in mine), "diverged": len(mine) - len(ok),
-                         **{m: stat(m) for m in METRICS}})
+            s = readings.summarize(mine, METRICS)
+            rows.append({**point, "seeds": sorted(r["seed"] for r in mine), "diverged": s.pop("diverged"),
+                         **{m: (v if v["n"] else None) for m, v in s.items()}})
     return rows
 
 
@@ -547,21 +414,21 @@ def summarize_points(runs: Sequence[dict], points: Sequence[dict]) -> list[dict[
 
 
 def run(args: argparse.Namespace) -> int:
-    from droplab.lab import _results
+    from droplab.lab import _results, flags, runner
 
     # everything is validated before anything is written
+    flags.resolve(args, WHERE)
     grid, n_seeds, label = build_grid(args)
     seed = _validate.nonnegative_int(WHERE, "seed", args.seed)
     workers = _validate.within(WHERE, "workers", _validate.positive_int(WHERE, "workers", args.workers))
-    backend = _validate.one_of(WHERE, "backend", args.backend, ("loky", "dask", "ray"))
-    _check_backend(backend)
     seeds = [seed + i for i in range(n_seeds)]
     points = expand(grid)
     for point in points:
-        run_config(point).validate(WHERE)
+        run_config(point, label).validate(WHERE)
     for name in grid["dataset"]:
-        _dataset(name, label)  # bad names fail here, before anything is written
-    tasks = [(run_key(pt, s), pt, s) for pt in points for s in seeds]
+        runner.dataset(run_config({**points[0], "dataset": name}, label))  # bad names fail here
+    tasks = [runner.Task(run_key(pt, s), run_config(pt, label), pt["p"], s, dict(pt)) for pt in points
+             for s in seeds]
     config = {"command": "sweep", "hash": config_hash(grid, seeds, label), "grid": grid, "seeds": seeds,
               "seed": seed, "label": label, "runs": len(tasks)}
     force = _results.force_flag(args)
@@ -573,7 +440,7 @@ def run(args: argparse.Namespace) -> int:
         raise _results.file_error(WHERE, out, exc) from None
     try:
         with _results.lock(out, WHERE):
-            return _sweep(args, out, config, tasks, points, grid, seeds, label, workers, backend, force)
+            return _sweep(args, out, config, tasks, points, grid, seeds, workers, force)
     except OSError as exc:
         if isinstance(exc, FileError) and "--out" in str(exc):
             raise
@@ -585,102 +452,39 @@ def run(args: argparse.Namespace) -> int:
                     out.rmdir()
 
 
-def _sweep(args, out, config, tasks, points, grid, seeds, label, workers, backend, force) -> int:
+def _sweep(args, out, config, tasks, points, grid, seeds, workers, force) -> int:
     """The sweep itself, in the locked folder ``out``: resume what is there, run the rest, write the results."""
-    from droplab.lab import _results
+    from rich.console import Console
+
+    from droplab.lab import _results, runner, stats, tables
     from droplab.lab._results import versions, write_json
 
     _results.check_out(out, WHERE, force=force)  # again, now that no other command can change it
     _results.remove_stale(out)
     prepare_out(out, config, force)
-    runs_path = out / "runs.jsonl"
-    done, dropped = load_runs(runs_path, keys=[t[0] for t in tasks])
-    todo = [t for t in tasks if t[0] not in done]
-    from rich.console import Console
-
-    # a table of a dozen columns: 120 characters when the output is a file or a pipe, not rich's 80
-    console = Console(quiet=args.quiet, width=None if sys.stdout.isatty() else 120)
-    if done:
-        console.print(f"resuming {out}: {len(done)} of {len(tasks)} runs done, {len(todo)} to go"
-                      + (f" ({dropped} torn or stray line(s) dropped)" if dropped else ""), soft_wrap=True)
-    if todo:
-        _execute(todo, label, workers, backend, runs_path, done, console, args.quiet, len(tasks))
-    order = {t[0]: i for i, t in enumerate(tasks)}
-    runs = sorted(done.values(), key=lambda r: order[r["key"]])
+    console = Console(quiet=args.quiet)
+    journal = runner.Journal(out / "runs.jsonl", out / "sweep.json", out / _results.WORK, config["hash"], WHERE)
+    ran = runner.execute(tasks, workers=workers, backend_name=args.backend, address=args.address, journal=journal,
+                         console=console, quiet=args.quiet, description="sweep",
+                         checkpoint_every=args.checkpoint_every)
+    runs = ran.records
     summary = summarize_points(runs, points)
+    table = _table(summary, grid, len(seeds))
+    reading = _reading(runs, summary, grid)
     results = {"command": "sweep",
-               "config": {k: v for k, v in config.items() if k != "command"} | {"workers": workers,
-                                                                                "backend": backend},
-               "versions": versions(), "runs": runs, "summary": summary,
-               "best": best_points(summary, grid)}
+               "config": {k: v for k, v in config.items() if k != "command"} | {
+                   "workers": workers, "backend": args.backend, "address": args.address},
+               "versions": versions(), "runs": runs, "summary": summary, "tables": [table], "reading": reading,
+               "statistics": stats.HEADER, "best": best_points(summary, grid)}
     write_json(out / "results.json", results)
     plot_sweep(summary, grid, out)
     _results.write_manifest(out, "sweep", _OUTPUTS)
-    _print_table(console, summary, grid, len(seeds))
-    console.print(f"results written to {out}/ (runs.jsonl, results.json, sweep_p.png, gap.png)", soft_wrap=True)
+    journal.close()  # the checkpoints; runs.jsonl stays: it is the sweep's own record
+    tables.show(console, table)
+    for line in reading:
+        console.print(f"- {line}", highlight=False, markup=False)
+    _results.done_line(console, out, ["runs.jsonl", "results.json", "sweep_p.png", "gap.png"])
     return 0
-
-
-def _check_backend(backend: str) -> None:
-    need = {"dask": ("distributed", "pip install 'dask[distributed]'"), "ray": ("ray", "pip install 'ray[default]'")}
-    if backend in need:
-        import importlib.util
-
-        module, how = need[backend]
-        if importlib.util.find_spec(module) is None:
-            raise ValueError(_validate.message(WHERE, "backend", "loky, or a backend whose package is installed",
-                                               backend, f"{module} is not installed: {how}, or use --backend loky."))
-
-
-@contextlib.contextmanager
-def _backend(backend: str, workers: int) -> Iterator[None]:
-    import joblib
-
-    if backend == "loky":
-        try:
-            # each worker dies with this process, even when it is killed with SIGKILL
-            with joblib.parallel_config(backend="loky", n_jobs=workers, initializer=_worker_init,
-                                        initargs=(os.getpid(),)):
-                yield
-        finally:
-            if workers > 1:  # stop the worker processes now rather than after loky's idle timeout
-                from joblib.externals.loky import get_reusable_executor
-
-                get_reusable_executor().shutdown(wait=True)
-    elif backend == "dask":  # pragma: no cover - needs dask.distributed
-        from dask.distributed import Client
-
-        address = os.environ.get("DASK_SCHEDULER_ADDRESS")
-        with (Client(address) if address else Client(n_workers=workers, threads_per_worker=1)):
-            with joblib.parallel_config(backend="dask", n_jobs=workers):
-                yield
-    else:  # pragma: no cover - needs ray
-        from ray.util.joblib import register_ray
-
-        register_ray()
-        with joblib.parallel_config(backend="ray", n_jobs=workers):
-            yield
-
-
-def _execute(todo, label, workers, backend, runs_path, done, console, quiet, total) -> None:
-    import joblib
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), disable=quiet, transient=True, console=console)
-    try:
-        with progress, _backend(backend, workers):
-            task = progress.add_task("sweep", total=total, completed=len(done))
-            jobs = (joblib.delayed(_run_one)(key, pt, s, label) for key, pt, s in todo)
-            results = joblib.Parallel(return_as="generator_unordered", batch_size=1)(jobs)
-            for record in results:
-                append_record(runs_path, record)  # the parent alone writes, as each run finishes
-                done[record["key"]] = record
-                progress.advance(task)
-    except KeyboardInterrupt:
-        console.print(f"{len(done)} of {total} runs saved in {runs_path}; rerun the same command to resume",
-                      soft_wrap=True)
-        raise
 
 
 def _varying(grid: dict[str, list[Any]], skip: Iterable[str] = ("p",)) -> list[str]:
@@ -722,7 +526,7 @@ def _save_fig(fig, path: Path) -> None:
 
 def plot_sweep(summary: Sequence[dict], grid: dict[str, list[Any]], out: Path) -> None:
     """``sweep_p.png`` (val accuracy and loss vs p) and ``gap.png`` (train - val accuracy vs p)."""
-    from droplab.lab.plots import COLORS, pyplot
+    from droplab.lab.plots import COLORS, clip, errors, pyplot
 
     plt = pyplot()
     keys = _varying(grid)
@@ -731,65 +535,84 @@ def plot_sweep(summary: Sequence[dict], grid: dict[str, list[Any]], out: Path) -
         if row["val_accuracy"] is not None:  # not every run of the point diverged
             lines.setdefault(_line_label(row, keys), []).append(row)
 
-    def draw(ax, metric: str, mult: float, ylabel: str) -> None:
+    def draw(ax, metric: str, mult: float, ylabel: str, kind: str) -> None:
         span = max(grid["p"]) - min(grid["p"]) or 1.0
         for i, (name, rows) in enumerate(lines.items()):
             rows = sorted(rows, key=lambda r: r["p"])
             dodge = (i - (len(lines) - 1) / 2) * 0.008 * span  # error bars of lines side by side, not on top
             x = [r["p"] + dodge for r in rows]
-            y = [r[metric]["mean"] * mult for r in rows]
-            err = [(r[metric]["ci95"] or 0.0) * mult for r in rows]
-            ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, lw=1.5, color=COLORS[i % len(COLORS)],
+            bars = [errors(r[metric], mult) for r in rows]
+            ax.errorbar(x, [b[0] for b in bars], yerr=[[b[1] for b in bars], [b[2] for b in bars]], marker="o",
+                        ms=4, capsize=3, lw=1.5, color=COLORS[i % len(COLORS)],
                         ls=("-", "--", ":", "-.")[(i // len(COLORS)) % 4], label=name)
         ax.set_xlabel("p (drop probability)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
+        clip(ax, kind)
         if len(lines) > 1:
             ax.legend(fontsize=7)
 
     n = min((r["val_accuracy"]["n"] for rows in lines.values() for r in rows), default=0)
+    bars = "95% CI (Student t)" if n >= 3 else "range of the values (n < 3: not an interval)"
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    draw(axes[0], "val_accuracy", 100, "validation accuracy (%)")
-    draw(axes[1], "val_loss", 1, "validation loss")
-    fig.suptitle(f"sweep: mean and 95% CI over {n} seed(s)")
+    draw(axes[0], "val_accuracy", 100, "validation accuracy (%)", "accuracy")
+    draw(axes[1], "val_loss", 1, "validation loss", "loss")
+    fig.suptitle(f"sweep: mean and {bars} over {n} seed(s)")
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.88, wspace=0.22)  # tight_layout costs 0.3 s
     _save_fig(fig, out / "sweep_p.png")
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    draw(ax, "gap", 100, "train - validation accuracy (points)")
+    draw(ax, "gap", 100, "train - validation accuracy (points)", "gap")
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_title(f"generalisation gap, mean and 95% CI over {n} seed(s)")
+    ax.set_title(f"generalisation gap, mean and {bars.split(' (')[0]} over {n} seed(s)", fontsize=10)
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.13, top=0.9)
     _save_fig(fig, out / "gap.png")
     plt.close(fig)
 
 
-def _print_table(console, summary, grid, n_seeds) -> None:
-    from rich.table import Table
+def _table(summary, grid, n_seeds) -> dict:
+    from droplab.lab import stats, tables
 
     keys = _varying(grid) + ["p"]
-    table = Table(title=f"droplab sweep: mean ± 95% CI over {n_seeds} seed(s)")
-    for k in keys:
-        table.add_column(k, justify="right" if k != "dataset" else "left")
-    cols = [("val acc", "val_accuracy", 100, "{:.1f}"), ("train acc (eval)", "train_accuracy", 100, "{:.1f}"),
-            ("gap (points)", "gap", 100, "{:.1f}"), ("val loss", "val_loss", 1, "{:.3f}"),
-            ("ms / epoch", "seconds_per_epoch", 1000, "{:.1f}")]
-    for name, *_ in cols:
-        table.add_column(name, justify="right")
+    cols = [("val acc (%)", "val_accuracy", 100, 1), ("train acc (%)", "train_accuracy", 100, 1),
+            ("gap (points)", "gap", 100, 1), ("val loss", "val_loss", 1, 3), ("ms/epoch", "seconds_per_epoch", 1000, 1)]
     diverged = any(row["diverged"] for row in summary)
-    if diverged:
-        table.add_column("diverged", justify="right")
+    rows = []
     for row in summary:
-        cells = []
-        for _, key, mult, fmt in cols:
-            s = row[key]
-            if s is None:
-                cells.append("–")
-                continue
-            ci = "" if s["ci95"] is None else f" ± {fmt.format(s['ci95'] * mult)}"
-            cells.append(fmt.format(s["mean"] * mult) + ci)
+        cells = [stats.fmt(row[key], mult, digits) for _, key, mult, digits in cols]
         if diverged:
             cells.append(f"{row['diverged']}/{len(row['seeds'])}")
-        table.add_row(*(_fmt(k, row[k]) for k in keys), *cells)
-    console.print(table)
+        rows.append([_fmt(k, row[k]) for k in keys] + cells)
+    ns = [row[k]["n"] for row in summary for _, k, _, _ in cols if row[k]]
+    return tables.table(f"droplab sweep: {n_seeds} seed(s) per point", [*keys, *(c[0] for c in cols),
+                                                                         *(["diverged"] if diverged else [])],
+                        rows, note=stats.legend(ns or [0]), left=len(keys),
+                        drop=("ms/epoch", "train acc (%)", "val loss", "gap (points)"))
+
+
+def _reading(runs, summary, grid) -> list[str]:
+    """Per line of the grid (a combination of the other knobs): the p with the highest mean
+    validation accuracy, and what the one rule says about it against p = 0."""
+    from droplab.lab import readings, stats
+
+    out = []
+    keys = _varying(grid)
+    lines: dict[str, list[dict]] = {}
+    for row in summary:
+        if row["val_accuracy"] is not None:
+            lines.setdefault(_line_label(row, keys), []).append(row)
+    for name, rows in lines.items():
+        top = max(rows, key=lambda r: r["val_accuracy"]["mean"])
+        where = f" for {name}" if keys else ""
+        text = (f"highest mean validation accuracy{where}: p = {top['p']:g}, "
+                f"{stats.fmt(top['val_accuracy'], 100)}% (n = {top['val_accuracy']['n']})")
+        base = next((r for r in rows if r["p"] == 0.0), None)
+        if base is not None and base is not top:
+            match = {k: top[k] for k in KNOBS if k in top and k != "p"}
+            text += "; " + readings.paired_sentence(runs, {**match, "p": top["p"]}, {**match, "p": 0.0},
+                                                    subject=f"p = {top['p']:g} against p = 0")
+        elif base is top and len(rows) > 1:
+            text += "; no p > 0 had a higher mean than no dropout"
+        out.append(text + ".")
+    return out

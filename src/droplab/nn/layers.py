@@ -13,7 +13,7 @@ from droplab.nn.module import Module, Parameter, _as_float
 
 __all__ = ["Dense", "Flatten"]
 
-_INITS = ("he", "glorot", "lecun", "torch")
+_INITS = ("he", "glorot", "lecun", "torch", "small")
 
 
 class Dense(Module):
@@ -31,8 +31,10 @@ class Dense(Module):
         bias_l1, bias_l2 (float): the same on ``b``. Default 0.
         init (str): ``"he"`` (normal, std ``sqrt(2/in)``, for ReLU; default), ``"glorot"``
             (uniform, limit ``sqrt(6/(in+out))``, for tanh/sigmoid), ``"lecun"`` (normal, std
-            ``sqrt(1/in)``, for SELU) or ``"torch"``
-            (PyTorch's ``nn.Linear`` default: ``U(-1/sqrt(in), 1/sqrt(in))`` for W and b).
+            ``sqrt(1/in)``, for SELU), ``"torch"``
+            (PyTorch's ``nn.Linear`` default: ``U(-1/sqrt(in), 1/sqrt(in))`` for W and b) or
+            ``"small"`` (normal, std 0.01, zero bias: the ``0.01 * np.random.randn`` of Kinsley and
+            Kukieła's *Neural Networks from Scratch*, whatever the width).
         seed (int | np.random.Generator | None): seed of the initial weights. Default None.
         dtype: float32 (default) or float64.
 
@@ -89,6 +91,9 @@ class Dense(Module):
             b = np.zeros(fan_out)
         elif self.init == "glorot":
             w = g.uniform(-1, 1, shape) * np.sqrt(6.0 / (fan_in + fan_out))
+            b = np.zeros(fan_out)
+        elif self.init == "small":
+            w = g.standard_normal(shape) * 0.01
             b = np.zeros(fan_out)
         else:
             bound = 1.0 / np.sqrt(fan_in)
