@@ -344,8 +344,6 @@ def test_rate_at_one_in_a_million_over_a_billion_draws(rng):
     # counter): 1007 drops expected, sd ~31.7. |rate - p| <= 5 sqrt(p(1-p)/n) fails by chance
     # with probability ~5.7e-7 (z = 5); the threshold's rounding (<= 2**-33 = 1.2e-10) is under
     # 0.4% of a sigma (3.2e-8).
-    if kernels.backend() != "numba":
-        pytest.skip("minutes on the NumPy reference; numba's masks are its bits (tests above)")
     p, size, calls = 1e-6, 1 << 25, 30
     n = size * calls
     key, first = _key(rng), int(rng.integers(0, 2**62))

@@ -24,31 +24,46 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 
 def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = ROUNDS):
     """Philox4x32 on arrays of counter words; returns the four uint32 output words."""
-    c = [np.asarray(w, dtype=np.uint64) & _MASK32 for w in (c0, c1, c2, c3)]
+    # one shape for the four words (the call counter's words are scalars), copies updated in place
+    c = [np.array(w) for w in np.broadcast_arrays(*[np.asarray(w, dtype=np.uint64) for w in (c0, c1, c2, c3)])]
+    for w in c:
+        w &= _MASK32
     k0 = np.uint64(k0 & 0xFFFFFFFF)
     k1 = np.uint64(k1 & 0xFFFFFFFF)
     m0, m1 = np.uint64(PHILOX_M0), np.uint64(PHILOX_M1)
+    p0, p1 = np.empty_like(c[0]), np.empty_like(c[0])
     for r in range(rounds):
         if r:  # the key is bumped between rounds
             k0 = (k0 + np.uint64(PHILOX_W0)) & _MASK32
             k1 = (k1 + np.uint64(PHILOX_W1)) & _MASK32
-        p0 = m0 * c[0]
-        p1 = m1 * c[2]
-        c = [
-            ((p1 >> np.uint64(32)) ^ c[1] ^ k0) & _MASK32,
-            p1 & _MASK32,
-            ((p0 >> np.uint64(32)) ^ c[3] ^ k1) & _MASK32,
-            p0 & _MASK32,
-        ]
+        np.multiply(c[0], m0, out=p0)  # exact: 32 x 32 -> 64 bits
+        np.multiply(c[2], m1, out=p1)
+        # (hi(p1) ^ c1 ^ k0, lo(p1), hi(p0) ^ c3 ^ k1, lo(p0)), each word read before it is replaced
+        np.right_shift(p1, np.uint64(32), out=c[0])
+        c[0] ^= c[1]
+        c[0] ^= k0
+        np.bitwise_and(p1, _MASK32, out=c[1])
+        np.right_shift(p0, np.uint64(32), out=c[2])
+        c[2] ^= c[3]
+        c[2] ^= k1
+        np.bitwise_and(p0, _MASK32, out=c[3])
     return tuple(w.astype(np.uint32) for w in c)
+
+
+#: Philox blocks computed per step of :func:`words` (their temporaries stay in cache).
+_STEP = 1 << 14
 
 
 def words(size: int, key: tuple[int, int], counter: int) -> np.ndarray:
     """The first ``size`` 32-bit words of call ``counter`` under ``key`` (uint32, flat, one per element)."""
     blocks = -(-size // LANES)
-    j = np.arange(blocks, dtype=np.uint64)
-    w = philox4x32(j & _MASK32, j >> np.uint64(32), counter & 0xFFFFFFFF, counter >> 32, *key)
-    return np.stack(w, axis=1).reshape(-1)[:size]
+    out = np.empty((blocks, LANES), dtype=np.uint32)
+    for j0 in range(0, blocks, _STEP):
+        j = np.arange(j0, min(j0 + _STEP, blocks), dtype=np.uint64)
+        w = philox4x32(j & _MASK32, j >> np.uint64(32), counter & 0xFFFFFFFF, counter >> 32, *key)
+        for lane in range(LANES):
+            out[j0:j0 + j.size, lane] = w[lane]
+    return out.reshape(-1)[:size]
 
 
 def keep_mask(size: int, threshold: int, key: tuple[int, int], counter: int) -> np.ndarray:
