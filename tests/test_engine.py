@@ -248,7 +248,7 @@ def test_engine_errors():
         nn.Sequential(nn.ReLU(), "relu")
     with pytest.raises(TypeError, match=r"Dense: `dtype` must be float32 or float64"):
         nn.Dense(2, 2, dtype=np.int32)
-    with pytest.raises(ValueError, match=r"Dense: `init` must be one of 'he', 'glorot', 'lecun', 'torch'; "
+    with pytest.raises(ValueError, match=r"Dense: `init` must be one of 'he', 'glorot', 'lecun', 'torch', 'small'; "
                                          r"got init='hee'\. Did you mean 'he'\?"):
         nn.Dense(2, 2, init="hee")
     with pytest.raises(ValueError, match=r"Dense: `l2` must be a finite number >= 0; got l2=-1"):
