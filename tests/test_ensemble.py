@@ -233,7 +233,7 @@ def test_bad_flags_exit_2(tmp_path, capsys, flag, value, message):
 def test_ensemble_command_writes_results(tmp_path, capsys):
     out = tmp_path / "ens"
     assert main(["ensemble", "--dataset", "spiral", "--units", "5", "--epochs", "3", "--batch-size", "0",
-                 "--lr", "0.05", "--max-T", "30", "--repeats", "2", "--out", str(out)]) == 0
+                 "--lr", "0.05", "--max-T", "30", "--repeats", "2", "--seeds", "1", "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["command"] == "ensemble" and res["config"]["units"] == 5
     assert [e["network"] for e in res["estimates"]] == ["softmax head", "relu head"]
@@ -247,4 +247,21 @@ def test_ensemble_command_writes_results(tmp_path, capsys):
     assert (out / "ensemble.png").stat().st_size > 1000
     assert "| softmax head | weight scaling |" in (out / "table.md").read_text()
     printed = capsys.readouterr().out
-    assert "identical to the exact geometric mean" in printed and "MC averaging reaches" in printed
+    assert "identical to the exact geometric mean" in printed and "MC averaging" in printed
+    assert "no T up to" not in printed  # issue 16: "reaches ... at T = no T up to 300"
+    assert "Jensen's gap" in printed and relu["relu_gap"] >= 0 and soft["relu_gap"] is None
+
+
+def test_ensemble_reading_never_says_t_equals_no_t(tmp_path, capsys):
+    from droplab.lab import ensemble
+
+    est = {"network": "relu head", "seed": 0, "masks": 4, "weight_scaling": {"error": 0.1, "nll": 0.3},
+           "exact_arithmetic": {"error": 0.05, "nll": 0.2}, "exact_geometric": {"error": 0.06, "nll": 0.2},
+           "ws_vs_geometric": {"max_abs_prob_diff": 0.1, "mean_kl": 0.01},
+           "mc": {"T": [1, 300], "error_mean": [0.3, 0.2], "nll_mean": [0.5, 0.4], "abs_diff_mean": [0.1, 0.01],
+                  "error_std": [0, 0], "nll_std": [0, 0]},
+           "mc_T_matching_weight_scaling_error": None, "relu_gap": 0.12}
+    lines = ensemble._reading([{**est, "seed": s} for s in range(3)], ["relu"], 0.5, 2)
+    text = " ".join(lines)
+    assert "T = no T" not in text and "stays above weight scaling's at every T up to 300" in text
+    assert "Jensen's gap" in text and "12.0%" in text

@@ -59,7 +59,7 @@ def _self_contained(page_text):
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     assert main(["compare", *SMALL, "--seeds", "2", "--p", "0.3", "--out", str(root / "cmp")]) == 0
-    assert main(["sweep", *SMALL, "--p", "0,0.5", "--hidden", "8;4", "--seeds", "2", "--out", str(root / "sw")]) == 0
+    assert main(["sweep", *SMALL, "--p", "0,0.5", "--hidden", "8/4", "--seeds", "2", "--out", str(root / "sw")]) == 0
     # a results folder of a command the report knows nothing about (e.g. a later `droplab study`)
     other = root / "other"
     other.mkdir()
@@ -85,13 +85,16 @@ def test_compare_report_in_chromium(folders, tmp_path):
     text = page.read_text()
     _self_contained(text)
     assert text.count("<img") == 2 and text.count('src="data:image/png;base64,') == 2  # both plots, inline
-    for title in ("Reading", "Summary", "Runs (4)", "Config", "Versions"):
+    for title in ("Reading", "Tables", "Raw records", "Config", "Versions"):
         assert f"<h2>{title}</h2>" in text
-    assert re.search(r"dropout p=0.3 (raised|lowered) validation accuracy by \d+\.\d ± \d+\.\d points "
-                     r"\(95% CI of the paired difference over 2 seeds\)", text)
+    assert "runs (4)" in text
+    # the terminal's table, with its headers and units (issue 16: snake_case and fractions on the page)
+    assert "<th class=\"r\">val acc (%)</th>" in text and "mean ± 95% CI (Student t)" not in text  # n = 2
+    assert "n &lt; 3 gives no interval" in text or "n < 3 gives no interval" in text
+    assert re.search(r"dropout p=0.3: validation accuracy [+-]\d+\.\d points over 2 seeds, too few to claim", text)
     probe = _render_in_browser(page, tmp_path)
     assert len(probe["widths"]) == 2 and all(w > 0 for w in probe["widths"]), probe
-    assert {"reading", "plots", "summary", "runs", "config", "versions"} <= set(probe["tables"])
+    assert {"reading", "plots", "tables", "raw", "config", "versions"} <= set(probe["tables"])
 
 
 def test_sweep_report_in_chromium(folders, tmp_path):
@@ -99,13 +102,13 @@ def test_sweep_report_in_chromium(folders, tmp_path):
     page = folders / "sw" / "report.html"
     text = page.read_text()
     _self_contained(text)
-    assert "Best p for hidden=8:" in text and "Best p for hidden=4:" in text
-    summary = re.search(r'<section id="summary">(.*?)</section>', text, re.S).group(1)
-    assert summary.count("<tr>") == 1 + 4  # header + one row per grid point
-    assert "Runs (8)" in text
+    assert "highest mean validation accuracy for hidden=8:" in text and "for hidden=4:" in text
+    shown = re.search(r'<section id="tables">(.*?)</section>', text, re.S).group(1)
+    assert shown.count("<tr>") == 1 + 4  # header + one row per grid point
+    assert "runs (8)" in text
     probe = _render_in_browser(page, tmp_path)
     assert len(probe["widths"]) == 2 and all(w > 0 for w in probe["widths"]), probe
-    assert {"summary", "best", "runs", "config"} <= set(probe["tables"])
+    assert {"tables", "raw", "config"} <= set(probe["tables"])
 
 
 def test_unknown_command_report_is_generic(folders, tmp_path):
@@ -136,23 +139,26 @@ def test_unfinished_sweep_is_reported_from_its_runs(folders, tmp_path):
 
 
 def test_compare_reading_from_known_numbers():
-    # paired differences 0.10 and 0.09: mean 9.5 points, s = 0.00707, t(0.975, 1) = 12.706
-    # -> CI half-width 12.706 * 0.7071 / sqrt(2) = 6.35 points
+    # paired differences 0.10, 0.09, 0.10: mean 9.67 points, s = 0.00577, t(0.975, 2) = 4.303
+    # -> CI half-width 4.303 * 0.5774 / sqrt(3) = 1.43 points
     runs = [{"arm": a, "p": p, "seed": s, "metrics": {"val_accuracy": v, "val_loss": 1.0 - v, "gap": 0.0,
                                                       "train_accuracy": 0.99}}
-            for a, p, vals in (("no dropout", 0.0, (0.60, 0.62)), ("dropout p=0.3", 0.3, (0.70, 0.71)))
+            for a, p, vals in (("no dropout", 0.0, (0.60, 0.62, 0.61)), ("dropout p=0.3", 0.3, (0.70, 0.71, 0.71)))
             for s, v in enumerate(vals)]
     lines = report.reading({"command": "compare", "runs": runs})
-    assert lines[0].startswith("dropout p=0.3 raised validation accuracy by 9.5 ± 6.4 points "
-                               "(95% CI of the paired difference over 2 seeds); it lowered validation loss by 0.095")
-    runs[2]["metrics"]["val_accuracy"] = 0.40  # now one seed up 0.09, one down 0.20: within noise
-    assert "within seed noise" in report.reading({"command": "compare", "runs": runs})[0]
+    assert lines[0] == "dropout p=0.3 raised validation accuracy by 9.7 ± 1.4 points (paired 95% CI over 3 seeds)."
+    assert lines[1].startswith("dropout p=0.3 lowered validation loss by 0.097")
+    runs[3]["metrics"]["val_accuracy"] = 0.40  # now two seeds up, one down 0.20: within noise
+    assert "within noise" in report.reading({"command": "compare", "runs": runs})[0]
+    two = [r for r in runs if r["seed"] < 2]  # n = 2: never a claim, whatever the numbers
+    assert "too few to claim a difference" in report.reading({"command": "compare", "runs": two})[0]
 
 
 def test_table_cells():
     cols, rows = report.table_from_records([{"a": 1, "s": {"mean": 0.5, "std": 0.01, "ci95": 0.0123}, "h": None,
-                                             "m": {"x": 2}}])
-    assert cols == ["a", "s", "h", "m.x"] and rows == [["1", "0.500 ± 0.012", "–", "2"]]
+                                             "m": {"x": 2}, "r": {"mean": 0.5, "n": 2, "ci95": None, "min": 0.4,
+                                                                  "max": 0.6, "std": 0.14}}])
+    assert cols == ["a", "s", "h", "m.x", "r"] and rows == [["1", "0.500 ± 0.012", "–", "2", "0.5 (range 0.4–0.6)"]]
 
 
 def test_bad_folder_is_one_line_exit_2(tmp_path, capsys):
@@ -171,13 +177,13 @@ def test_bad_folder_is_one_line_exit_2(tmp_path, capsys):
 
 def test_sweep_reading_counts_diverged_runs():
     summary = [{"lr": 1e30, "p": 0.0, "diverged": 2, "val_accuracy": None},
-               {"lr": 0.05, "p": 0.0, "diverged": 0, "val_accuracy": {"mean": 0.5, "std": 0.0, "n": 2, "ci95": 0.0}},
-               {"lr": 0.05, "p": 0.5, "diverged": 0, "val_accuracy": {"mean": 0.6, "std": 0.0, "n": 2, "ci95": 0.0}}]
+               {"lr": 0.05, "p": 0.0, "diverged": 0, "val_accuracy": {"mean": 0.5, "std": 0.0, "n": 2, "ci95": None}},
+               {"lr": 0.05, "p": 0.5, "diverged": 0, "val_accuracy": {"mean": 0.6, "std": 0.0, "n": 2, "ci95": None}}]
     res = {"command": "sweep", "config": {"grid": {"lr": [1e30, 0.05], "p": [0.0, 0.5]}}, "summary": summary,
            "runs": []}
     lines = report.reading(res)
     assert lines[0].startswith("2 run(s) diverged (non-finite training loss) at 1 grid point(s)")
-    assert lines[1].startswith("Best p for lr=0.05: 0.5, validation accuracy 60.0 ± 0.0% (mean ± 95% CI over 2 seed(s))")
+    assert lines[1].startswith("highest mean validation accuracy for lr=0.05: p = 0.5, 60.0% (n = 2)")
 
 
 def test_generic_reading_names_the_best_row_unless_the_command_explains_itself():

@@ -34,8 +34,9 @@ def test_2d_dataset_writes_results_plots_and_heat_map(tmp_path):
         assert all(0 <= v <= 1 for v in o["auroc"].values())
         assert set(o["auroc"]) == {"entropy", "mutual_information", "variation_ratio", "deterministic_entropy"}
     run = res["runs"][0]
-    assert run["p"] == 0.3 and len(run["history"]["loss"]) == 2
-    assert [s["T"] for s in res["summary"]] == [None, 3]
+    assert run["p"] == 0.3 and len(run["history"]["loss"]) == 2 and len(res["runs"]) == 3  # --seeds 3
+    assert res["summary"][0]["ece"]["n"] == 3 and res["summary"][0]["ece"]["ci95"] is not None
+    assert [s["T"] for s in res["summary"]] == [None, 1, 3]  # the rows the terminal prints
     for png in ("reliability.png", "metrics_vs_T.png", "ood_scores.png", "uncertainty_map.png"):
         assert (out / png).stat().st_size > 1000
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
@@ -68,8 +69,8 @@ def test_loads_a_saved_model(tmp_path, seed):
               verbose=False)
     path = tmp_path / "model.npz"
     model.save(path)
-    out, res = _run(tmp_path, "loaded", "--dataset", "moons", "--model", str(path))
-    assert res["config"]["trained"] is False and res["config"]["model"] == str(path)
+    out, res = _run(tmp_path, "loaded", "--dataset", "moons", "--model-file", str(path))
+    assert res["config"]["trained"] is False and res["config"]["model_file"] == str(path)
     assert res["runs"][0]["history"] == {}
     det = model.predict(ds.X_val.astype(np.float32))
     assert res["inference"][0]["metrics"]["accuracy"] == pytest.approx(float((det.argmax(1) == ds.y_val).mean()))
@@ -85,7 +86,9 @@ def test_loads_a_saved_model(tmp_path, seed):
     ("--variant", "dropot", r"Did you mean 'dropout'?"),
     ("--dataset", "spirl", r"Did you mean 'spiral'?"),
     ("--hidden", "8,x", r"`--hidden` must be comma-separated integers in [1, 8192]"),
-    ("--model", "/nonexistent/model.npz", r"--model: `model` must be an existing model file"),
+    ("--model-file", "/nonexistent/model.npz", r"--model-file: `model_file` must be an existing model file"),
+    ("--model", "/nonexistent/model.npz", r"--model-file: `model_file` must be an existing model file"),
+    ("--model", "cnn", r"uncertainty: `model` must be one of 'mlp'; got model='cnn'"),
     ("--epochs", "many", r"`--epochs` must be an integer in [1, 100000]; got --epochs=many."),
 ])
 def test_bad_flags_give_one_line_and_exit_2(tmp_path, capsys, flag, value, message):
@@ -100,6 +103,28 @@ def test_model_of_the_wrong_shape_is_refused(tmp_path, capsys, seed):
     model = nn.Sequential(nn.Dense(5, 4), nn.Dropout(0.2), nn.Dense(4, 3), seed=seed)
     path = tmp_path / "wrong.npz"
     model.save(path)
-    assert main(["uncertainty", *TINY, "--dataset", "spiral", "--model", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert main(["uncertainty", *TINY, "--dataset", "spiral", "--model-file", str(path), "--out",
+                 str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--model: `model` must be a model taking spiral's inputs" in err
+    assert len(err.splitlines()) == 1 and "--model-file: `model_file` must be a model taking spiral's inputs" in err
+
+
+def test_deprecated_model_spelling_works_with_a_note_on_success(tmp_path, capsys, seed):
+    from droplab import data
+    from droplab.lab import models
+
+    ds = data.load("moons")
+    path = tmp_path / "m.npz"
+    models.mlp(2, (8,), ds.classes, p=0.3, seed=seed).save(path)
+    assert main(["uncertainty", *TINY, "--dataset", "moons", "--model", str(path), "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--model" in err and "deprecated" in err and "--model-file" in err
+
+
+def test_reading_explains_calibration_under_the_rule(tmp_path):
+    # issue 16: uncertainty printed no reading of its result (MC worse calibrated than weight scaling)
+    _, res = _run(tmp_path, "r", "--dataset", "moons")
+    text = " ".join(res["reading"])
+    assert "MC dropout (T=3)" in text and "ECE relative to weight scaling" in text
+    assert "mean confidence against" in text and "confident by" in text
+    assert res["tables"][0]["columns"][0] == "inference"

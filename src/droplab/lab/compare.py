@@ -110,7 +110,7 @@ def _reading(runs, arms) -> list[str]:
         loss = readings.paired_sentence(runs, {"arm": label}, {"arm": base}, subject=label, metric="val_loss",
                                         what="validation loss", scale=1, unit="", digits=3)
         out += [f"{acc}.", f"{loss}."]
-        tr = stats.summary([r["metrics"]["train_accuracy"] for r in runs if r["arm"] == label and readings.ok(r)])
+        tr = stats.summary([r["metrics"].get("train_accuracy") for r in runs if r["arm"] == label and readings.ok(r)])
         if tr["mean"] is not None and tr["max"] < 0.9:
             out.append(f"{label} reaches only {stats.fmt(tr, 100)}% train accuracy (eval mode): the network "
                        "underfits, where a regulariser such as dropout is not expected to help.")

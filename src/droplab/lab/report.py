@@ -6,13 +6,15 @@ derived from ``results.json`` (``summary``, ``runs`` and any other list or dict 
 a command adds) and every PNG/JPEG/SVG of the folder, embedded as ``data:`` URIs. It loads
 nothing: no network, no external CSS or JavaScript, so it can be mailed or archived alone.
 
-The reading knows ``compare`` (paired differences over seeds, dropout arm minus the
-no-dropout arm) and ``sweep`` (the best p per combination of the other knobs, against
-p = 0); a command that writes its own ``reading`` into ``results.json`` (``ensemble``,
-``study``) has it shown as written; anything else with per-row validation accuracy gets its
-best row named. A sweep still running or interrupted (``runs.jsonl`` without
-``results.json``) is reported from the runs finished so far. ``p`` is always the drop
-probability (not the keep probability).
+Every command writes its own ``reading`` and the ``tables`` it printed into ``results.json``;
+the page shows them as written, so a table on the page has the terminal's headers, units and
+figures (mean ± 95% CI with n stated, or the range when n < 3). For folders written before
+that, the reading of ``compare`` and ``sweep`` is computed from the runs with the same rule
+(:mod:`droplab.lab.stats`: a difference is claimed only when n >= 3 and its paired 95% CI
+excludes 0), and anything else with per-row validation accuracy gets its best row named.
+The raw records of ``results.json`` follow, folded. A sweep still running or interrupted
+(``runs.jsonl`` without ``results.json``) is reported from the runs finished so far. ``p``
+is always the drop probability (not the keep probability).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ WHERE = "report"
 _IMAGES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 _TEXTS = (".md", ".txt", ".csv")
 _DEFAULT_OUT = "results/report"  # the --out default the CLI gives every command: here it means DIR/report.html
+SEEDED = False  # a report draws nothing at random: no --seed
+OUT_HELP = ("where the page goes (default: DIR/report.html); FILE, or FOLDER/ (an existing folder, or a name ending "
+            "in /) for FOLDER/report.html")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -201,118 +206,36 @@ def _unfinished_sweep(folder: Path) -> dict[str, Any]:
 # the reading: a few sentences from the numbers
 
 
-def _t(n: int) -> float:
-    from droplab.lab.stats import t95
-
-    return t95(n)
-
-
-def _paired(a: Mapping[Any, float], b: Mapping[Any, float]) -> tuple[float, float | None, int] | None:
-    """Mean of b - a over the common keys, its 95% CI half-width (None for n = 1), n."""
-    common = sorted(set(a) & set(b), key=str)
-    if not common:
-        return None
-    d = [b[k] - a[k] for k in common]
-    n = len(d)
-    mean = sum(d) / n
-    if n == 1:
-        return mean, None, 1
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
-    return mean, _t(n - 1) * sd / math.sqrt(n), n
-
-
-def _effect(verb_up: str, verb_down: str, what: str, diff: tuple[float, float | None, int], scale: float,
-            unit: str, fmt: str = "{:.1f}") -> str:
-    mean, ci, n = diff
-    verb = verb_up if mean >= 0 else verb_down
-    size = fmt.format(abs(mean) * scale)
-    if ci is None:
-        return f"{verb} {what} by {size}{unit} (one seed: no confidence interval)"
-    text = f"{verb} {what} by {size} ± {fmt.format(ci * scale)}{unit} (95% CI of the paired difference over {n} seeds)"
-    if abs(mean) <= ci:
-        text += ", within seed noise"
-    return text
-
-
-def _metric(run: Mapping, key: str) -> float | None:
-    v = run.get("metrics", {}).get(key) if isinstance(run.get("metrics"), Mapping) else None
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
 def _reading_compare(res: Mapping) -> list[str]:
+    from droplab.lab import compare
+
     runs = [r for r in res.get("runs", []) if isinstance(r, Mapping) and "arm" in r]
     arms: dict[str, list[Mapping]] = {}
     for r in runs:
         arms.setdefault(r["arm"], []).append(r)
-    base_name = next((a for a, rs in arms.items() if all(r.get("p") == 0 for r in rs)), None)
-    if base_name is None:
+    base = next((a for a, rs in arms.items() if all(r.get("p") == 0 for r in rs)), None)
+    if base is None:
         return []
-    base = arms[base_name]
-    out = []
-    for name, rs in arms.items():
-        if name == base_name:
-            continue
-        by_seed = {m: ({r["seed"]: _metric(r, m) for r in base if _metric(r, m) is not None},
-                       {r["seed"]: _metric(r, m) for r in rs if _metric(r, m) is not None})
-                   for m in ("val_accuracy", "val_loss", "gap")}
-        acc = _paired(*by_seed["val_accuracy"])
-        if acc is None:
-            continue
-        text = f"{name} {_effect('raised', 'lowered', 'validation accuracy', acc, 100, ' points')}"
-        loss = _paired(*by_seed["val_loss"])
-        if loss is not None:
-            text += f"; it {_effect('raised', 'lowered', 'validation loss', loss, 1, '', '{:.3f}')}"
-        gap = _paired(*by_seed["gap"])
-        if gap is not None:
-            g0 = sum(by_seed["gap"][0].values()) / len(by_seed["gap"][0])
-            g1 = sum(by_seed["gap"][1].values()) / len(by_seed["gap"][1])
-            text += (f"; the train-validation accuracy gap went from {g0 * 100:.1f} to {g1 * 100:.1f} points "
-                     f"(mean over seeds)")
-        out.append(text + ".")
-        tr = [_metric(r, "train_accuracy") for r in rs]
-        if tr and all(v is not None for v in tr) and max(tr) < 0.9:
-            out.append(f"{name} reaches only {100 * sum(tr) / len(tr):.1f}% train accuracy (eval mode, mean over "
-                       "seeds): the network underfits, where a regulariser such as dropout is not expected to help.")
-    return out
+    order = [base] + [a for a in arms if a != base]
+    return compare._reading(runs, [(a, None, None) for a in order])
 
 
 def _reading_sweep(res: Mapping) -> list[str]:
+    from droplab.lab import sweep
+
     rows_all = [r for r in res.get("summary", []) if isinstance(r, Mapping) and "p" in r]
-    summary = [r for r in rows_all if _is_stat(r.get("val_accuracy"))]
     out = []
     diverged = sum(int(r.get("diverged") or 0) for r in rows_all)
     if diverged:
         points = [r for r in rows_all if r.get("diverged")]
         out.append(f"{diverged} run(s) diverged (non-finite training loss) at {len(points)} grid point(s); they are "
                    "left out of the statistics and counted in the summary's `diverged` column.")
+    summary = [r for r in rows_all if _is_stat(r.get("val_accuracy"))]
     if not summary:
         return out
     grid = res.get("config", {}).get("grid", {})
-    varying = [k for k, v in grid.items() if isinstance(v, list) and len(v) > 1 and k != "p"]
-    lines: dict[tuple, list[Mapping]] = {}
-    for row in summary:
-        lines.setdefault(tuple(json.dumps(row.get(k)) for k in varying), []).append(row)
     runs = [r for r in res.get("runs", []) if isinstance(r, Mapping)]
-    for rows in lines.values():
-        top = max(rows, key=lambda r: r["val_accuracy"]["mean"])
-        label = ", ".join(f"{k}={_cell(top.get(k))}" for k in varying)
-        va = top["val_accuracy"]
-        ci = "" if va.get("ci95") is None else f" ± {va['ci95'] * 100:.1f}"
-        text = (f"Best p{' for ' + label if label else ''}: {top['p']:g}, validation accuracy "
-                f"{va['mean'] * 100:.1f}{ci}% (mean ± 95% CI over {va['n']} seed(s))")
-        base = next((r for r in rows if r["p"] == 0), None)
-        if base is not None and base is not top:
-            knobs = {k: top.get(k) for k in grid if k != "p" and k in top}
-            mine = [r for r in runs if all(r.get(k) == v for k, v in knobs.items())]
-            a = {r["seed"]: _metric(r, "val_accuracy") for r in mine if r.get("p") == 0}
-            b = {r["seed"]: _metric(r, "val_accuracy") for r in mine if r.get("p") == top["p"]}
-            diff = _paired(a, b)
-            if diff is not None:
-                text += f"; against p = 0 it {_effect('raised', 'lowered', 'validation accuracy', diff, 100, ' points')}"
-        elif base is top and len(rows) > 1:
-            text += "; no p > 0 did better than no dropout here"
-        out.append(text + ".")
-    return out
+    return out + sweep._reading(runs, summary, grid)
 
 
 def _reading_generic(res: Mapping) -> list[str]:
@@ -330,11 +253,10 @@ def reading(res: Mapping) -> list[str]:
 
     Example:
         >>> runs = [{"arm": a, "p": p, "seed": s, "metrics": {"val_accuracy": v}}
-        ...         for a, p, vals in (("no dropout", 0.0, (0.60, 0.62)), ("dropout p=0.3", 0.3, (0.70, 0.71)))
+        ...         for a, p, vals in (("no dropout", 0.0, (0.60, 0.62, 0.61)), ("dropout p=0.3", 0.3, (0.70, 0.71, 0.70)))
         ...         for s, v in enumerate(vals)]
         >>> print(reading({"command": "compare", "runs": runs})[0])  # doctest: +NORMALIZE_WHITESPACE
-        dropout p=0.3 raised validation accuracy by 9.5 ± 6.4 points (95% CI of the paired difference
-        over 2 seeds).
+        dropout p=0.3 raised validation accuracy by 9.3 ± 1.4 points (paired 95% CI over 3 seeds).
     """
     out: list[str] = []
     if res.get("unfinished"):
@@ -342,7 +264,7 @@ def reading(res: Mapping) -> list[str]:
     command = res.get("command")
     own = res.get("reading")
     known = {"compare": _reading_compare, "sweep": _reading_sweep}
-    if command in known:
+    if command in known and not own:  # a folder written before commands wrote their reading
         out += known[command](res)
     elif not own:  # a command that explains itself needs no guess at its best row
         out += _reading_generic(res)
@@ -379,9 +301,11 @@ def _cell(v: Any) -> str:
         return "–"
     if isinstance(v, (int, float)):
         return _num(v)
-    if _is_stat(v):
-        err = v.get("ci95") if v.get("ci95") is not None else v.get("std")
+    if _is_stat(v):  # mean ± 95% CI; with n < 3 the range, marked (never ± a standard deviation)
+        err = v.get("ci95")
         if not isinstance(err, (int, float)) or not math.isfinite(err) or err <= 0 or not math.isfinite(v["mean"]):
+            if isinstance(v.get("min"), (int, float)) and v.get("n", 0) >= 2:
+                return f"{_num(v['mean'])} (range {_num(v['min'])}–{_num(v['max'])})"
             return _num(v["mean"])
         decimals = min(8, max(0, 1 - math.floor(math.log10(err))))  # two significant digits of the error
         return f"{v['mean']:.{decimals}f} ± {err:.{decimals}f}"
@@ -415,7 +339,7 @@ def table_from_records(records: Sequence[Mapping], skip: Sequence[str] = ()) -> 
     """Columns (union of keys, in first-seen order) and cell texts of a list of records.
 
     Example:
-        >>> cols, rows = table_from_records([{"p": 0.1, "val_accuracy": {"mean": 0.5, "std": 0.1}},
+        >>> cols, rows = table_from_records([{"p": 0.1, "val_accuracy": {"mean": 0.5, "ci95": 0.1, "n": 3}},
         ...                                  {"p": 0.3, "extra": [1, 2]}])
         >>> cols, rows
         (['p', 'val_accuracy', 'extra'], [['0.1', '0.50 ± 0.10', '–'], ['0.3', '–', '1, 2']])
@@ -451,32 +375,52 @@ def _section(title: str, body: str, anchor: str) -> str:
     return f'<section id="{html.escape(anchor)}"><h2>{html.escape(title)}</h2>{body}</section>'
 
 
-def _tables(res: Mapping) -> list[tuple[str, str, str]]:
-    """(title, html, anchor) of every table derivable from the results."""
+def _raw_tables(res: Mapping) -> list[tuple[str, str]]:
+    """(title, html) of every list or dict of records in results.json, as stored (folded on the page)."""
     out = []
     summary = res.get("summary")
     if isinstance(summary, list) and summary and all(isinstance(r, Mapping) for r in summary):
         cols, rows = table_from_records(summary)
-        out.append(("Summary", _html_table(cols, rows, "summary"), "summary"))
+        out.append(("summary", _html_table(cols, rows, "summary")))
     elif isinstance(summary, Mapping) and summary:
         if all(isinstance(v, Mapping) for v in summary.values()):
             cols, rows = table_from_records([{"": k, **v} for k, v in summary.items()])
-            out.append(("Summary", _html_table(cols, rows, "summary"), "summary"))
+            out.append(("summary", _html_table(cols, rows, "summary")))
         else:
-            out.append(("Summary", _kv_table(summary), "summary"))
+            out.append(("summary", _kv_table(summary)))
     for key, value in res.items():
-        if key in ("command", "config", "versions", "runs", "summary", "reading", "unfinished"):
+        if key in ("command", "config", "versions", "runs", "summary", "reading", "unfinished", "tables",
+                   "machine"):
             continue
-        title = key.replace("_", " ").capitalize()
         if isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
             cols, rows = table_from_records(value, skip=("history",))
-            out.append((title, _html_table(cols, rows, key), key))
-        elif isinstance(value, Mapping) and value:
-            out.append((title, _kv_table(value), key))
+            out.append((key, _html_table(cols, rows, key)))
+        elif isinstance(value, Mapping) and value and key not in ("dropout", "spiral", "blas", "compile", "torch"):
+            out.append((key, _kv_table(value)))
     runs = res.get("runs")
     if isinstance(runs, list) and runs and all(isinstance(r, Mapping) for r in runs):
         cols, rows = table_from_records(runs, skip=("history", "key"))
-        out.append((f"Runs ({len(runs)})", _html_table(cols, rows, "runs"), "runs"))
+        out.append((f"runs ({len(runs)})", _html_table(cols, rows, "runs")))
+    return out
+
+
+def _tables(res: Mapping) -> list[tuple[str, str, str]]:
+    """(title, html, anchor): the tables the terminal printed (as printed), then the raw records, folded."""
+    from droplab.lab import tables
+
+    out = []
+    shown = [t for t in res.get("tables") or [] if isinstance(t, Mapping) and "columns" in t and "rows" in t]
+    if shown:
+        out.append(("Tables", "".join(tables.html(t) for t in shown), "tables"))
+    raw = _raw_tables(res)
+    if raw and shown:
+        body = "".join(f"<details><summary>{html.escape(t)} (results.json, as stored: fractions, snake_case "
+                       f"keys)</summary>{b}</details>" for t, b in raw)
+        out.append(("Raw records", body, "raw"))
+    else:
+        out += [(t.capitalize(), b, t.split(" ")[0]) for t, b in raw]
+    if isinstance(res.get("machine"), Mapping):
+        out.append(("Machine", _kv_table(res["machine"]), "machine"))
     return out
 
 
@@ -493,6 +437,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;border-bottom:1px solid
 .reading li{margin:.3em 0}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0;display:block;overflow-x:auto;max-width:100%}
 th,td{border:1px solid #ddd;padding:.25em .55em;text-align:right;white-space:nowrap}
+table.terminal th.l,table.terminal td.l{text-align:left}h3{font-size:1em;margin:1.2em 0 .2em}
 th{background:#f2f2f2;position:sticky;top:0}
 td:first-child,th:first-child,table.kv td,table.kv th{text-align:left}
 .same{color:#555;font-size:.85em;margin:.3em 0}
@@ -541,8 +486,8 @@ def render(folder: str | os.PathLike, title: str | None = None) -> str:
     body = "".join(_section(t, b, a) for t, b, a in parts)
     versions = res.get("versions", {}) if isinstance(res.get("versions"), Mapping) else {}
     sub = (f"{html.escape(str(folder))} · droplab {html.escape(str(versions.get('droplab', '?')))} · "
-           "p is the drop probability · in tables, a ± b is the mean ± the 95% confidence interval over seeds "
-           "where the results hold one, else ± the standard deviation")
+           "p is the drop probability · in tables, a ± b is the mean ± the 95% confidence interval (Student t) "
+           "over the n seeds stated; with n &lt; 3, a (range lo–hi) is the range of the values, not an interval")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'{GENERATOR}<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>"

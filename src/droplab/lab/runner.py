@@ -339,6 +339,8 @@ def _work(task: Task, ckpt: Path | None, model_out: Path | None, every: int, on_
     _warm_kernels()
     ds = dataset(task.cfg)
     notes: list[str] = []
+    if str(task.cfg.variant).startswith("bug-"):
+        ckpt = None  # the bug gallery's broken layers are not droplab.nn classes: no checkpoint file
     with _one_thread():
         try:
             record, model = _train(ds, task, ckpt, every, notes, on_epoch)

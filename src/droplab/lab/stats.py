@@ -37,7 +37,7 @@ import numpy as np
 from droplab import _validate
 
 __all__ = ["MIN_N", "HEADER", "t95", "summary", "fmt", "paired", "Verdict", "verdict", "seeds_needed",
-           "sentence", "legend"]
+           "sentence", "legend", "prediction_interval"]
 
 MIN_N = 3  # fewer values: a range, never an interval, and no claimed difference
 MAX_SEEDS_SHOWN = 1000
@@ -180,3 +180,20 @@ def sentence(v: Verdict, *, subject: str, what: str, up: str = "raised", down: s
     if v.n >= 2 and v.mean != 0:
         return head + f"; more than {MAX_SEEDS_SHOWN} {units} would be needed to resolve a difference this size"
     return head
+
+
+def prediction_interval(values: Sequence[float]) -> tuple[float, float] | None:
+    """The 95% prediction interval of ONE more run: ``mean ± t(0.975, n-1) * s * sqrt(1 + 1/n)``
+    (None when n < 3). Where a single run (a book's, a paper's) should land if it is the same
+    experiment.
+
+    Example:
+        >>> lo, hi = prediction_interval([0.70, 0.72, 0.74])
+        >>> round(lo, 3), round(hi, 3)
+        (0.621, 0.819)
+    """
+    s = summary(values)
+    if s["n"] < MIN_N:
+        return None
+    h = t95(s["n"] - 1) * s["std"] * math.sqrt(1 + 1 / s["n"])
+    return s["mean"] - h, s["mean"] + h

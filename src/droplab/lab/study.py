@@ -10,35 +10,45 @@ where              dropout on the input, on the hidden layers, or both?
 batchnorm-order    dropout before or after BatchNorm? with the "variance shift" of
                    Li et al. 2019 measured: BN's input variance in train vs eval mode
 cost               how much slower is an epoch with dropout, and how does it scale with width?
-textbook           the NNFS spiral setting (64 units, p = 0.1, Adam 0.05, decay 5e-5), where
-                   dropout hurts because the network underfits
+textbook           the NNFS chapter-15 spiral network exactly as the book trains it
+                   (0.01*randn weights, L2 5e-4 on the first layer, Adam 0.05 decay 5e-5,
+                   10,001 full-batch epochs), where dropout hurts because the network underfits
 bug-gallery        the classic bugs, measured: the randn-for-rand mask, a dropout whose output
                    is never used, missing rescaling, and the NaN at p = 1
 =================  =====================================================================
 
-Each study is a function ``study(scale, seed, console) -> StudyResult``; ``scale`` is
-``"full"`` (the default), ``"quick"`` (``--quick``: under two minutes on 2 cores) or
-``"tiny"`` (seconds; for the test suite only). A study writes ``results.json``, ``table.md``
-and its plots into the results folder and prints a table and a short reading of the numbers.
+Each study is a function ``study(scale, seed, ctx) -> StudyResult``; ``scale`` is
+``"full"`` (the default), ``"quick"`` (``--quick``: a few minutes at most on 2 cores) or
+``"tiny"`` (seconds; for the test suite only). Its training runs are tasks of the lab's one
+runner (:mod:`droplab.lab.runner`: in parallel over ``--workers``, journaled and resumed by
+rerunning the same command), every figure over seeds is mean ± 95% CI
+(:mod:`droplab.lab.stats`), and every sentence that claims a difference obeys the one rule
+(n >= 3 and the paired 95% CI excludes 0). A study writes ``results.json``, ``table.md`` and
+its plots into the results folder and prints its tables and a reading of the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from droplab import _validate, nn
+from droplab.lab import readings, stats
 
-__all__ = ["HELP", "STUDIES", "StudyResult", "mean_ci", "randn_mask_drop_rate", "run_study"]
+__all__ = ["HELP", "STUDIES", "StudyResult", "Ctx", "randn_mask_drop_rate", "run_study", "variance_shift"]
 
 HELP = "canned experiments: which p, where, BatchNorm order, cost, textbook, bug gallery"
 SCALES = ("full", "quick", "tiny")
+OUT_HELP = "results folder (default: results/study-NAME)"
 
 
 @dataclass
@@ -48,35 +58,54 @@ class StudyResult:
     config: dict
     runs: list[dict]
     summary: list[dict]
-    columns: list[tuple[str, str]]  # (header, key of a summary row) for the table
+    tables: list[dict]  # droplab.lab.tables descriptions: printed, written, shown by the report
     reading: list[str]
     plots: dict[str, Callable] = field(default_factory=dict)  # file name -> fn(path)
     extra: dict = field(default_factory=dict)  # more keys for results.json
 
 
+@dataclass
+class Ctx:
+    """Where a study's runs execute and what it prints on: the command line's --workers,
+    --backend, --address, --out (the journal's folder) and console."""
+
+    console: Any = None
+    workers: int = 1
+    backend: str = "loky"
+    address: str | None = None
+    out: Path | None = None
+    quiet: bool = True
+    resume: bool = False
+    init: str | None = None  # textbook: an extra initialisation arm
+    journals: list = field(default_factory=list)
+
+    def run(self, name: str, tasks: Sequence, *, workers: int | None = None):
+        """Execute a study's tasks (all of them in one call: one journal per study)."""
+        from droplab.lab import runner
+
+        journal = None
+        if self.out is not None:
+            journal = runner.Journal.hidden(self.out, {"study": name, "runs": [t.key for t in tasks]}, f"study {name}")
+            self.journals.append(journal)
+        return runner.execute(tasks, workers=workers or self.workers, backend_name=self.backend,
+                              address=self.address, journal=journal, resume=self.resume, console=self.console,
+                              quiet=self.quiet, description=f"study {name}")
+
+
 # ------------------------------------------------------------------------------- helpers
 
 
-def mean_ci(values) -> tuple[float, float, int]:
-    """Mean, half-width of the 95% Student-t confidence interval, and n (half-width 0 when n = 1).
+def _task(study: str, label: str, cfg, p: float, seed: int, fields: dict | None = None, **kw):
+    from droplab.lab import runner
 
-    Example:
-        >>> m, h, n = mean_ci([1.0, 2.0, 3.0])
-        >>> m, round(h, 3), n
-        (2.0, 2.484, 3)
-    """
-    v = np.asarray(values, dtype=float)
-    n = len(v)
-    if n < 2:
-        return float(v.mean()), 0.0, n
-    from scipy import stats
-
-    return float(v.mean()), float(stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n)), n
+    return runner.Task(runner.run_key({"study": study, "arm": label, "config": cfg.to_dict(), "p": p,
+                                       **(fields or {})}, seed), cfg, p, seed, {"arm": label, **(fields or {})}, **kw)
 
 
-def _fmt_ci(values, scale: float = 100.0, digits: int = 1) -> str:
-    m, h, _ = mean_ci(values)
-    return f"{m * scale:.{digits}f} ± {h * scale:.{digits}f}"
+def _cfg(**kw):
+    from droplab.lab import experiment
+
+    return experiment.RunConfig(**kw).validate("study")
 
 
 def randn_mask_drop_rate(p: float) -> float:
@@ -99,65 +128,29 @@ def _flat(ds):
     return ds.X_train.reshape(len(ds.X_train), -1), ds.X_val.reshape(len(ds.X_val), -1)
 
 
-def _fit(model: nn.Module, ds, *, epochs: int, batch_size: int | None, optimizer: nn.Optimizer,
-         callbacks=()) -> dict:
-    """Train and measure like ``experiment.train_run`` (train accuracy in eval mode)."""
-    loss = nn.SoftmaxCrossEntropy()
-    X, Xv = _flat(ds)
-    t0 = time.perf_counter()
-    history = model.fit(X, ds.y_train, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
-                        validation_data=(Xv, ds.y_val), verbose=False, callbacks=list(callbacks))
-    seconds = (time.perf_counter() - t0) / max(1, len(history["loss"]))
-    tr, va = model.evaluate(X, ds.y_train, loss), model.evaluate(Xv, ds.y_val, loss)
-    return {"metrics": {"train_accuracy": tr["accuracy"], "val_accuracy": va["accuracy"], "train_loss": tr["loss"],
-                        "val_loss": va["loss"], "gap": tr["accuracy"] - va["accuracy"],
-                        "seconds_per_epoch": seconds},
-            "history": history}
-
-
-def _mlp(inputs: int, hidden, classes: int, *, p: float = 0.0, input_p: float = 0.0, seed=None,
-         dropout: Callable[[float], nn.Module] = nn.Dropout) -> nn.Sequential:
-    """``Dropout(input_p) -> [Dense -> ReLU -> dropout(p)] per hidden size -> Dense``.
-
-    The dropout layers are always present (identity at p = 0), so every arm built with the same
-    seed starts from bit-identical weights.
-    """
-    layers: list[nn.Module] = [nn.Dropout(input_p)]
-    width = inputs
-    for h in hidden:
-        layers += [nn.Dense(width, h), nn.ReLU(), dropout(p)]
-        width = h
-    layers.append(nn.Dense(width, classes, init="glorot"))
-    return nn.Sequential(*layers, seed=seed)
-
-
-def _arm_summary(runs: list[dict], arms: list[str], key: str = "arm") -> list[dict]:
-    rows = []
-    for arm in arms:
-        mine = [r for r in runs if r[key] == arm]
-        row = {key: arm, "seeds": len(mine)}
-        for k in ("train_accuracy", "val_accuracy", "gap", "val_loss"):
-            m, h, _ = mean_ci([r["metrics"][k] for r in mine])
-            row[k] = {"mean": m, "ci95": h}
-        row["train acc (%)"] = _fmt_ci([r["metrics"]["train_accuracy"] for r in mine])
-        row["val acc (%)"] = _fmt_ci([r["metrics"]["val_accuracy"] for r in mine])
-        row["gap (points)"] = _fmt_ci([r["metrics"]["gap"] for r in mine])
-        row["val loss"] = _fmt_ci([r["metrics"]["val_loss"] for r in mine], 1.0, 3)
-        rows.append(row)
-    return rows
-
-
-def _paired(runs: list[dict], arm: str, base: str, key: str = "arm", metric: str = "val_accuracy") -> str:
-    """``X ± Y points over n seeds`` for ``arm - base``, paired by seed."""
-    a = {r["seed"]: r["metrics"][metric] for r in runs if r[key] == arm}
-    b = {r["seed"]: r["metrics"][metric] for r in runs if r[key] == base}
-    seeds = sorted(set(a) & set(b))
-    m, h, n = mean_ci([a[s] - b[s] for s in seeds])
-    return f"{100 * m:+.1f} ± {100 * h:.1f} points (95% CI, {n} seed{'s' if n != 1 else ''}, paired)"
-
-
-def _adam(lr=1e-3, decay=0.0):
-    return nn.Adam(lr, decay=decay)
+def _best(runs: list[dict], arms: Sequence[str], what: str = "placement") -> str:
+    """Name a best arm only when it beats every other arm under the one rule."""
+    rows = readings.arm_rows(runs, arms)
+    scored = [r for r in rows if r["val_accuracy"]["mean"] is not None]
+    if len(scored) < 2:
+        return f"no best {what}: fewer than two arms have results."
+    top = max(scored, key=lambda r: r["val_accuracy"]["mean"])
+    losses = []
+    for other in scored:
+        if other is top:
+            continue
+        diffs = stats.paired(readings.by_seed(runs, "val_accuracy", arm=other["arm"]),
+                             readings.by_seed(runs, "val_accuracy", arm=top["arm"]))
+        v = stats.verdict(diffs)
+        if not (v.resolved and v.direction > 0):
+            losses.append((other["arm"], v))
+    head = f"highest mean validation accuracy: {top['arm']} ({stats.fmt(top['val_accuracy'], 100)}%)"
+    if not losses:
+        return f"best {what}: {top['arm']}: it beats every other arm (paired 95% CIs exclude 0). {head}."
+    arm, v = losses[0]
+    return (f"no {what} is resolved as best: {head}, but against {arm} "
+            + stats.sentence(v, subject="it", what="validation accuracy", scale=100, unit=" points")
+            .removeprefix("it: ") + ".")
 
 
 # ------------------------------------------------------------------------------- p-choice
@@ -168,7 +161,7 @@ _P_CHOICE = {
         "mnist1d": ((256, 256), 100, 100, 1e-3, {}),
         "spiral": ((128,), 500, None, 0.02, {}),
         "digits": ((128,), 60, 64, 1e-3, {})}),
-    "quick": ((0.0, 0.2, 0.5), 2, {
+    "quick": ((0.0, 0.2, 0.5), 3, {
         "mnist1d": ((128, 128), 15, 100, 2e-3, {}),
         "spiral": ((64,), 150, None, 0.02, {}),
         "digits": ((64,), 15, 64, 2e-3, {})}),
@@ -178,90 +171,77 @@ _P_CHOICE = {
 }
 
 
-def study_p_choice(scale: str, seed: int, console) -> StudyResult:
+def study_p_choice(scale: str, seed: int, ctx: Ctx) -> StudyResult:
     """Validation accuracy against p, on mnist1d (the default data) and on spiral and digits.
 
-    The grid points are :mod:`droplab.lab.sweep`'s (its knobs, ``run_config`` and 95% CI
-    summary), so a record here is a sweep record; the runs go one after another through
-    :func:`droplab.lab.experiment.train_run`.
+    The grid points are :mod:`droplab.lab.sweep`'s (its knobs, ``run_config`` and summary), so
+    a record here is a sweep record.
     """
-    from droplab import data
-    from droplab.lab import experiment, sweep
+    from droplab.lab import sweep
 
     grid_p, n_seeds, sets = _P_CHOICE[scale]
     seeds = [seed + i for i in range(n_seeds)]
-    runs, summary, grids = [], [], {}
+    tasks, grids, points_of = [], {}, {}
     for name, (hidden, epochs, batch, lr, options) in sets.items():
-        ds = data.load(name, **options)
         grid = {k: list(v) for k, v in sweep.DEFAULTS.items()}
         grid.update(dataset=[name], hidden=[list(hidden)], epochs=[epochs], batch_size=[batch or 0], lr=[lr],
                     p=list(grid_p))
         grids[name] = grid
-        points = sweep.expand(grid)
-        for point in points:
-            cfg = sweep.run_config(point).validate("study p-choice")
+        points_of[name] = sweep.expand(grid)
+        for point in points_of[name]:
+            cfg = sweep.run_config(point).replace(data_options=dict(options)).validate("study p-choice")
             for s in seeds:
-                with console.status(f"p-choice: {name}, p={point['p']:g}, seed {s}"):
-                    record, _ = experiment.train_run(ds, cfg, p=point["p"], seed=s)
-                runs.append({"key": sweep.run_key(point, s), **point, "arm": f"{name} p={point['p']:g}", **record})
-        rows = sweep.summarize_points(runs, points)
-        for row in rows:
-            mine = [r for r in runs if r["arm"] == f"{name} p={row['p']:g}"]
-            row["arm"] = f"{name} p={row['p']:g}"
-            row["train acc (%)"] = _fmt_ci([r["metrics"]["train_accuracy"] for r in mine])
-            row["val acc (%)"] = _fmt_ci([r["metrics"]["val_accuracy"] for r in mine])
-            row["gap (points)"] = _fmt_ci([r["metrics"]["gap"] for r in mine])
-            row["val loss"] = _fmt_ci([r["metrics"]["val_loss"] for r in mine], 1.0, 3)
-            row["val_accuracy"]["ci95"] = row["val_accuracy"]["ci95"] or 0.0
-            row["gap"]["ci95"] = row["gap"]["ci95"] or 0.0
-        summary += rows
-    reading = []
+                tasks.append(_task("p-choice", f"{name} p={point['p']:g}", cfg, point["p"], s, dict(point)))
+    runs = ctx.run("p-choice", tasks).records
+    summary, reading = [], []
     for name in sets:
-        rows = [r for r in summary if r["dataset"] == name]
-        best = max(rows, key=lambda r: r["val_accuracy"]["mean"])
-        line = f"{name}: best p = {best['p']:g} (val acc {best['val acc (%)']}%)"
-        if best["p"] != 0:
-            line += f"; against p = 0: {_paired(runs, best['arm'], f'{name} p=0')}"
+        rows = sweep.summarize_points(runs, points_of[name])
+        for row in rows:
+            row["arm"] = f"{name} p={row['p']:g}"
+        summary += rows
+        scored = [r for r in rows if r["val_accuracy"] is not None]
+        top = max(scored, key=lambda r: r["val_accuracy"]["mean"])
+        line = f"{name}: highest mean validation accuracy at p = {top['p']:g} ({stats.fmt(top['val_accuracy'], 100)}%)"
+        if top["p"] != 0:
+            line += "; " + readings.paired_sentence(runs, {"arm": top["arm"]}, {"arm": f"{name} p=0"},
+                                                    subject=f"against p = 0, p = {top['p']:g}")
         else:
-            line += "; no p > 0 beat p = 0 on average"
-        close = [r for r in rows if r["p"] != best["p"] and
-                 r["val_accuracy"]["mean"] + r["val_accuracy"]["ci95"]
-                 >= best["val_accuracy"]["mean"] - best["val_accuracy"]["ci95"]]
-        if close:
-            listed = ", ".join(f"{r['p']:g}" for r in close)
-            line += f"; p = {listed} within the CIs (not distinguishable)"
+            line += "; no p > 0 had a higher mean than p = 0"
         reading.append(line + ".")
     config = {"datasets": {k: {"hidden": list(v[0]), "epochs": v[1], "batch_size": v[2], "lr": v[3],
                                "options": v[4]} for k, v in sets.items()},
               "p_grid": list(grid_p), "seeds": seeds, "optimizer": "adam", "grids": grids}
+    table = readings.arm_table(f"study p-choice: {n_seeds} seed(s) per point", summary,
+                               columns=readings.COLUMNS[:4])
 
     def plot(path):
         _plot_p_choice(summary, list(sets), path)
 
-    return StudyResult(config, runs, summary, [("dataset", "dataset"), ("p", "p"), ("train acc (%)", "train acc (%)"),
-                                               ("val acc (%)", "val acc (%)"), ("gap (points)", "gap (points)"),
-                                               ("val loss", "val loss")],
-                       reading, {"p_choice.png": plot})
+    return StudyResult(config, runs, summary, [table], reading, {"p_choice.png": plot})
 
 
 def _plot_p_choice(summary, datasets, path) -> None:
-    from droplab.lab.plots import COLORS, pyplot
+    from droplab.lab.plots import COLORS, clip, errors, pyplot
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, color in zip(datasets, COLORS):
-        rows = [r for r in summary if r["dataset"] == name]
+        rows = [r for r in summary if r["dataset"] == name and r["val_accuracy"] is not None]
         ps = [r["p"] for r in rows]
         for ax, key in zip(axes, ("val_accuracy", "gap")):
-            ax.errorbar(ps, [100 * r[key]["mean"] for r in rows], yerr=[100 * r[key]["ci95"] for r in rows],
+            bars = [errors(r[key], 100) for r in rows]
+            ax.errorbar(ps, [b[0] for b in bars], yerr=[[b[1] for b in bars], [b[2] for b in bars]],
                         marker="o", capsize=3, color=color, label=name)
     axes[0].set_ylabel("validation accuracy (%)")
     axes[1].set_ylabel("train - validation accuracy (points)")
-    for ax in axes:
+    for ax, kind in zip(axes, ("accuracy", "gap")):
         ax.set_xlabel("p (drop probability)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("which p? mean ± 95% CI over seeds")
+        clip(ax, kind)
+    n = min((r["val_accuracy"]["n"] for r in summary if r["val_accuracy"]), default=0)
+    fig.suptitle("which p? mean and " + ("95% CI" if n >= 3 else "range (n < 3: not an interval)")
+                 + f" over {n} seed(s)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -272,86 +252,64 @@ def _plot_p_choice(summary, datasets, path) -> None:
 _WHERE = {
     # scale: (dataset, load options, hidden, epochs, batch, lr, seeds)
     "full": ("mnist1d", {}, (256, 256), 100, 100, 1e-3, 3),
-    "quick": ("mnist1d", {}, (128, 128), 15, 100, 2e-3, 2),
+    "quick": ("mnist1d", {}, (128, 128), 15, 100, 2e-3, 3),
     "tiny": ("spiral", {"samples": 100, "val_samples": 50}, (16, 16), 3, None, 0.02, 2),
 }
 _WHERE_ARMS = (("none", 0.0, 0.0), ("input (p=0.2)", 0.2, 0.0), ("hidden (p=0.5)", 0.0, 0.5),
                ("both (0.2 / 0.5)", 0.2, 0.5))
 
 
-def study_where(scale: str, seed: int, console) -> StudyResult:
-    """Dropout on the input (p = 0.2), on the hidden layers (p = 0.5), or both (Srivastava 2014's choice)."""
-    from droplab import data
+def study_where(scale: str, seed: int, ctx: Ctx) -> StudyResult:
+    """Dropout on the input (p = 0.2), on the hidden layers (p = 0.5), or both (Srivastava 2014's choice).
 
+    Every arm has the input dropout layer (at p = 0 where it is off), so a seed gives every arm
+    the same initial weights.
+    """
     name, options, hidden, epochs, batch, lr, n_seeds = _WHERE[scale]
-    ds = data.load(name, **options)
     seeds = [seed + i for i in range(n_seeds)]
-    X, _ = _flat(ds)
-    runs = []
+    tasks = []
     for arm, input_p, p in _WHERE_ARMS:
-        for s in seeds:
-            with console.status(f"where: {arm}, seed {s}"):
-                model = _mlp(X.shape[1], hidden, ds.classes, p=p, input_p=input_p, seed=s)
-                rec = _fit(model, ds, epochs=epochs, batch_size=batch, optimizer=_adam(lr))
-            runs.append({"arm": arm, "input_p": input_p, "p": p, "seed": s, **rec})
+        cfg = _cfg(dataset=name, data_options=dict(options), hidden=hidden, epochs=epochs, batch_size=batch, lr=lr,
+                   input_p=input_p, input_layer=True)
+        tasks += [_task("where", arm, cfg, p, s, {"input_p": input_p}) for s in seeds]
+    runs = ctx.run("where", tasks).records
     arms = [a[0] for a in _WHERE_ARMS]
-    summary = _arm_summary(runs, arms)
-    best = max(summary, key=lambda r: r["val_accuracy"]["mean"])
-    reading = [f"{ds.name}: best placement = {best['arm']} (val acc {best['val acc (%)']}%)."]
+    summary = readings.arm_rows(runs, arms)
+    reading = [f"{name}: " + _best(runs, arms)]
     for arm in arms[1:]:
-        row = next(r for r in summary if r["arm"] == arm)
-        reading.append(f"{arm}: {_paired(runs, arm, 'none')} against no dropout; train-val gap "
-                       f"{row['gap (points)']} points.")
+        reading.append(readings.paired_sentence(runs, {"arm": arm}, {"arm": "none"}, subject=f"{arm} against none")
+                       + ".")
     none = summary[0]
-    under = [r for r in summary[1:] if r["train_accuracy"]["mean"] < none["train_accuracy"]["mean"] - 0.05
-             and r["val_accuracy"]["mean"] < none["val_accuracy"]["mean"]]
+    under = [r for r in summary[1:] if r["train_accuracy"]["mean"] is not None and none["train_accuracy"]["mean"]
+             is not None and r["train_accuracy"]["mean"] < none["train_accuracy"]["mean"] - 0.05]
     if under:
         reading.append(
             f"after {epochs} epochs, {', '.join(r['arm'] for r in under)} still underfit(s): train accuracy "
-            + ", ".join(f"{r['train acc (%)']}%" for r in under) + f" against {none['train acc (%)']}% without "
-            "dropout. Dropout slows fitting; it pays off only once the network without it overfits "
-            "(large train-val gap), so judge it at the full setting (without --quick).")
-    config = {"dataset": ds.name, "hidden": list(hidden), "epochs": epochs, "batch_size": batch, "lr": lr,
+            + ", ".join(f"{stats.fmt(r['train_accuracy'], 100)}%" for r in under)
+            + f" against {stats.fmt(none['train_accuracy'], 100)}% without dropout. Dropout slows fitting; it pays "
+            "off only once the network without it overfits (large train-val gap).")
+    config = {"dataset": name, "hidden": list(hidden), "epochs": epochs, "batch_size": batch, "lr": lr,
               "optimizer": "adam", "seeds": seeds,
               "arms": [{"arm": a, "input_p": i, "p": p} for a, i, p in _WHERE_ARMS]}
 
     def plot(path):
         from droplab.lab.plots import learning_curves
 
-        learning_curves({a: [r["history"] for r in runs if r["arm"] == a] for a in arms}, path,
-                        title=f"{ds.name}: where to put dropout (train dashed, validation solid)")
+        learning_curves({a: [r["history"] for r in runs if r["arm"] == a and r.get("history")] for a in arms}, path,
+                        title=f"{name}: where to put dropout (train dashed, validation solid)")
 
-    cols = [("arm", "arm"), ("train acc (%)", "train acc (%)"), ("val acc (%)", "val acc (%)"),
-            ("gap (points)", "gap (points)"), ("val loss", "val loss")]
-    return StudyResult(config, runs, summary, cols, reading, {"learning_curves.png": plot})
+    table = readings.arm_table(f"study where: {name}, {n_seeds} seed(s) per arm", summary)
+    return StudyResult(config, runs, summary, [table], reading, {"learning_curves.png": plot})
 
 
 # ------------------------------------------------------------------------------- batchnorm-order
 
 _BN = {
     "full": ("mnist1d", {}, 256, 60, 100, 1e-3, 3, 0.5),
-    "quick": ("mnist1d", {}, 128, 12, 100, 2e-3, 2, 0.5),
+    "quick": ("mnist1d", {}, 128, 12, 100, 2e-3, 3, 0.5),
     "tiny": ("spiral", {"samples": 100, "val_samples": 50}, 16, 3, 100, 0.02, 2, 0.5),
 }
-_BN_ARMS = ("no dropout", "dropout before BN", "dropout after BN")
-
-
-def _bn_net(arm: str, inputs: int, width: int, classes: int, p: float, seed: int) -> nn.Sequential:
-    """Two hidden layers ``Dense -> BN -> ReLU``; where the dropout layers sit is the arm.
-
-    * ``dropout before BN``: dropout after each hidden block, so the second BN's input
-      (through a Dense) carries the dropout noise in training but not in eval;
-    * ``dropout after BN``: dropout only after the last BN (Li et al. 2019's advice);
-    * ``no dropout``: the same layers with p = 0.
-    The layer list has the same length in every arm, so a seed gives the same initial weights.
-    """
-    from droplab.nn.norm import BatchNorm1d
-
-    p1 = p if arm == "dropout before BN" else 0.0
-    p2 = p if arm != "no dropout" else 0.0
-    return nn.Sequential(nn.Dense(inputs, width), BatchNorm1d(width), nn.ReLU(), nn.Dropout(p1),
-                         nn.Dense(width, width), BatchNorm1d(width), nn.ReLU(), nn.Dropout(p2),
-                         nn.Dense(width, classes, init="glorot"), seed=seed)
+_BN_ARMS = {"no dropout": "none", "dropout before BN": "before", "dropout after BN": "after"}
 
 
 def variance_shift(model: nn.Sequential, X_train: np.ndarray, X_eval: np.ndarray) -> list[dict]:
@@ -385,53 +343,58 @@ def variance_shift(model: nn.Sequential, X_train: np.ndarray, X_eval: np.ndarray
     return out
 
 
-def study_batchnorm_order(scale: str, seed: int, console) -> StudyResult:
-    """Dropout before vs after BatchNorm, and the variance shift of Li et al. 2019."""
-    from droplab import data
-
-    name, options, width, epochs, batch, lr, n_seeds, p = _BN[scale]
-    ds = data.load(name, **options)
+def _measure_variance_shift(model, ds, task) -> dict:
+    """Runs in the worker after training: the BN layers' variance shift on this run's data."""
     X, Xv = _flat(ds)
+    return {"variance_shift": variance_shift(model, X, Xv)}
+
+
+def study_batchnorm_order(scale: str, seed: int, ctx: Ctx) -> StudyResult:
+    """Dropout before vs after BatchNorm, and the variance shift of Li et al. 2019.
+
+    Two hidden blocks ``Dense -> BN -> ReLU -> Dropout`` (:func:`droplab.lab.models.bn_mlp`):
+    dropout before BN drops after the first block, so the second BN's input carries its noise;
+    dropout after BN drops only after the last block.
+    """
+    name, options, width, epochs, batch, lr, n_seeds, p = _BN[scale]
     seeds = [seed + i for i in range(n_seeds)]
-    runs = []
-    for arm in _BN_ARMS:
-        for s in seeds:
-            with console.status(f"batchnorm-order: {arm}, seed {s}"):
-                model = _bn_net(arm, X.shape[1], width, ds.classes, p, s)
-                rec = _fit(model, ds, epochs=epochs, batch_size=batch, optimizer=_adam(lr))
-                rec["variance_shift"] = variance_shift(model, X, Xv)
-            runs.append({"arm": arm, "p": p, "seed": s, **rec})
-    summary = _arm_summary(runs, list(_BN_ARMS))
+    tasks = []
+    for arm, order in _BN_ARMS.items():
+        cfg = _cfg(dataset=name, data_options=dict(options), model="bn-mlp", hidden=(width,), epochs=epochs,
+                   batch_size=batch, lr=lr, options={"order": order})
+        tasks += [_task("batchnorm-order", arm, cfg, p if order != "none" else 0.0, s,
+                        measure=_measure_variance_shift) for s in seeds]
+    runs = ctx.run("batchnorm-order", tasks).records
+    arms = list(_BN_ARMS)
+    summary = readings.arm_rows(runs, arms)
     for row in summary:
-        mine = [r for r in runs if r["arm"] == row["arm"]]
-        second = [r["variance_shift"][1] for r in mine]  # the BN after the first dropout position
-        row["BN2 var train/running"] = _fmt_ci([v["train_over_running"] for v in second], 1.0, 3)
-        row["BN2 var eval/running"] = _fmt_ci([v["shift"] for v in second], 1.0, 3)
-        row["shift"] = {k: mean_ci([v[k] for v in second])[0] for k in ("train_over_running", "shift")}
-    before = next(r for r in summary if r["arm"] == "dropout before BN")
-    after = next(r for r in summary if r["arm"] == "dropout after BN")
-    none = next(r for r in summary if r["arm"] == "no dropout")
+        second = [r["variance_shift"][1] for r in runs if r["arm"] == row["arm"] and r.get("variance_shift")]
+        row["bn2_train_over_running"] = stats.summary([v["train_over_running"] for v in second])
+        row["bn2_eval_over_running"] = stats.summary([v["shift"] for v in second])
+    before, after, none = (next(r for r in summary if r["arm"] == a) for a in arms[1:] + arms[:1])
     keep = 1 - p
+    f3 = lambda st: stats.fmt(st, 1, 3)  # noqa: E731
     reading = [
         f"variance shift: with dropout (p={p:g}) before the second BN, that BN's input variance in eval mode is "
-        f"{before['BN2 var eval/running']} of the running variance it normalises by (no dropout: "
-        f"{none['BN2 var eval/running']}; dropout after BN: {after['BN2 var eval/running']}). In train mode the "
-        f"ratio is {before['BN2 var train/running']}: BN learnt the dropout-inflated variance, and at test time "
-        f"it divides by too large a number (for a unit with mean m and variance s^2, inverted dropout gives "
-        f"variance (s^2 + m^2)/{keep:g} - m^2 in training).",
-        f"accuracy: dropout before BN {before['val acc (%)']}%, after BN {after['val acc (%)']}%, none "
-        f"{none['val acc (%)']}%; after - before: {_paired(runs, 'dropout after BN', 'dropout before BN')}.",
+        f"{f3(before['bn2_eval_over_running'])} of the running variance it normalises by (no dropout: "
+        f"{f3(none['bn2_eval_over_running'])}; dropout after BN: {f3(after['bn2_eval_over_running'])}). In train "
+        f"mode the ratio is {f3(before['bn2_train_over_running'])}: BN learnt the dropout-inflated variance, and at "
+        f"test time it divides by too large a number (for a unit with mean m and variance s^2, inverted dropout "
+        f"gives variance (s^2 + m^2)/{keep:g} - m^2 in training).",
+        "accuracy: " + readings.paired_sentence(runs, {"arm": "dropout after BN"}, {"arm": "dropout before BN"},
+                                                subject="dropout after BN against before BN") + ".",
     ]
-    config = {"dataset": ds.name, "width": width, "epochs": epochs, "batch_size": batch, "lr": lr, "p": p,
-              "optimizer": "adam", "seeds": seeds, "arms": list(_BN_ARMS)}
+    config = {"dataset": name, "width": width, "epochs": epochs, "batch_size": batch, "lr": lr, "p": p,
+              "optimizer": "adam", "seeds": seeds, "arms": arms}
 
     def plot(path):
         _plot_bn(runs, path)
 
-    cols = [("arm", "arm"), ("val acc (%)", "val acc (%)"), ("gap (points)", "gap (points)"),
-            ("val loss", "val loss"), ("BN2 var train/running", "BN2 var train/running"),
-            ("BN2 var eval/running", "BN2 var eval/running")]
-    return StudyResult(config, runs, summary, cols, reading, {"variance_shift.png": plot})
+    cols = (*readings.COLUMNS[1:4], ("BN2 var train/run", "bn2_train_over_running", 1, 3),
+            ("BN2 var eval/run", "bn2_eval_over_running", 1, 3))
+    table = readings.arm_table(f"study batchnorm-order: {name}, {n_seeds} seed(s) per arm", summary, columns=cols,
+                               drop=("val loss", "gap (points)", "BN2 var train/run"))
+    return StudyResult(config, runs, summary, [table], reading, {"variance_shift.png": plot})
 
 
 def _plot_bn(runs, path) -> None:
@@ -439,20 +402,27 @@ def _plot_bn(runs, path) -> None:
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    from droplab.lab.plots import errors
+
     x = np.arange(len(_BN_ARMS))
     for j, (key, label) in enumerate((("train_input_var", "train-mode input var"), ("running_var", "running var"),
                                       ("eval_input_var", "eval-mode input var"))):
-        vals = [np.mean([r["variance_shift"][1][key] for r in runs if r["arm"] == a]) for a in _BN_ARMS]
+        vals = [np.mean([r["variance_shift"][1][key] for r in runs if r["arm"] == a and r.get("variance_shift")])
+                for a in _BN_ARMS]
         axes[0].bar(x + (j - 1) * 0.27, vals, 0.27, color=COLORS[j], label=label)
-    axes[0].set_xticks(x, _BN_ARMS, fontsize=8)
+    axes[0].set_xticks(x, list(_BN_ARMS), fontsize=8)
     axes[0].set_ylabel("second BN: mean variance of its input")
     axes[0].legend(fontsize=8)
-    acc = [[100 * r["metrics"]["val_accuracy"] for r in runs if r["arm"] == a] for a in _BN_ARMS]
-    axes[1].bar(x, [np.mean(a) for a in acc], color=COLORS[3], yerr=[np.std(a) for a in acc], capsize=3)
-    lo = min(min(a) for a in acc)
-    axes[1].set_ylim(max(0, lo - 5), 100 if max(max(a) for a in acc) > 95 else max(max(a) for a in acc) + 3)
-    axes[1].set_xticks(x, _BN_ARMS, fontsize=8)
-    axes[1].set_ylabel("validation accuracy (%)")
+    acc = [stats.summary([r["metrics"]["val_accuracy"] for r in runs if r["arm"] == a and readings.ok(r)])
+           for a in _BN_ARMS]
+    bars = [errors(a, 100) for a in acc]
+    axes[1].bar(x, [b[0] for b in bars], color=COLORS[3], yerr=[[b[1] for b in bars], [b[2] for b in bars]],
+                capsize=3)
+    lo = min(b[0] - b[1] for b in bars)
+    axes[1].set_ylim(max(0, lo - 5), min(100, max(b[0] + b[2] for b in bars) + 3))
+    axes[1].set_xticks(x, list(_BN_ARMS), fontsize=8)
+    n = min(a["n"] for a in acc)
+    axes[1].set_ylabel("validation accuracy (%), mean and " + ("95% CI" if n >= 3 else "range"))
     fig.suptitle("dropout before vs after BatchNorm (variance shift, Li et al. 2019)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -463,66 +433,65 @@ def _plot_bn(runs, path) -> None:
 
 _COST = {
     # widths, timed epochs per arm, repeats (alternating arms), rows of data
-    "full": ((64, 128, 256, 512, 1024, 2048), 10, 3, 3000),
-    "quick": ((64, 256, 1024), 6, 2, 3000),
+    "full": ((64, 128, 256, 512, 1024, 2048), 10, 5, 3000),
+    "quick": ((64, 256, 1024), 6, 3, 3000),
     "tiny": ((16, 32), 2, 1, 300),
 }
 
 
-class _EpochTimer:
-    """Wall-clock and process CPU seconds of every epoch (CPU time is steadier on a shared machine)."""
+def study_cost(scale: str, seed: int, ctx: Ctx) -> StudyResult:
+    """Time per training epoch with (p = 0.5) and without dropout on spiral data, against width.
 
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.cpu: list[float] = []
-
-    def on_epoch_begin(self, epoch, model) -> None:
-        self._t0, self._c0 = time.perf_counter(), time.process_time()
-
-    def on_epoch_end(self, epoch, logs, model) -> None:
-        self.times.append(time.perf_counter() - self._t0)
-        self.cpu.append(time.process_time() - self._c0)
-
-
-def study_cost(scale: str, seed: int, console) -> StudyResult:
-    """Time per training epoch with (p = 0.5) and without dropout on spiral-shaped data, against width."""
-    from droplab import data, kernels
-
+    Timing runs execute one at a time (``--workers`` is ignored: parallel runs would time each
+    other), with no per-epoch validation; the first epoch is warm-up. Each repeat times both arms
+    in turn, so the ratio and the difference are paired by repeat and read with the one rule.
+    """
     widths, epochs, repeats, rows = _COST[scale]
-    X, y = data.spiral(rows // 3, 3, seed=seed)
-    for dt in (np.float32, np.float64):  # compile the mask kernels before anything is timed
-        kernels.apply(np.ones(64, dt), 0.5, (0, 0), 0, 2.0)
-    runs = []
+    tasks = []
     for w in widths:
         for r in range(repeats):
             for p in (0.0, 0.5):  # alternate the arms so load changes hit both
-                with console.status(f"cost: width {w}, p={p:g}, repeat {r + 1}"):
-                    model = nn.Sequential(nn.Dense(2, w), nn.ReLU(), nn.Dropout(p), nn.Dense(w, 3), seed=seed)
-                    timer = _EpochTimer()
-                    model.fit(X, y, loss=nn.SoftmaxCrossEntropy(), optimizer=_adam(0.02), epochs=epochs + 1,
-                              verbose=False, callbacks=[timer])
-                runs.append({"width": w, "p": p, "repeat": r, "seed": seed,  # the first epoch is warm-up
-                             "epoch_seconds": timer.times[1:], "epoch_cpu_seconds": timer.cpu[1:]})
-    summary = []
+                cfg = _cfg(dataset="spiral", data_options={"samples": rows // 3, "val_samples": 10}, hidden=(w,),
+                           epochs=epochs + 1, batch_size=None, lr=0.02, validate_each_epoch=False, epoch_times=True)
+                tasks.append(_task("cost", f"width {w}, p={p:g}", cfg, p, seed, {"width": w, "repeat": r}))
+    recs = ctx.run("cost", tasks, workers=1).records
+    runs = []
+    for rec in recs:
+        rec = {**rec, "epoch_seconds": rec["epoch_seconds"][1:], "epoch_cpu_seconds": rec["epoch_cpu_seconds"][1:]}
+        rec.pop("history", None)
+        runs.append(rec)
+    summary, reading = [], []
     for w in widths:
-        t, c = ({p: float(np.median([s for r in runs if r["width"] == w and r["p"] == p for s in r[key]]))
-                 for p in (0.0, 0.5)} for key in ("epoch_seconds", "epoch_cpu_seconds"))
-        summary.append({"width": w, "ms/epoch, no dropout": f"{1000 * t[0.0]:.2f}",
-                        "ms/epoch, p=0.5": f"{1000 * t[0.5]:.2f}", "ratio": f"{t[0.5] / t[0.0]:.2f}",
-                        "CPU ratio": f"{c[0.5] / c[0.0]:.2f}" if c[0.0] > 0 else "n/a",
-                        "ns per dropped-layer element": f"{1e9 * (t[0.5] - t[0.0]) / (rows * w):.2f}",
-                        "seconds": t, "cpu_seconds": c, "ratio_value": t[0.5] / t[0.0]})
-    ratios = [r["ratio_value"] for r in summary]
-    reading = [
-        f"an epoch with dropout (p=0.5) took {min(ratios):.2f}x to {max(ratios):.2f}x the time of one without "
-        f"(widths {widths[0]} to {widths[-1]}, {rows} rows, full batch; median of {epochs} epochs x {repeats} "
-        f"repeats, mask backend: {kernels.backend()}); in process CPU time the ratios were "
-        f"{', '.join(r['CPU ratio'] for r in summary)}.",
-        f"at width {widths[-1]} dropout adds {1000 * (summary[-1]['seconds'][0.5] - summary[-1]['seconds'][0.0]):.2f}"
-        f" ms per epoch, {summary[-1]['ns per dropped-layer element']} ns per element of the dropout layer "
-        "(forward + backward); the rest of the epoch is matmuls, ReLU and the optimiser, which grow with width too. "
-        "Timings on a shared machine are noisy: compare the ratios, not the absolute times.",
-    ]
+        mine = [r for r in runs if r["width"] == w]
+        med = {(r["repeat"], r["p"]): float(np.median(r["epoch_seconds"])) for r in mine}
+        cpu = {(r["repeat"], r["p"]): float(np.median(r["epoch_cpu_seconds"])) for r in mine}
+        reps = sorted({r["repeat"] for r in mine})
+        log_ratio = stats.verdict([math.log(med[(k, 0.5)] / med[(k, 0.0)]) for k in reps])
+        extra_ms = stats.verdict([1000 * (med[(k, 0.5)] - med[(k, 0.0)]) for k in reps])
+        t0 = stats.summary([1000 * med[(k, 0.0)] for k in reps])
+        t1 = stats.summary([1000 * med[(k, 0.5)] for k in reps])
+        ratio = math.exp(log_ratio.mean)
+        ratio_ci = ("" if log_ratio.ci95 is None else
+                    f" [{math.exp(log_ratio.mean - log_ratio.ci95):.2f}, {math.exp(log_ratio.mean + log_ratio.ci95):.2f}]")
+        cpu_ratio = float(np.median([cpu[(k, 0.5)] / cpu[(k, 0.0)] for k in reps if cpu[(k, 0.0)] > 0] or [math.nan]))
+        summary.append({"width": w, "ms_no_dropout": t0, "ms_dropout": t1, "ratio_value": ratio,
+                        "ratio": f"{ratio:.2f}{ratio_ci}", "CPU ratio": f"{cpu_ratio:.2f}",
+                        "extra_ms": extra_ms.to_dict(), "log_ratio": log_ratio.to_dict(), "repeats": len(reps)})
+        if extra_ms.resolved:
+            per_element = 1e6 * extra_ms.mean / (rows * w)
+            verb = "adds" if extra_ms.direction > 0 else "saves"
+            reading.append(f"width {w}: dropout {verb} {abs(extra_ms.mean):.2f} ± {extra_ms.ci95:.2f} ms per epoch "
+                           f"(paired 95% CI over {extra_ms.n} repeats), {abs(per_element):.2f} ns per element of the "
+                           f"dropout layer; time ratio {ratio:.2f}{ratio_ci}.")
+        else:
+            reading.append(stats.sentence(extra_ms, subject=f"width {w}", what="the extra time per epoch with dropout",
+                                          unit=" ms", digits=2, unit_word="repeat")
+                           + f"; time ratio {ratio:.2f}{ratio_ci}: no claim on its size.")
+    from droplab import kernels
+
+    reading.append(f"{rows} rows, full batch, median of {epochs} epochs per repeat, {repeats} repeat(s) per width "
+                   f"(arms alternating), mask backend {kernels.backend()}. Timings on a shared machine are noisy: "
+                   "a cost is claimed only where the paired CI over repeats excludes 0.")
     config = {"widths": list(widths), "timed_epochs": epochs, "repeats": repeats, "rows": rows, "p": 0.5,
               "optimizer": "adam", "batch_size": None, "seed": seed}
 
@@ -531,108 +500,123 @@ def study_cost(scale: str, seed: int, console) -> StudyResult:
 
         plt = pyplot()
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for (label, p), color in zip((("no dropout", 0.0), ("dropout p=0.5", 0.5)), COLORS):
-            axes[0].plot(widths, [1000 * r["seconds"][p] for r in summary], "o-", color=color, label=label)
-        axes[1].plot(widths, ratios, "o-", color=COLORS[2])
+        for (label, key), color in zip((("no dropout", "ms_no_dropout"), ("dropout p=0.5", "ms_dropout")), COLORS):
+            axes[0].plot(widths, [r[key]["mean"] for r in summary], "o-", color=color, label=label)
+        axes[1].plot(widths, [r["ratio_value"] for r in summary], "o-", color=COLORS[2])
         axes[1].axhline(1.0, color="k", lw=0.8)
         for ax in axes:
             ax.set_xscale("log", base=2)
             ax.set_xlabel("hidden width")
             ax.grid(alpha=0.3)
         axes[0].set_yscale("log")
-        axes[0].set_ylabel("ms per epoch (median)")
+        axes[0].set_ylabel("ms per epoch (median, mean over repeats)")
         axes[0].legend(fontsize=8)
         axes[1].set_ylabel("time with dropout / without")
+        axes[1].set_ylim(bottom=0)
         fig.suptitle(f"cost of dropout: {rows} x 2 -> width -> 3, full batch")
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
-    cols = [(k, k) for k in ("width", "ms/epoch, no dropout", "ms/epoch, p=0.5", "ratio", "CPU ratio",
-                             "ns per dropped-layer element")]
-    return StudyResult(config, runs, summary, cols, reading, {"cost.png": plot})
+    from droplab.lab import tables
+
+    table = tables.table(f"study cost: ms per epoch, {repeats} repeat(s) per width",
+                         ["width", "ms, no dropout", "ms, p=0.5", "ratio [95% CI]", "CPU ratio"],
+                         [[str(r["width"]), stats.fmt(r["ms_no_dropout"], 1, 2), stats.fmt(r["ms_dropout"], 1, 2),
+                           r["ratio"], r["CPU ratio"]] for r in summary],
+                         note=stats.legend(repeats).replace("n =", "repeats ="), drop=("CPU ratio",))
+    return StudyResult(config, runs, summary, [table], reading, {"cost.png": plot})
 
 
 # ------------------------------------------------------------------------------- textbook
 
-_TEXTBOOK = {"full": (10001, 3, {}), "quick": (1000, 2, {}),
-             "tiny": (15, 1, {"samples": 100, "val_samples": 50})}
+# the book's printed result (Kinsley and Kukieła, chapter 15): one run
+BOOK = {"val_accuracy": 0.757, "val_loss": 0.712}
+_TEXTBOOK = {"full": (10001, 10, {}), "quick": (1000, 3, {}),
+             "tiny": (15, 2, {"samples": 100, "val_samples": 50})}
 
 
-def study_textbook(scale: str, seed: int, console) -> StudyResult:
-    """The NNFS chapter-15 spiral: 2 -> 64 -> 3, dropout p = 0.1, Adam lr 0.05 decay 5e-5, full batch."""
-    from droplab import data
+def textbook_config(epochs: int = 10001, options: dict | None = None, init: str = "small"):
+    """The NNFS chapter-15 network and training, exactly: 2 -> 64 -> 3, ReLU, dropout after the
+    hidden layer, 0.01*randn weights and zero biases, L2 5e-4 on the first layer's weights and
+    biases, Adam lr 0.05 with decay 5e-5 (eps 1e-7), full-batch epochs, on 1000 spiral points per
+    class and a separately generated validation set of 100 per class."""
+    return _cfg(dataset="spiral", data_options=dict(options or {}), hidden=(64,), init=init, first_l2=5e-4,
+                optimizer="adam", lr=0.05, decay=5e-5, batch_size=None, epochs=epochs)
 
+
+def study_textbook(scale: str, seed: int, ctx: Ctx) -> StudyResult:
+    """The NNFS chapter-15 spiral exactly as the book trains it, with and without dropout p = 0.1
+    (and, with ``--init``, the same arms with another initialisation)."""
     epochs, n_seeds, options = _TEXTBOOK[scale]
-    ds = data.load("spiral", **options)
     seeds = [seed + i for i in range(n_seeds)]
-    runs = []
-    arms = ("no dropout", "dropout p=0.1")
-    for arm, p in zip(arms, (0.0, 0.1)):
-        for s in seeds:
-            with console.status(f"textbook: {arm}, seed {s}, {epochs} epochs"):
-                model = nn.Sequential(nn.Dense(2, 64), nn.ReLU(), nn.Dropout(p), nn.Dense(64, 3, init="glorot"),
-                                      seed=s)
-                rec = _fit(model, ds, epochs=epochs, batch_size=None, optimizer=_adam(0.05, 5e-5))
-            runs.append({"arm": arm, "p": p, "seed": s, **rec})
-    summary = _arm_summary(runs, list(arms))
-    none, drop = summary
-    t_drop = drop["train_accuracy"]["mean"]
-    reading = [
-        f"validation accuracy: {drop['val acc (%)']}% with dropout against {none['val acc (%)']}% without; "
-        f"difference {_paired(runs, arms[1], arms[0])}.",
-        f"why: the network underfits. Its train accuracy (eval mode) is {drop['train acc (%)']}% with dropout "
-        f"and {none['train acc (%)']}% without, far from 100%, and the train-validation gap without dropout is "
-        f"only {none['gap (points)']} points: there is little overfitting for dropout to cure, and dropout "
-        f"takes away capacity that 64 units on 3000 spiral points need"
-        + (" (train accuracy with dropout is at most what it is without)." if t_drop <= none["train_accuracy"]["mean"]
-           else "."),
-    ]
-    config = {"dataset": ds.name, "dataset_description": ds.description, "hidden": [64], "p": 0.1,
-              "optimizer": "adam", "lr": 0.05, "decay": 5e-5, "batch_size": None, "epochs": epochs, "seeds": seeds,
-              "reference": "Kinsley and Kukiela, Neural Networks from Scratch in Python (2020), chapter 15"}
+    inits = ["small"] + ([ctx.init] if ctx.init and ctx.init != "small" else [])
+    arms = []
+    for init in inits:
+        suffix = "" if init == "small" else f", {init} init"
+        arms += [(f"no dropout{suffix}", init, 0.0), (f"dropout p=0.1{suffix}", init, 0.1)]
+    tasks = [_task("textbook", arm, textbook_config(epochs, options, init), p, s, {"init": init})
+             for arm, init, p in arms for s in seeds]
+    runs = ctx.run("textbook", tasks).records
+    labels = [a[0] for a in arms]
+    summary = readings.arm_rows(runs, labels)
+    none, drop = summary[0], summary[1]
+    vals = [r["metrics"]["val_accuracy"] for r in runs if r["arm"] == labels[1] and readings.ok(r)]
+    pi = stats.prediction_interval(vals)
+    book = BOOK["val_accuracy"]
+    first = (f"validation accuracy with dropout: {stats.fmt(drop['val_accuracy'], 100)}% (n = "
+             f"{drop['val_accuracy']['n']}; without: {stats.fmt(none['val_accuracy'], 100)}%); the book's single run: "
+             f"{100 * book:.1f}% (loss {BOOK['val_loss']})")
+    if pi is not None:
+        inside = pi[0] <= book <= pi[1]
+        first += (f"; one run lands in [{100 * pi[0]:.1f}, {100 * pi[1]:.1f}]% (95% prediction interval), which "
+                  + ("holds" if inside else "does not hold") + " the book's figure")
+    reading = [first + "."]
+    diffs = stats.paired(readings.by_seed(runs, "val_accuracy", arm=labels[0]),
+                         readings.by_seed(runs, "val_accuracy", arm=labels[1]))
+    v = stats.verdict(diffs)
+    if v.resolved and v.direction < 0:
+        reading.append(f"dropout hurts here: it lowered validation accuracy by {100 * abs(v.mean):.1f} ± "
+                       f"{100 * v.ci95:.1f} points (paired 95% CI of with - without over {v.n} seeds, excludes 0).")
+    elif v.resolved:
+        reading.append(f"dropout helps here: it raised validation accuracy by {100 * v.mean:.1f} ± {100 * v.ci95:.1f} "
+                       f"points (paired 95% CI over {v.n} seeds, excludes 0).")
+    else:
+        reading.append(stats.sentence(v, subject="dropout", what="validation accuracy", scale=100, unit=" points")
+                       + ": no claim that dropout hurts or helps here.")
+    tn, td = none["train_accuracy"], drop["train_accuracy"]
+    if v.resolved and v.direction < 0 and tn["mean"] is not None:
+        reading.append(
+            f"why: the network underfits. Its train accuracy (eval mode) is {stats.fmt(td, 100)}% with dropout and "
+            f"{stats.fmt(tn, 100)}% without, far from 100%, and the train-validation gap without dropout is only "
+            f"{stats.fmt(none['gap'], 100)} points: there is little overfitting for dropout to cure, and dropout "
+            "takes away capacity that 64 units on 3000 spiral points need.")
+    for other in inits[1:]:
+        for base_arm, p in (("no dropout", 0.0), ("dropout p=0.1", 0.1)):
+            reading.append(readings.paired_sentence(
+                runs, {"arm": f"{base_arm}, {other} init"}, {"arm": base_arm},
+                subject=f"{base_arm}: {other} init instead of the book's 0.01*randn") + ".")
+    config = {"dataset": "spiral", "data": "1000 points per class for training, a separately drawn 100 per class "
+              "for validation", "hidden": [64], "p": 0.1, "init": "small (0.01*randn, zero biases)",
+              "extra_inits": inits[1:], "l2_first_layer": 5e-4, "bias_l2_first_layer": 5e-4,
+              "optimizer": "adam", "lr": 0.05, "decay": 5e-5, "eps": 1e-7, "batch_size": None, "epochs": epochs,
+              "seeds": seeds, "book": BOOK,
+              "reference": "Kinsley and Kukieła, Neural Networks from Scratch in Python (2020), chapter 15"}
 
     def plot(path):
         from droplab.lab.plots import learning_curves
 
-        learning_curves({a: [r["history"] for r in runs if r["arm"] == a] for a in arms}, path,
-                        title="NNFS spiral, 64 units: train (dashed) vs validation")
+        learning_curves({a: [r["history"] for r in runs if r["arm"] == a and r.get("history")] for a in labels},
+                        path, title="NNFS spiral, 64 units: train (dashed) vs validation")
 
-    cols = [(k, k) for k in ("arm", "train acc (%)", "val acc (%)", "gap (points)", "val loss")]
-    return StudyResult(config, runs, summary, cols, reading, {"learning_curves.png": plot})
+    table = readings.arm_table(f"study textbook: NNFS ch. 15, {n_seeds} seed(s) per arm", summary)
+    extra = {"book": BOOK, "prediction_interval": list(pi) if pi else None, "paired": v.to_dict()}
+    return StudyResult(config, runs, summary, [table], reading, {"learning_curves.png": plot}, extra)
 
 
 # ------------------------------------------------------------------------------- bug-gallery
 
-_BUGS = {"full": (10**7, 300, 3000), "quick": (10**6, 100, 3000), "tiny": (10**5, 3, 300)}
-
-
-class _UnusedDropout(nn.Module):
-    """The bug ``h_drop = dropout(h); return h``: the mask is drawn and thrown away."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.drop = nn.Dropout(p)
-
-    def children(self):
-        return [self.drop]
-
-    def forward(self, x):
-        self.drop.forward(x)  # computed, never used
-        return x
-
-    def backward(self, dy):
-        return dy
-
-
-class _NoRescaleDropout(nn.Dropout):
-    """The bug ``y = x * mask`` in training and ``y = x`` in eval: no 1/(1-p), no (1-p)."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__(p, inverted=False)
-
-    def _eval_factor(self) -> float:
-        return 1.0
+_BUGS = {"full": (10**7, 300, 3000, 5), "quick": (10**6, 100, 3000, 3), "tiny": (10**5, 3, 300, 2)}
 
 
 def _textbook_forward(x: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
@@ -641,12 +625,22 @@ def _textbook_forward(x: np.ndarray, p: float, rng: np.random.Generator) -> np.n
         return x * (rng.binomial(1, 1 - p, size=x.shape) / (1 - p))
 
 
-def study_bug_gallery(scale: str, seed: int, console) -> StudyResult:
-    """The classic dropout bugs, each measured against what theory says it does."""
-    from droplab import data, kernels
+def _param_digest(model, ds, task) -> dict:
+    """Runs in the worker: a hash of the trained weights (bit-identity without shipping them)."""
+    h = hashlib.sha256()
+    for q in model.parameters():
+        h.update(np.ascontiguousarray(q.value).tobytes())
+    return {"weights_sha256": h.hexdigest()}
 
-    n, epochs, rows = _BUGS[scale]
+
+def study_bug_gallery(scale: str, seed: int, ctx: Ctx) -> StudyResult:
+    """The classic dropout bugs, each measured against what theory says it does."""
+    from droplab import kernels
+    from droplab.lab.models import BUG_VARIANTS
+
+    n, epochs, rows, n_seeds = _BUGS[scale]
     rng = np.random.default_rng(seed)
+    seeds = [seed + i for i in range(n_seeds)]
     z = 5.0  # 5-sigma bounds: two-sided false-failure probability 5.7e-7 per check
     # 1. randn for rand
     ps = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
@@ -657,24 +651,29 @@ def study_bug_gallery(scale: str, seed: int, console) -> StudyResult:
         bound = z * math.sqrt(theory * (1 - theory) / n)
         randn_rows.append({"p": p, "theory": theory, "measured": measured, "bound": bound,
                            "within": abs(measured - theory) <= bound})
-    # 2. a dropout whose output is never used
-    ds = data.load("spiral", **({"samples": rows // 3, "val_samples": 50} if rows != 3000 else {}))
-    histories, weights = {}, {}
-    for arm, layer in (("unused dropout (p=0.5)", lambda: _UnusedDropout(0.5)), ("no dropout", lambda: nn.Dropout(0.0)),
-                       ("dropout (p=0.5)", lambda: nn.Dropout(0.5))):
-        with console.status(f"bug-gallery: training with {arm}"):
-            model = nn.Sequential(nn.Dense(2, 64), nn.ReLU(), layer(), nn.Dense(64, 3, init="glorot"), seed=seed)
-            rec = _fit(model, ds, epochs=epochs, batch_size=None, optimizer=_adam(0.02))
-        histories[arm] = rec
-        weights[arm] = [p.value.copy() for p in model.parameters()]
-    identical = (all(np.array_equal(a, b) for a, b in zip(weights["unused dropout (p=0.5)"], weights["no dropout"]))
-                 and histories["unused dropout (p=0.5)"]["history"] == histories["no dropout"]["history"])
-    differs = not all(np.array_equal(a, b) for a, b in zip(weights["dropout (p=0.5)"], weights["no dropout"]))
+    # 2. a dropout whose output is never used, and 3. (trained) missing rescaling: one set of runs
+    options = {"samples": rows // 3, "val_samples": 50} if rows != 3000 else {}
+    trained = (("unused dropout (p=0.5)", "bug-unused-output", 0.5), ("no dropout", "dropout", 0.0),
+               ("dropout (p=0.5)", "dropout", 0.5), ("no rescaling (p=0.5)", "bug-no-rescaling", 0.5))
+    tasks = [_task("bug-gallery", arm, _cfg(dataset="spiral", data_options=options, hidden=(64,), variant=variant,
+                                            epochs=epochs, batch_size=None, lr=0.02), p, s,
+                   measure=_param_digest)
+             for arm, variant, p in trained for s in seeds]
+    runs = ctx.run("bug-gallery", tasks).records
+
+    def arm_of(name, key):
+        return {r["seed"]: r.get(key) for r in runs if r["arm"] == name}
+
+    unused, plain = arm_of("unused dropout (p=0.5)", "weights_sha256"), arm_of("no dropout", "weights_sha256")
+    real = arm_of("dropout (p=0.5)", "weights_sha256")
+    hist_u, hist_n = arm_of("unused dropout (p=0.5)", "history"), arm_of("no dropout", "history")
+    identical = all(unused[s] == plain[s] and hist_u[s] == hist_n[s] for s in seeds)
+    differs = all(real[s] != plain[s] for s in seeds)
     # 3. missing rescaling: train/eval mean ratio
     x = np.abs(rng.standard_normal((max(1, n // 1000), 1000))).astype(np.float32)
     scale_rows = []
     for p in (0.1, 0.3, 0.5, 0.7, 0.9):
-        layer = _NoRescaleDropout(p).seed(seed)
+        layer = BUG_VARIANTS["bug-no-rescaling"](p).seed(seed)
         train_mean = float(layer.train().forward(x).mean(dtype=np.float64))
         eval_mean = float(layer.eval().forward(x).mean(dtype=np.float64))
         keep = 1 - kernels.effective_p(p)
@@ -684,10 +683,6 @@ def study_bug_gallery(scale: str, seed: int, console) -> StudyResult:
         ratio = train_mean / eval_mean
         scale_rows.append({"p": p, "ratio": ratio, "theory": keep, "bound": z * sd,
                            "within": abs(ratio - keep) <= z * sd})
-    with console.status("bug-gallery: training with the unscaled dropout"):
-        model = nn.Sequential(nn.Dense(2, 64), nn.ReLU(), _NoRescaleDropout(0.5), nn.Dense(64, 3, init="glorot"),
-                              seed=seed)
-        noscale = _fit(model, ds, epochs=epochs, batch_size=None, optimizer=_adam(0.02))
     # 4. p = 1
     h = np.abs(rng.standard_normal((100, 64))).astype(np.float32)
     textbook = _textbook_forward(h, 1.0, rng)
@@ -715,30 +710,33 @@ def study_bug_gallery(scale: str, seed: int, console) -> StudyResult:
                     "theory": "0/0 = NaN",
                     "agrees (5 sigma)": "yes" if nan_rows["textbook_nan_fraction"] == 1 else "NO"})
     half = next(r for r in randn_rows if r["p"] == 0.5)
-    ns = histories["no dropout"]["metrics"]
+    acc = readings.paired_sentence(runs, {"arm": "no rescaling (p=0.5)"}, {"arm": "dropout (p=0.5)"},
+                                   subject="trained on spiral, no rescaling against correct inverted dropout")
+    loss = readings.paired_sentence(runs, {"arm": "no rescaling (p=0.5)"}, {"arm": "dropout (p=0.5)"},
+                                    subject="no rescaling against inverted dropout", metric="val_loss",
+                                    what="validation loss", scale=1, unit="", digits=3)
+    summary_trained = readings.arm_rows(runs, [t[0] for t in trained])
     reading = [
         f"randn for rand: with keep = 1-p and mask = randn < keep, the keep rate is Phi(1-p), so p=0.5 drops "
         f"{half['measured']:.3f} of the units (theory 1-Phi(0.5) = {half['theory']:.4f}), and p=0 still drops "
         f"{randn_rows[0]['measured']:.3f}; the drop rate never exceeds 0.5 (at p=1, 1-Phi(0) = 0.5).",
         "unused output: training with a dropout whose output is thrown away gave "
         + ("weights and history bit-identical to training without dropout" if identical else "DIFFERENT results")
-        + f" (a real dropout layer gave {'different' if differs else 'the same'} weights): it regularises nothing.",
+        + f" for each of {len(seeds)} seeds (a real dropout layer gave {'different' if differs else 'the same'} "
+        "weights): it regularises nothing.",
         f"missing rescaling: the mean activation in training is {scale_rows[2]['ratio']:.4f} of its eval value at "
         f"p=0.5 (1-p = {scale_rows[2]['theory']:g}); the next layer sees inputs {1 / scale_rows[2]['theory']:.1f}x "
-        f"larger at test time than it was trained on. Trained on spiral: val loss {noscale['metrics']['val_loss']:.3f} "
-        f"against {histories['dropout (p=0.5)']['metrics']['val_loss']:.3f} with correct inverted dropout "
-        f"(val acc {100 * noscale['metrics']['val_accuracy']:.1f}% vs "
-        f"{100 * histories['dropout (p=0.5)']['metrics']['val_accuracy']:.1f}%; no dropout: "
-        f"{100 * ns['val_accuracy']:.1f}%).",
+        "larger at test time than it was trained on.",
+        f"{acc}; {loss}. On a network this small the next layer's bias and the softmax can absorb part of the "
+        "scale mismatch, so the trained effect need not show at every size.",
         f"p = 1: the textbook x*mask/(1-p) gives {100 * nan_rows['textbook_nan_fraction']:.0f}% NaN (0/0); "
         "droplab's Dropout(1.0) gives zeros forward and a zero, finite gradient.",
     ]
-    runs = [{"arm": k, "seed": seed, **v} for k, v in histories.items()]
-    runs.append({"arm": "no rescaling (p=0.5)", "seed": seed, **noscale})
-    config = {"mask_draws": n, "epochs": epochs, "dataset": ds.name, "hidden": [64], "seed": seed, "z": z}
+    config = {"mask_draws": n, "epochs": epochs, "dataset": "spiral", "hidden": [64], "seed": seed, "seeds": seeds,
+              "z": z}
     extra = {"randn_mask": randn_rows, "unused_output": {"identical_to_no_dropout": identical,
                                                         "real_dropout_differs": differs},
-             "no_rescaling": scale_rows, "p_one": nan_rows}
+             "no_rescaling": scale_rows, "p_one": nan_rows, "trained": summary_trained}
 
     def plot(path):
         from droplab.lab.plots import COLORS, pyplot
@@ -766,8 +764,14 @@ def study_bug_gallery(scale: str, seed: int, console) -> StudyResult:
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
-    cols = [(k, k) for k in ("bug", "expected", "measured", "theory", "agrees (5 sigma)")]
-    return StudyResult(config, runs, summary, cols, reading, {"bug_gallery.png": plot}, extra)
+    from droplab.lab import tables
+
+    cols = ["bug", "expected", "measured", "theory", "agrees (5 sigma)"]
+    table = tables.table("study bug-gallery: each bug against its theory", cols,
+                         [[row[c] for c in cols] for row in summary], drop=("expected", "theory"))
+    trained_table = readings.arm_table(f"trained on spiral, {len(seeds)} seed(s) per arm", summary_trained,
+                                       columns=readings.COLUMNS[1:4])
+    return StudyResult(config, runs, summary, [table, trained_table], reading, {"bug_gallery.png": plot}, extra)
 
 
 # ------------------------------------------------------------------------------- the command
@@ -783,60 +787,74 @@ STUDIES: dict[str, Callable] = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from droplab.lab import flags
+
     parser.add_argument("name", metavar="NAME", help="one of: " + ", ".join(STUDIES)
                         + " (results go to results/study-NAME unless --out is given)")
-    parser.add_argument("--quick", action="store_true", help="a small setting: under two minutes on 2 cores")
+    parser.add_argument("--init", default=None, choices=("he", "glorot", "lecun", "torch"),
+                        help="textbook: add both arms with this initialisation beside the book's 0.01*randn, and "
+                             "report its effect (default: none)")
+    flags.add(parser, ["workers", "backend", "address", "resume"])
+    parser.add_argument("--quick", action="store_true", help="a small setting: a few minutes at most on 2 cores")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds; for the test suite
 
 
-def run_study(name: str, *, scale: str = "full", seed: int = 0, console=None) -> StudyResult:
-    """Run study ``name`` at ``scale`` ("full", "quick" or "tiny") and return its result (writes nothing)."""
+def run_study(name: str, *, scale: str = "full", seed: int = 0, ctx: Ctx | None = None, console=None
+              ) -> StudyResult:
+    """Run study ``name`` at ``scale`` ("full", "quick" or "tiny") and return its result (writes nothing
+    unless ``ctx.out`` names the folder of its journal)."""
     _validate.one_of("study", "name", name, STUDIES)
     _validate.one_of("study", "scale", scale, SCALES)
-    if console is None:
+    ctx = ctx or Ctx(console=console)
+    if ctx.console is None:
         from rich.console import Console
 
-        console = Console(quiet=True)
-    return STUDIES[name](scale, seed, console)
+        ctx.console = Console(quiet=True)
+    return STUDIES[name](scale, seed, ctx)
 
 
 def _markdown(result: StudyResult) -> str:
-    lines = ["| " + " | ".join(h for h, _ in result.columns) + " |",
-             "|" + "|".join("---" for _ in result.columns) + "|"]
-    for row in result.summary:
-        lines.append("| " + " | ".join(str(row[k]) for _, k in result.columns) + " |")
-    return "\n".join(lines) + "\n\n" + "\n".join(f"- {line}" for line in result.reading) + "\n"
+    parts = []
+    for t in result.tables:
+        lines = [f"**{t['title']}**", "", "| " + " | ".join(t["columns"]) + " |",
+                 "|" + "|".join("---" for _ in t["columns"]) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in t["rows"]]
+        if t.get("note"):
+            lines += ["", t["note"]]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n\n" + "\n".join(f"- {line}" for line in result.reading) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
-    from droplab.lab._results import force_flag, results_dir, versions, write_json
+    from droplab.lab import flags, tables
+    from droplab.lab._results import done_line, force_flag, results_dir, write_results
 
     name = _validate.one_of("study", "name", args.name, STUDIES)
+    flags.resolve(args, "study")
     scale = "tiny" if args.tiny else "quick" if args.quick else "full"
     out = args.out if args.out != "results/study" else f"results/study-{name}"
     console = Console(quiet=args.quiet)
+    ctx = Ctx(console=console, workers=args.workers, backend=args.backend, address=args.address, out=Path(out),
+              quiet=args.quiet, resume=args.resume, init=args.init)
     t0 = time.perf_counter()
     with results_dir(out, "study", force=force_flag(args)) as tmp:  # checked and locked before the study runs
-        result = run_study(name, scale=scale, seed=args.seed, console=console)
-        write_json(tmp / "results.json", {
-            "command": "study", "study": name, "scale": scale,
-            "config": {"seed": args.seed, **result.config}, "versions": versions(), "runs": result.runs,
-            "summary": result.summary, "reading": result.reading, **result.extra,
-            "seconds": time.perf_counter() - t0})
+        result = run_study(name, scale=scale, seed=args.seed, ctx=ctx)
+        write_results(tmp, "study", config={"seed": args.seed, **result.config,
+                                            "execution": {"backend": args.backend, "workers": args.workers}},
+                      runs=result.runs, summary=result.summary, tables=result.tables, reading=result.reading,
+                      study=name, scale=scale, statistics=stats.HEADER, **result.extra,
+                      seconds=time.perf_counter() - t0)
         (tmp / "table.md").write_text(_markdown(result))
         for filename, plot in result.plots.items():
             plot(tmp / filename)
-    table = Table(title=f"droplab study {name}" + (f" ({scale})" if scale != "full" else ""))
-    for header, _ in result.columns:
-        table.add_column(header)
-    for row in result.summary:
-        table.add_row(*(str(row[k]) for _, k in result.columns))
-    console.print(table)
+    for journal in ctx.journals:
+        journal.close()
+    for t in result.tables:
+        tables.show(console, t)
     console.print("[bold]reading[/bold]")
     for line in result.reading:
-        console.print(f"- {line}", highlight=False)
-    console.print(f"results written to {out}/ (results.json, table.md, {', '.join(result.plots)})")
+        console.print(f"- {line}", highlight=False, markup=False)
+    done_line(console, out, ["results.json", "table.md", *result.plots])
     return 0

@@ -1,6 +1,7 @@
 """``droplab uncertainty``: MC dropout predictive uncertainty, calibration and OOD detection.
 
-It trains (or loads with ``--model``) a dropout MLP, then compares deterministic inference
+It trains ``--seeds`` dropout MLPs through the lab's one runner (or loads one with
+``--model-file``), then compares deterministic inference
 (weight scaling: dropout off) with MC averaging over T stochastic passes (only the dropout
 layers on; see :func:`droplab.nn.mc_predict`) at T in {1, 2, 5, 10, 20, 50, 100}: accuracy,
 NLL, Brier score and ECE on the validation set. It then asks whether the uncertainty means
@@ -13,9 +14,13 @@ validation inputs from inputs of a kind the model never saw:
 * 2-D data sets (spiral, moons, circles): ``far`` points, on a ring 1.5-3x the data's radius
   around its centre, and a heat map of entropy and MI over the plane.
 
-The default task (MNIST-1D, 40-256-256-10, p = 0.3, Adam 1e-3, batches of 100, 60 epochs)
-takes well under two minutes on two cores. Writes ``results.json``, ``reliability.png``,
-``metrics_vs_T.png``, ``ood_scores.png`` and, for 2-D data, ``uncertainty_map.png``.
+Every figure is the mean ± 95% CI over the seeds' networks, and the reading compares MC
+averaging with weight scaling paired by seed under the lab's one rule (a difference is claimed
+only when n >= 3 and its 95% CI excludes 0), explaining a calibration gap by each method's
+mean confidence against its accuracy. The default task (MNIST-1D, 40-256-256-10, p = 0.3,
+Adam 1e-3, batches of 100, 60 epochs, 3 seeds) takes well under two minutes on two cores.
+Writes ``results.json``, ``reliability.png``, ``metrics_vs_T.png``, ``ood_scores.png`` and,
+for 2-D data, ``uncertainty_map.png`` (the plots: the first seed's network).
 
 Reference:
     Gal and Ghahramani, "Dropout as a Bayesian Approximation", ICML 2016. Guo et al., "On
@@ -31,36 +36,22 @@ HELP = "MC dropout predictive uncertainty, calibration and out-of-distribution d
 DEFAULT_T = "1,2,5,10,20,50,100"
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    from droplab._validate import bounds_help, flag_type, hidden_flag, samples_flag
+QUICK = {"epochs": 15}
 
-    parser.description = (HELP + ". Trains a dropout MLP (default: MNIST-1D, 60 epochs, well under 2 minutes "
-                          "on 2 cores) or loads one with --model, then compares weight scaling with MC averaging "
-                          "over T passes. p is the probability of DROPPING a unit.")
-    parser.add_argument("--dataset", default="mnist1d",
-                        help="a registered data set (spiral, moons, circles, digits, breast_cancer, mnist1d) "
-                             "or a .npz/.csv file")
-    parser.add_argument("--model", default=None, metavar="PATH",
-                        help="a model file saved with model.save(path): evaluate it instead of training")
-    parser.add_argument("--p", type=flag_type("p"), default=0.3,
-                        help=f"drop probability after each hidden layer ({bounds_help('p')})")
-    parser.add_argument("--input-p", type=flag_type("input_p"), default=0.0,
-                        help=f"drop probability on the inputs ({bounds_help('input_p')})")
-    parser.add_argument("--variant", default="dropout", help="dropout variant (dropout, classic, ...)")
-    parser.add_argument("--hidden", type=hidden_flag, default="256,256",
-                        help="hidden layer sizes, comma-separated (each 1 to 8192, at most 64 layers, at most "
-                             "2^26 weights between hidden layers: 256 MiB)")
-    parser.add_argument("--activation", default="relu", help="relu, leaky_relu, tanh, sigmoid or selu")
-    parser.add_argument("--epochs", type=flag_type("epochs"), default=60,
-                        help=f"passes over the training data ({bounds_help('epochs')}; 60 keeps the default "
-                             "run well under 2 minutes)")
-    parser.add_argument("--batch-size", type=flag_type("batch_size"), default=100,
-                        help=f"mini-batch size ({bounds_help('batch_size')})")
-    parser.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (momentum 0.9)")
-    parser.add_argument("--lr", type=flag_type("lr"), default=1e-3,
-                        help=f"learning rate ({bounds_help('lr')})")
-    parser.add_argument("--l2", type=flag_type("l2"), default=0.0,
-                        help=f"L2 penalty on every weight matrix ({bounds_help('l2')})")
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from droplab._validate import bounds_help, flag_type, samples_flag
+    from droplab.lab import flags
+
+    parser.description = (HELP + ". Trains dropout MLPs (default: MNIST-1D, 60 epochs, 3 seeds, well under 2 "
+                          "minutes on 2 cores) or loads one with --model-file, then compares weight scaling with MC "
+                          "averaging over T passes. p is the probability of DROPPING a unit.")
+    flags.add(parser, ["dataset", "model", "variant", "p", "input_p", "hidden", "activation", "init", "epochs",
+                       "batch_size", "optimizer", "lr", "decay", "l2", "first_l2", "seeds", "label", "workers",
+                       "backend", "address", "quick"], defaults={"epochs": 60}, quick=QUICK)
+    parser.add_argument("--model-file", default=argparse.SUPPRESS, metavar="PATH",
+                        help="a model file saved with model.save(path): evaluate it instead of training "
+                             "(--model FILE is the deprecated spelling)")
     parser.add_argument("--samples-list", type=samples_flag, default=DEFAULT_T,
                         help="numbers of MC passes T to compare, comma-separated, each "
                              f"{bounds_help('samples')} (the largest is drawn once; smaller T use its "
@@ -69,7 +60,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"confidence bins of ECE and the reliability diagram ({bounds_help('bins')})")
     parser.add_argument("--ood-samples", type=flag_type("ood_samples"), default=1000,
                         help=f"inputs per out-of-distribution set ({bounds_help('ood_samples')})")
-    parser.add_argument("--label", default="label", help="label column of a .csv data set")
 
 
 def _parse_ts(text: str) -> list[int]:
@@ -86,27 +76,25 @@ def _parse_ts(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from droplab import _validate, data
-    from droplab.lab import experiment, models
+    from droplab import _validate
+    from droplab.lab import flags, models, runner
 
     where = "uncertainty"
+    flags.resolve(args, where, model_file=True)
     ts = _parse_ts(args.samples_list)
     bins = _validate.positive_int(where, "bins", args.bins)
     n_ood = _validate.positive_int(where, "ood_samples", args.ood_samples)
     p = _validate.probability(where, "p", args.p)
+    _validate.one_of(where, "model", args.model, ["mlp"])
     _validate.one_of(where, "variant", args.variant, models.VARIANTS)
-    batch = None if args.batch_size == 0 else args.batch_size
-    cfg = experiment.RunConfig(
-        hidden=models.parse_hidden(args.hidden), activation=args.activation, variant=args.variant,
-        input_p=args.input_p, epochs=args.epochs, batch_size=batch, optimizer=args.optimizer, lr=args.lr,
-        l2=args.l2).validate(where)
+    cfg = flags.run_config(args, where)
     model = None
-    if args.model is not None:
-        model = _load_model(args.model)
-    options = {"label": args.label} if str(args.dataset).endswith(".csv") else {}
-    ds = data.load(args.dataset, **options)
+    model_file = getattr(args, "model_file", None)
+    if model_file is not None:
+        model = _load_model(model_file)
+    ds = runner.dataset(cfg)
     if model is not None:
-        _check_model_fits(model, ds, args.model)
+        _check_model_fits(model, ds, model_file)
     return _execute(args, ds, cfg, p, ts, bins, n_ood, model)
 
 
@@ -116,11 +104,12 @@ def _load_model(path: str):
     from droplab import _validate, nn
 
     if not Path(path).is_file():
-        raise ValueError(_validate.message("--model", "model", "an existing model file (saved with model.save)", path))
+        raise ValueError(_validate.message("--model-file", "model_file", "an existing model file (saved with "
+                                           "model.save)", path))
     model = nn.load(path)
     if not any(m.is_dropout for m in model.modules()):
-        raise ValueError(_validate.message("--model", "model", "a model with at least one dropout layer", path,
-                                           "MC dropout needs layers that sample."))
+        raise ValueError(_validate.message("--model-file", "model_file", "a model with at least one dropout layer",
+                                           path, "MC dropout needs layers that sample."))
     return model
 
 
@@ -134,11 +123,11 @@ def _check_model_fits(model, ds, path: str) -> None:
     try:
         out = _forward_eval(model, x, None)  # eval mode, the layers' modes restored afterwards
     except (ValueError, TypeError) as exc:
-        raise ValueError(_validate.message("--model", "model", f"a model taking {ds.name}'s inputs of shape "
-                                           f"{tuple(ds.input_shape)}", path, f"({exc})")) from None
+        raise ValueError(_validate.message("--model-file", "model_file", f"a model taking {ds.name}'s inputs of "
+                                           f"shape {tuple(ds.input_shape)}", path, f"({exc})")) from None
     if out.ndim != 2 or out.shape[1] != ds.classes:
-        raise ValueError(_validate.message("--model", "model", f"a model with {ds.classes} outputs (the classes "
-                                           f"of {ds.name})", path))
+        raise ValueError(_validate.message("--model-file", "model_file", f"a model with {ds.classes} outputs (the "
+                                           f"classes of {ds.name})", path))
 
 
 # --- out-of-distribution inputs -----------------------------------------------------------
@@ -176,93 +165,176 @@ def _ood_sets(X_train, X_val, n: int, seed: int) -> dict:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def _execute(args, ds, cfg, p: float, ts: list[int], bins: int, n_ood: int, model) -> int:
+def evaluate(model, ds, *, ts: list[int], bins: int, n_ood: int, seed: int) -> dict:
+    """Weight scaling and MC averaging at every T on the validation set, and OOD detection:
+    ``{"inference": [...], "ood": [...], "confidence": {...}, "mc_seconds": s}``."""
     import time
 
     import numpy as np
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from droplab import nn
-    from droplab.lab import experiment
-    from droplab.lab._results import force_flag, results_dir, versions, write_json
 
-    console = Console(quiet=args.quiet)
     X = ds.X_train.reshape(len(ds.X_train), -1).astype(np.float32)
     Xv = ds.X_val.reshape(len(ds.X_val), -1).astype(np.float32)
     yv = ds.y_val
-    oods = _ood_sets(X, Xv, n_ood, args.seed)
+    oods = _ood_sets(X, Xv, n_ood, seed)
     t_max = max(ts)
+    if getattr(model, "_loss", None) is None:
+        model._loss = nn.SoftmaxCrossEntropy()
+    det = model.predict(Xv).astype(np.float64)
+    inference = [_scores("deterministic", None, det, yv, bins)]
+    t0 = time.perf_counter()
+    mc = nn.mc_predict(model, Xv, samples=t_max, seed=seed, keep_samples=True)
+    mc_seconds = time.perf_counter() - t0
+    for t in ts:
+        inference.append(_scores("mc", t, mc.samples[:t], yv, bins))
+    ood = []
+    for i, (name, (Xo, desc)) in enumerate(oods.items()):
+        mo = nn.mc_predict(model, Xo, samples=t_max, seed=seed + 1 + i, keep_samples=False)
+        ood.append(_ood_row(name, desc, mc, mo, det, model.predict(Xo).astype(np.float64), t_max))
+    confidence = {"deterministic": float(det.max(axis=1).mean()), "mc": float(mc.mean.max(axis=1).mean())}
+    return {"inference": inference, "ood": ood, "confidence": confidence, "mc_seconds": mc_seconds,
+            "ood_sets": {k: v[1] for k, v in oods.items()}}
+
+
+def _measure(model, ds, task, *, ts, bins, n_ood) -> dict:
+    """Runs in the worker after training (droplab.lab.runner): the evaluation of this seed's network."""
+    return evaluate(model, ds, ts=ts, bins=bins, n_ood=n_ood, seed=task.seed)
+
+
+_METRICS = (("accuracy (%)", "accuracy", 100, 1), ("NLL", "nll", 1, 4), ("Brier", "brier", 1, 4),
+            ("ECE", "ece", 1, 4))
+
+
+def _execute(args, ds, cfg, p: float, ts: list[int], bins: int, n_ood: int, model) -> int:
+    import functools
+
+    import numpy as np
+    from rich.console import Console
+
+    from droplab.lab import runner, stats, tables
+    from droplab.lab._results import done_line, force_flag, results_dir, write_results
+
+    console = Console(quiet=args.quiet)
     trained = model is None
-    total = (cfg.epochs if trained else 0) + 2 + len(oods) + len(ts)
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), disable=args.quiet, transient=True, console=console)
+    t_max = max(ts)
+    seeds = [args.seed + i for i in range(args.seeds)] if trained else [args.seed]
     with results_dir(args.out, "uncertainty", force=force_flag(args)) as tmp:
-        with progress:
-            task = progress.add_task("training" if trained else "evaluating", total=total)
-            if trained:
-                record, model = experiment.train_run(ds, cfg, p=p, seed=args.seed,
-                                                     on_epoch=lambda: progress.advance(task))
-            else:
-                record = _loaded_record(model, X, ds.y_train, Xv, yv, args.seed)
-            loss = getattr(model, "_loss", None) or nn.SoftmaxCrossEntropy()
-            model._loss = loss
-
-            progress.update(task, description="deterministic (weight scaling)")
-            det = model.predict(Xv).astype(np.float64)
-            inference = [_scores("deterministic", None, det, yv, bins)]
-            progress.advance(task)
-
-            progress.update(task, description=f"MC dropout, T={t_max}")
-            t0 = time.perf_counter()
-            mc = nn.mc_predict(model, Xv, samples=t_max, seed=args.seed, keep_samples=True)
-            mc_seconds = time.perf_counter() - t0
-            progress.advance(task)
-            for t in ts:
-                inference.append(_scores("mc", t, mc.samples[:t], yv, bins))
-                progress.advance(task)
-
-            ood, ood_mc = [], {}
-            for i, (name, (Xo, desc)) in enumerate(oods.items()):
-                progress.update(task, description=f"out-of-distribution: {name}")
-                mo = nn.mc_predict(model, Xo, samples=t_max, seed=args.seed + 1 + i, keep_samples=False)
-                do = model.predict(Xo).astype(np.float64)
-                ood_mc[name] = mo
-                ood.append(_ood_row(name, desc, mc, mo, det, do, t_max))
-                progress.advance(task)
-
-        mc_best = inference[-1]
-        summary = [
-            {"method": "deterministic (weight scaling)", "T": None, **inference[0]["metrics"]},
-            {"method": f"MC dropout, T={t_max}", "T": t_max, **mc_best["metrics"]},
-        ]
+        if trained:
+            measure = functools.partial(_measure, ts=ts, bins=bins, n_ood=n_ood)
+            tasks = [runner.Task(runner.run_key({"config": cfg.to_dict(), "p": p}, s), cfg, p, s,
+                                 {"arm": "dropout", "variant": cfg.variant}, keep_model=s == seeds[0],
+                                 measure=measure) for s in seeds]
+            journal = runner.Journal.hidden(args.out, {"command": "uncertainty", "runs": [t.key for t in tasks],
+                                                       "ts": ts, "bins": bins, "ood": n_ood}, "uncertainty")
+            ran = runner.execute(tasks, workers=args.workers, backend_name=args.backend, address=args.address,
+                                 journal=journal, console=console, quiet=args.quiet, description="uncertainty")
+            runs = ran.records
+            model = ran.models.get(tasks[0].key)
+        else:
+            journal = None
+            X = ds.X_train.reshape(len(ds.X_train), -1).astype(np.float32)
+            Xv = ds.X_val.reshape(len(ds.X_val), -1).astype(np.float32)
+            with console.status("evaluating the model file"):
+                record = _loaded_record(model, X, ds.y_train, Xv, ds.y_val, args.seed)
+                record.update(evaluate(model, ds, ts=ts, bins=bins, n_ood=n_ood, seed=args.seed))
+            runs = [{"arm": "loaded", "variant": None, **record}]
+        good = [r for r in runs if r.get("inference")]
+        first = good[0]
+        summary = []
+        for i, row in enumerate(first["inference"]):
+            label = "deterministic (weight scaling)" if row["T"] is None else f"MC dropout, T={row['T']}"
+            summary.append({"method": label, "T": row["T"], **{
+                k: stats.summary([r["inference"][i]["metrics"][k] for r in good]) for _, k, _, _ in _METRICS}})
         for row in summary:
-            row["ood_auroc"] = {o["set"]: o["auroc"]["mutual_information" if row["T"] else "deterministic_entropy"]
-                                for o in ood}
-        results = {
-            "command": "uncertainty",
-            "config": {"dataset": ds.name, "dataset_description": ds.description, "seed": args.seed, "p": p,
-                       "model": args.model, "trained": trained, "samples_list": ts, "bins": bins,
-                       "ood_samples": n_ood, "ood_sets": {k: v[1] for k, v in oods.items()},
-                       **(cfg.to_dict() if trained else {})},
-            "versions": versions(),
-            "runs": [{"arm": "dropout", "variant": cfg.variant if trained else None, **record}],
-            "inference": inference,
-            "ood": ood,
-            "mc_seconds": mc_seconds,
-            "summary": summary,
-        }
-        write_json(tmp / "results.json", results)
+            key = "mutual_information" if row["T"] else "deterministic_entropy"
+            row["ood_auroc"] = {o["set"]: stats.summary([r["ood"][j]["auroc"][key] for r in good])
+                                for j, o in enumerate(first["ood"])}
+        ood_rows = [{"set": o["set"], **{k: stats.summary([r["ood"][j]["auroc"][k] for r in good])
+                                         for k in o["auroc"]}} for j, o in enumerate(first["ood"])]
+        n = len(good)
+        t1 = tables.table(f"droplab uncertainty: {ds.name}, validation set, {n} network(s)",
+                          ["inference", *(h for h, *_ in _METRICS)],
+                          [[row["method"], *(stats.fmt(row[k], sc, d) for _, k, sc, d in _METRICS)] for row in summary],
+                          note=stats.legend(n), drop=("Brier", "NLL"))
+        names = (("entropy", "entropy"), ("mutual info", "mutual_information"), ("var. ratio", "variation_ratio"),
+                 ("det. entropy", "deterministic_entropy"))
+        t2 = tables.table(f"out-of-distribution AUROC (MC T={t_max}; 0.5 = chance)", ["OOD set", *(h for h, _ in names)],
+                          [[o["set"], *(stats.fmt(o[k], 1, 3) for _, k in names)] for o in ood_rows],
+                          note=stats.legend(n), drop=("var. ratio",))
+        reading = _reading(good, t_max, trained)
         files = ["results.json", "reliability.png", "metrics_vs_T.png", "ood_scores.png"]
-        _plot_reliability(det, mc.mean, yv, bins, t_max, tmp / "reliability.png", ds.name)
-        _plot_vs_t(inference, tmp / "metrics_vs_T.png", ds.name)
-        _plot_ood(mc, ood_mc, t_max, tmp / "ood_scores.png", ds.name)
-        if X.shape[1] == 2:
-            _plot_map(model, X, ds.y_train, oods["far"][0], t_max, args.seed, tmp / "uncertainty_map.png", ds.name)
-            files.append("uncertainty_map.png")
-    _print_table(console, ds, inference, ood, t_max)
-    console.print(f"results written to {args.out}/ ({', '.join(files)})")
+        write_results(tmp, "uncertainty", config={
+            "dataset": ds.name, "dataset_description": ds.description, "seed": args.seed, "seeds": seeds, "p": p,
+            "model": cfg.model, "model_file": getattr(args, "model_file", None), "trained": trained,
+            "samples_list": ts, "bins": bins, "ood_samples": n_ood, "ood_sets": first["ood_sets"],
+            **(cfg.to_dict() if trained else {})},
+            runs=runs, summary=summary, tables=[t1, t2], reading=reading, statistics=stats.HEADER,
+            inference=first["inference"], ood=first["ood"], mc_seconds=first["mc_seconds"], ood_summary=ood_rows)
+        _plots(tmp, model, ds, first, ts, bins, args.seed, files)
+    if journal is not None:
+        journal.close()
+    tables.show(console, t1)
+    tables.show(console, t2)
+    for line in reading:
+        console.print(f"- {line}", highlight=False, markup=False)
+    done_line(console, args.out, files)
     return 0
+
+
+def _plots(tmp, model, ds, first, ts, bins, seed, files) -> None:
+    import numpy as np
+
+    from droplab import nn
+
+    X = ds.X_train.reshape(len(ds.X_train), -1).astype(np.float32)
+    Xv = ds.X_val.reshape(len(ds.X_val), -1).astype(np.float32)
+    t_max = max(ts)
+    oods = _ood_sets(X, Xv, first["ood"][0]["n"], seed)  # the sets the first seed was measured on
+    det = model.predict(Xv).astype(np.float64)
+    mc = nn.mc_predict(model, Xv, samples=t_max, seed=seed, keep_samples=False)
+    ood_mc = {name: nn.mc_predict(model, Xo, samples=t_max, seed=seed + 1 + i, keep_samples=False)
+              for i, (name, (Xo, _)) in enumerate(oods.items())}
+    _plot_reliability(det, mc.mean, ds.y_val, bins, t_max, tmp / "reliability.png", ds.name)
+    _plot_vs_t(first["inference"], tmp / "metrics_vs_T.png", ds.name)
+    _plot_ood(mc, ood_mc, t_max, tmp / "ood_scores.png", ds.name)
+    if X.shape[1] == 2:
+        _plot_map(model, X, ds.y_train, oods["far"][0], t_max, seed, tmp / "uncertainty_map.png", ds.name)
+        files.append("uncertainty_map.png")
+
+
+def _reading(good: list[dict], t_max: int, trained: bool) -> list[str]:
+    """MC averaging (T = t_max) against weight scaling, paired by seed, and why they differ."""
+    from droplab.lab import stats
+
+    def per_seed(method_index: int, key: str) -> dict:
+        return {r["seed"]: r["inference"][method_index]["metrics"][key] for r in good}
+
+    last = len(good[0]["inference"]) - 1
+    out = []
+    unit = "seed" if trained else "model"
+    for key, what, scale, unit_text, digits in (("ece", "ECE", 1, "", 4), ("nll", "NLL", 1, "", 4),
+                                                ("accuracy", "accuracy", 100, " points", 1)):
+        v = stats.verdict(stats.paired(per_seed(0, key), per_seed(last, key)))
+        out.append(stats.sentence(v, subject=f"MC dropout (T={t_max})", what=f"{what} relative to weight scaling",
+                                  scale=scale, unit=unit_text, digits=digits, unit_word=unit) + ".")
+    conf = {k: stats.summary([r["confidence"][k] for r in good]) for k in ("deterministic", "mc")}
+    acc = {k: stats.summary([r["inference"][i]["metrics"]["accuracy"] for r in good])
+           for k, i in (("deterministic", 0), ("mc", last))}
+
+    def side(k: str) -> str:
+        gap = conf[k]["mean"] - acc[k]["mean"]
+        word = "over-confident" if gap > 0 else "under-confident"
+        return (f"{stats.fmt(conf[k], 100)}% mean confidence against {stats.fmt(acc[k], 100)}% accuracy "
+                f"({word} by {100 * abs(gap):.1f} points)")
+
+    out.append(f"why: weight scaling shows {side('deterministic')}; MC averaging over {t_max} masks shows "
+               f"{side('mc')}. Averaging the softmax over masks lowers the top probability, so it cures "
+               "over-confidence and creates under-confidence: whichever method's confidence is closer to its "
+               "accuracy has the lower ECE.")
+    if not trained:
+        out.append("one model file: the figures are this network's; no claim is made across training seeds.")
+    return out
 
 
 def _loaded_record(model, X, y, Xv, yv, seed) -> dict:
@@ -413,25 +485,3 @@ def _plot_map(model, X, y, far, t_max, seed, path, name, resolution: int = 120) 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _print_table(console, ds, inference, ood, t_max) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"droplab uncertainty: {ds.name}, validation set")
-    for col in ("inference", "accuracy", "NLL", "Brier", "ECE"):
-        table.add_column(col, justify="left" if col == "inference" else "right")
-    for r in inference:
-        m = r["metrics"]
-        label = "deterministic (weight scaling)" if r["T"] is None else f"MC dropout, T={r['T']}"
-        table.add_row(label, f"{100 * m['accuracy']:.1f}%", f"{m['nll']:.4f}", f"{m['brier']:.4f}",
-                      f"{m['ece']:.4f}")
-    console.print(table)
-    t2 = Table(title=f"out-of-distribution detection AUROC (MC T={t_max}; 0.5 = chance)")
-    for col in ("OOD set", "entropy", "mutual information", "variation ratio", "deterministic entropy"):
-        t2.add_column(col, justify="left" if col == "OOD set" else "right")
-    for o in ood:
-        a = o["auroc"]
-        t2.add_row(o["set"], f"{a['entropy']:.3f}", f"{a['mutual_information']:.3f}", f"{a['variation_ratio']:.3f}",
-                   f"{a['deterministic_entropy']:.3f}")
-    console.print(t2)
