@@ -369,5 +369,6 @@ def write_results(stage: Path, command: str, *, config: dict[str, Any], runs: li
 
 def done_line(console, out: str | os.PathLike, files: Iterable[str]) -> None:
     """The last line every command prints: where its results are."""
-    console.print(f"results written to {os.fspath(out).rstrip(os.sep)}/ ({', '.join(files)})", soft_wrap=True,
+    # wrapped (a long path folded) so that it fits the terminal like everything else
+    console.print(f"results written to {os.fspath(out).rstrip(os.sep)}/ ({', '.join(files)})", overflow="fold",
                   markup=False, highlight=False)

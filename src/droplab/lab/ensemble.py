@@ -439,7 +439,7 @@ def run(args: argparse.Namespace) -> int:
         table = tables.table(f"droplab ensemble: validation error and NLL, {len(seeds)} network(s) per head",
                              ["network", "method", "error (%)", "NLL"],
                              [[r["network"], r["method"], stats.fmt(r["error"], 100, 2), stats.fmt(r["nll"], 1, 4)]
-                              for r in summary], note=stats.legend(len(seeds)), left=2, drop=("network",))
+                              for r in summary], note=stats.legend(len(seeds)), left=2, drop=("NLL",))
         write_results(tmp, "ensemble", config=config, runs=runs, summary=summary, tables=[table], reading=reading,
                       estimates=estimates, statistics=stats.HEADER)
         (tmp / "table.md").write_text(_markdown(summary))

@@ -172,6 +172,14 @@ def resolve(args: argparse.Namespace, where: str, *, engine: bool = False, model
         from droplab.lab import runner
 
         args.backend = runner.check_backend(args.backend, where)
+    if getattr(args, "engine", None) == "torch":
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            from droplab._install import TORCH_HINT
+
+            raise ValueError(_validate.message(where, "engine", "'numpy' here (PyTorch is not installed)", "torch",
+                                               f"To use it, {TORCH_HINT}."))
     return args
 
 

@@ -123,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
 
         console = Console()
         for line in reading(load_results(folder)):  # rendered above: it reads
-            console.print(line, soft_wrap=True, markup=False)
-        console.print(f"report written to {path}", soft_wrap=True, markup=False)
+            console.print(f"- {line}", markup=False, highlight=False, overflow="fold")
+        console.print(f"report written to {path}", markup=False, highlight=False, overflow="fold")
     return 0
 
 

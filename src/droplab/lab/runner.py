@@ -319,7 +319,7 @@ def _train(ds, task: Task, ckpt: Path | None, every: int, notes: list[str], on_e
     from droplab.lab import experiment
 
     if task.cfg.engine == "torch":
-        from droplab.torch.train import train_run
+        from droplab.lab.torch_runner import train_run
 
         return train_run(ds, task.cfg, p=task.p, seed=task.seed, on_epoch=on_epoch)
     try:

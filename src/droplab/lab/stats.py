@@ -95,7 +95,7 @@ def legend(n: int | Sequence[int]) -> str:
     if ns and max(ns) >= MIN_N:
         out = f"{HEADER}, {text}"
         return out + ("; (range a–b) where n < 3: not an interval" if min(ns) < MIN_N else "")
-    return f"mean (range a–b) over {text}: n < 3 gives no interval"
+    return f"mean (range a–b) over {text}: with n < 3, a range, not an interval"
 
 
 def paired(a: Mapping[Any, float | None], b: Mapping[Any, float | None]) -> list[float]:

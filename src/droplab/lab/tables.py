@@ -37,7 +37,7 @@ def width_of(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> int:
     return sum(widths) + 3 * len(widths) + 1
 
 
-def _fit(t: dict[str, Any], width: int) -> tuple[list[int], list[str]]:
+def _columns_that_fit(t: dict[str, Any], width: int) -> tuple[list[int], list[str]]:
     keep = list(range(len(t["columns"])))
     dropped: list[str] = []
     for name in t.get("drop", ()):
@@ -55,7 +55,7 @@ def show(console, t: dict[str, Any]) -> None:
     """Print ``t`` on a rich console, fitted to its width (see the module's rule)."""
     from rich.table import Table
 
-    keep, dropped = _fit(t, console.width)
+    keep, dropped = _columns_that_fit(t, console.width)
     cols = [t["columns"][i] for i in keep]
     rows = [[r[i] for i in keep] for r in t["rows"]]
     fits = width_of(cols, rows) <= console.width

@@ -441,26 +441,46 @@ def _pad_heap() -> None:
 
 
 class _Progress:
-    """A rich progress bar over epochs, or nothing when not verbose."""
+    """A rich progress bar over epochs, or nothing when not verbose.
+
+    It fits an 80-column terminal (a short bar, the epoch count, the time left and the latest
+    loss and validation figures, abbreviated) and, when fit ends, leaves one summary line.
+    """
+
+    _SHORT = {"loss": "loss", "accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc"}
 
     def __init__(self, epochs: int, verbose: bool) -> None:
         self._bar = None
+        self._logs: dict[str, float] = {}
+        self._done = 0
         if verbose:
+            import time
+
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._bar = Progress(TextColumn("epoch"), BarColumn(), MofNCompleteColumn(),
+            self._t0 = time.perf_counter()
+            self._bar = Progress(TextColumn("epoch"), BarColumn(bar_width=20), MofNCompleteColumn(),
                                  TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True)
             self._task = self._bar.add_task("fit", total=epochs, info="")
             self._bar.start()
 
+    def _info(self, keys) -> str:
+        return " ".join(f"{self._SHORT.get(k, k)}={v:.4f}" for k, v in self._logs.items() if k in keys)
+
     def update(self, logs: dict[str, float]) -> None:
         if self._bar is not None:
-            info = "  ".join(f"{k}={v:.4f}" for k, v in logs.items())
-            self._bar.update(self._task, advance=1, info=info)
+            self._logs = dict(logs)
+            self._done += 1
+            self._bar.update(self._task, advance=1, info=self._info(("loss", "val_loss", "val_accuracy")))
 
     def close(self) -> None:
         if self._bar is not None:
+            import time
+
             self._bar.stop()
+            seconds = time.perf_counter() - self._t0
+            self._bar.console.print(f"fit: {self._done} epochs in {seconds:.1f} s; {self._info(self._SHORT)}",
+                                    highlight=False, markup=False, soft_wrap=False)
 
 
 def _forward_eval(model: Module, X: np.ndarray, batch_size: int | None) -> np.ndarray:
