@@ -97,10 +97,10 @@ def test_textbook_network_computes_what_droplab_computes_on_the_same_mask(seed):
                           nn.Dense(hidden, 3, dtype=np.float64), seed=seed)
     drop = model.layers[2]
     counter = iter(range(epochs))
-    key = drop._key
+    stream = drop.rng
 
     def masks(shape):  # droplab's mask number 0, 1, 2 ...: what its Dropout draws in fit
-        return kernels.keep_mask(shape, p, key, next(counter)).astype(np.float64)
+        return stream.at(next(counter)).keep_mask(shape, p).astype(np.float64)
 
     w1, b1, w2, b2 = (q.value.copy() for q in model.parameters())
     book = textbook.SpiralNetwork.from_weights(w1, b1, w2, b2, p=p, lr=0.05, decay=5e-5, mask_source=masks)

@@ -212,8 +212,10 @@ def test_bad_calls_raise():
     layer = nn.Dropout(0.5)
     with pytest.raises(RuntimeError, match=r"Dropout: backward\(\) was called before forward\(\)"):
         layer.backward(np.ones(3))
-    with pytest.raises(TypeError, match=r"Dropout: `x` must be a floating-point array"):
-        layer.forward(np.ones(3, dtype=np.int64))
+    with pytest.raises(TypeError, match=r"Dropout: `x` must be a real-valued array"):
+        layer.forward(np.array(["a"]))
+    with pytest.raises(TypeError, match=r"Dropout: `x` must be a float16, float32 or float64 array"):
+        layer.forward(np.ones(3, dtype=np.longdouble))
     with pytest.raises(ValueError, match=r"`axes` must be axes of the 2-D input"):
         nn.Dropout(0.5, axes=(3,)).forward(np.ones((2, 2)))
     with pytest.raises(TypeError, match=r"`axes` must be None, an int or a tuple of ints"):

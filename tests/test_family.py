@@ -10,9 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from droplab import kernels, nn
-from droplab.nn import _noise
-from droplab.nn.family import ALPHA_PRIME
+from droplab import _rng, family, kernels, nn
+from droplab.family import ALPHA_PRIME
 from droplab.nn.gradcheck import check_gradients
 
 Z = 5.0  # sigmas; false-failure probability ~6e-7 per bound
@@ -150,9 +149,9 @@ def test_droppath_batch_rate_counts_calls(seed):
 def test_alpha_drop_rate(rng, seed):
     n = 500_000  # elements are independent draws here
     layer = nn.AlphaDropout(0.2, seed=seed)
-    a, b = layer.coefficients()
+    _, _, fill = family.alpha_coefficients(0.2)
     y = layer.forward(rng.standard_normal(n))
-    dropped = y == a * ALPHA_PRIME + b
+    dropped = y == fill
     assert abs(dropped.mean() - 0.2) <= _bound(0.2, n)
 
 
@@ -172,9 +171,8 @@ def test_alpha_keeps_zero_mean_unit_variance_of_standard_normal_input(p, rng, se
     n = 1_000_000
     layer = nn.AlphaDropout(p, seed=seed)
     y = layer.forward(rng.standard_normal(n))
-    a, b = layer.coefficients()
+    a, b, c = family.alpha_coefficients(p)
     q = 1 - kernels.effective_p(p)
-    c = a * ALPHA_PRIME + b
     # exact fourth moment of y (mean 0): kept y = a x + b, dropped y = c
     mu4 = q * (3 * a**4 + 6 * a**2 * b**2 + b**4) + (1 - q) * c**4
     assert abs(y.mean()) <= Z * math.sqrt(1 / n)
@@ -182,8 +180,9 @@ def test_alpha_keeps_zero_mean_unit_variance_of_standard_normal_input(p, rng, se
 
 
 def test_alpha_coefficients_match_the_paper():
-    a, b = nn.AlphaDropout(0.1).coefficients()
+    a, b, fill = family.alpha_coefficients(0.1)
     q = 1 - kernels.effective_p(0.1)
+    assert fill == a * ALPHA_PRIME + b and family.alpha_coefficients(1.0) == (0.0, 0.0, 0.0)
     assert ALPHA_PRIME == pytest.approx(-1.7580993408473766, rel=1e-15)
     assert a == pytest.approx((q + ALPHA_PRIME**2 * q * (1 - q)) ** -0.5, rel=1e-15)
     assert b == pytest.approx(-a * (1 - q) * ALPHA_PRIME, rel=1e-15)
@@ -191,33 +190,39 @@ def test_alpha_coefficients_match_the_paper():
 
 def test_normal_source_is_standard_normal(seed):
     n = 1_000_000
-    z = _noise.normal((n,), (seed % 2**32, 7), 3)
+    draw = _rng.NoiseStream.from_seed(seed).at(3)
+    z = draw.normal((n,))
     assert abs(z.mean()) <= Z / math.sqrt(n) and abs(z.var() - 1) <= Z * math.sqrt(2 / n)
-    assert np.array_equal(z, _noise.normal((n,), (seed % 2**32, 7), 3))
-    u = _noise.uniform((n,), (1, 2), 0, np.float64)
+    # the fourth moment too (Box-Muller is exact in distribution): sd of mean(z^4) is sqrt(96/n)
+    assert abs(np.mean(z**4) - 3) <= Z * math.sqrt(96 / n)
+    assert np.array_equal(z, draw.normal((n,))) and np.array_equal(z[:1000], draw.normal((10, 100)).ravel())
+    u = _rng.NoiseStream.from_seed(1).at(0).uniform((n,))
     assert u.min() > 0 and u.max() < 1 and abs(u.mean() - 0.5) <= Z * math.sqrt(1 / 12 / n)
 
 
 # -- DropBlock ------------------------------------------------------------------------------------------
 def test_dropblock_coverage_counts_are_exact():
-    layer = nn.DropBlock2d(0.1, 3)
+    from droplab.family.variants import _coverage
+
     H, W, b = 7, 9, 3
     brute = np.zeros((H, W), int)
     for r in range(H - b + 1):
         for c in range(W - b + 1):
             brute[r:r + b, c:c + b] += 1
-    assert np.array_equal(layer._coverage(H, W), brute)
+    assert np.array_equal(_coverage(H, W, b), brute)
 
 
 @pytest.mark.parametrize("p,b,size", [(0.1, 3, 8), (0.2, 3, 8), (0.1, 7, 14), (0.3, 2, 6)])
 def test_dropblock_exact_gamma_hits_p_and_paper_gamma_is_biased_low(p, b, size):
-    exact = nn.DropBlock2d(p, b)
+    def expected(rule):
+        return family.expected_drop_fraction(size, size, b, kernels.effective_p(
+            family.dropblock_gamma(p, size, size, b, rule)))
+
     # the seed rate is rounded to a 32-bit threshold; dE/dgamma <= max coverage = b^2
-    assert abs(exact.expected_drop_fraction(size, size) - p) <= b * b * 2**-33
-    paper = nn.DropBlock2d(p, b, gamma="paper")
+    assert abs(expected("exact") - p) <= b * b * 2**-33
     g = p / b**2 * size**2 / (size - b + 1) ** 2
-    assert paper.gamma(size, size) == pytest.approx(g, rel=1e-15)
-    assert paper.expected_drop_fraction(size, size) < p  # overlapping blocks are counted once
+    assert family.dropblock_gamma(p, size, size, b, "paper") == pytest.approx(g, rel=1e-15)
+    assert expected("paper") < p  # overlapping blocks are counted once
 
 
 @pytest.mark.parametrize("rule,shared", [("exact", False), ("paper", False), ("exact", True)])
@@ -229,7 +234,7 @@ def test_dropblock_realised_fraction_matches_expectation(rule, shared, seed):
     # fraction f in [0, 1], so Var f <= mu (1 - mu) and the mean of n maps is within Z sqrt(mu(1-mu)/n)
     maps = (y[:, :1] if shared else y) == 0
     f = maps.reshape(-1, H * H).mean(axis=1)
-    mu = layer.expected_drop_fraction(H, H)
+    mu = family.expected_drop_fraction(H, H, b, kernels.effective_p(family.dropblock_gamma(p, H, H, b, rule)))
     assert abs(f.mean() - mu) <= Z * math.sqrt(mu * (1 - mu) / f.size)
     if shared:
         assert np.array_equal(y == 0, np.broadcast_to(y[:, :1] == 0, y.shape))
@@ -240,7 +245,7 @@ def test_dropblock_realised_fraction_matches_expectation(rule, shared, seed):
 def test_dropblock_drops_whole_blocks(seed):
     layer = nn.DropBlock2d(0.15, 3, seed=seed)
     dropped = layer.forward(np.ones((4, 4, 10, 10))) == 0
-    seeds = ~kernels.keep_mask((4, 4, 8, 8), layer.gamma(10, 10), layer._key, 0)
+    seeds = ~layer.rng.at(0).keep_mask((4, 4, 8, 8), family.dropblock_gamma(0.15, 10, 10, 3))
     expect = np.zeros_like(dropped)
     for n, c, r, s in zip(*np.nonzero(seeds)):
         expect[n, c, r:r + 3, s:s + 3] = True
@@ -259,7 +264,7 @@ def test_dropconnect_masks_weights(per, rng, seed):
     layer = nn.DropConnect(6, 5, 0.5, per=per, seed=seed, dtype=np.float64)
     x = rng.standard_normal((7, 6))
     y = layer.forward(x)
-    M = kernels.mask_values(layer.noise_shape(x.shape), 0.5, layer._key, 0, kernels.keep_scale(0.5), np.float64)
+    M = layer.rng.at(0).mask_values(layer.noise_shape(x.shape), 0.5, kernels.keep_scale(0.5), np.float64)
     W = layer.weight.value * M
     expect = (x @ W if per == "batch" else np.einsum("ni,nio->no", x, W)) + layer.bias.value
     assert np.allclose(y, expect, rtol=1e-13)
@@ -271,7 +276,7 @@ def test_dropconnect_weight_drop_rate(per, shape, rng, seed):
     layer = nn.DropConnect(64, 64, 0.3, per=per, seed=seed)
     x = rng.standard_normal((shape[0] if per == "example" else 2, 64)).astype(np.float32)
     layer.forward(x)
-    M = layer._sample(layer.noise_shape(x.shape), np.float32, 0)
+    M = layer.rng.at(0).mask_values(layer.noise_shape(x.shape), 0.3, layer.scale, np.float32)
     n = M.size  # one draw per weight (per example: per example and weight)
     assert abs(np.mean(M == 0) - 0.3) <= _bound(0.3, n)
 
@@ -295,9 +300,11 @@ def test_dropconnect_gaussian_inference_is_wans_moment_matching(rng, seed):
     W, b = layer.weight.value, layer.bias.value
     y = layer.forward(x)
     mean, var = x @ W + b, p / (1 - p) * ((x * x) @ (W * W))
-    z = _noise.normal((T, 6, 4), layer._key, 0)
-    assert np.allclose(y, np.maximum(mean + np.sqrt(var) * z, 0).mean(axis=0), rtol=1e-12)
-    assert layer.counter == 1 and not np.array_equal(layer.forward(x), y)  # a fresh draw per call
+    z = layer.spec.inference_noise(layer.rng, 6, T, 4)  # (rows, samples, out): a row's draws are its own
+    assert np.allclose(y, np.maximum(mean[:, None] + np.sqrt(var)[:, None] * z, 0).mean(axis=1), rtol=1e-12)
+    # the inference side stream: the training counter never moves, and predictions repeat
+    assert layer.counter == 0 and np.array_equal(layer.forward(x), y)
+    assert np.array_equal(layer.forward(x[:3]), y[:3])  # row i's draws do not depend on the batch size
     with pytest.raises(RuntimeError, match=r"DropConnect: backward\(\) through the sampled Gaussian inference"):
         layer.backward(np.ones_like(y))
 
@@ -317,14 +324,14 @@ def test_dropconnect_moments_match_training(rng, seed):
 # -- ConcreteDropout ------------------------------------------------------------------------------------
 def test_concrete_gradient_check_includes_p_and_regulariser(rng, seed):
     layer = nn.ConcreteDropout(nn.Dense(4, 3, dtype=np.float64), weight_regularizer=0.05,
-                               dropout_regularizer=0.02, init_p=0.3, seed=seed)
+                               dropout_regularizer=0.02, p=0.3, seed=seed)
     report = check_gradients(layer, rng.standard_normal((6, 4)))
     assert report.ok and "0.p_logit" in report.errors, report
 
 
 def test_concrete_eval_is_the_layer_and_p_is_sigmoid_of_logit(rng, seed):
     dense = nn.Dense(4, 3, dtype=np.float64)
-    layer = nn.ConcreteDropout(dense, init_p=0.25, seed=seed)
+    layer = nn.ConcreteDropout(dense, p=0.25, seed=seed)
     assert layer.p == pytest.approx(0.25, rel=1e-12)
     x = rng.standard_normal((5, 4))
     assert np.array_equal(layer.eval().forward(x), dense.forward(x))
@@ -392,10 +399,9 @@ def test_concrete_learned_p_falls_as_data_grows():
     (lambda: nn.Dropout3d(0.5), np.ones((3, 4, 4, 4)), r"Dropout3d: `x` must be a 5-D array \(N, C, D, H, W\)"),
     (lambda: nn.LockedDropout(0.5), np.ones((3, 4)), r"LockedDropout: `x` must be a 3-D array \(N, T, F\)"),
     (lambda: nn.DropBlock2d(0.5, 3), np.ones((3, 4, 4)), r"DropBlock2d: `x` must be a 4-D array"),
-    (lambda: nn.DropBlock2d(0.5, 5), np.ones((1, 1, 4, 6)),
-     r"DropBlock2d: `block_size` must be at most the map's H and W \(4, 6\); got block_size=5"),
     (lambda: nn.DropPath(0.5), np.ones(()), r"DropPath: `x` must be an array of rank >= 1 \(N, \*\)"),
-    (lambda: nn.DropConnect(3, 2), np.ones((4, 5)), r"DropConnect: `x` must be a 2-D array \(N, 3\)"),
+    (lambda: nn.DropConnect(3, 2), np.ones((4, 5)), r"DropConnect: `x` must be an array of rank >= 1 \(\*, 3\)"),
+    (lambda: nn.DropConnect(3, 2, per="example"), np.ones((2, 4, 3)), r"DropConnect: `x` must be a 2-D array \(N, 3\)"),
 ])
 def test_wrong_input_shape_raises(make, x, match):
     with pytest.raises(ValueError, match=match):
@@ -405,7 +411,7 @@ def test_wrong_input_shape_raises(make, x, match):
 @pytest.mark.parametrize("make,exc,match", [
     (lambda: nn.GaussianDropout(1.0), ValueError,
      r"GaussianDropout: `p` must be a probability in \[0, 1\); got p=1.0\. The noise variance"),
-    (lambda: nn.AlphaDropout(1), ValueError, r"AlphaDropout: `p` must be a probability in \[0, 1\); got p=1"),
+    (lambda: nn.AlphaDropout(1.5), ValueError, r"AlphaDropout: `p` must be a probability in \[0, 1\]; got p=1.5"),
     (lambda: nn.Dropout2d(1.5), ValueError, r"Dropout2d: `p` must be a probability in \[0, 1\]; got p=1.5"),
     (lambda: nn.DropPath(0.1, mode="rows"), ValueError, r"DropPath: `mode` must be one of 'row', 'batch'.*'row'"),
     (lambda: nn.DropBlock2d(0.1, 0), ValueError, r"DropBlock2d: `block_size` must be a positive integer"),
@@ -414,10 +420,12 @@ def test_wrong_input_shape_raises(make, x, match):
     (lambda: nn.DropConnect(3, 2, inference="mc"), ValueError, r"DropConnect: `inference` must be one of"),
     (lambda: nn.DropConnect(3, 2, samples=0), ValueError, r"DropConnect: `samples` must be a positive integer"),
     (lambda: nn.DropConnect(3, 2, activation="relu"), TypeError, r"DropConnect: `activation` must be a droplab"),
-    (lambda: nn.ConcreteDropout(nn.Dense(2, 2), init_p=0.0), ValueError,
-     r"ConcreteDropout: `init_p` must be a probability in \(0, 1\); got init_p=0.0"),
+    (lambda: nn.ConcreteDropout(nn.Dense(2, 2), p=0.0), ValueError,
+     r"ConcreteDropout: `p` must be a probability in \(0, 1\); got p=0.0\. A learned p needs a finite logit"),
+    (lambda: nn.ConcreteDropout(nn.Dense(2, 2), init_p=1.0), ValueError,
+     r"ConcreteDropout: `p` must be a probability in \(0, 1\); got p=1.0"),
     (lambda: nn.ConcreteDropout("dense"), TypeError, r"ConcreteDropout: `layer` must be a droplab Module"),
-    (lambda: nn.ConcreteDropout(nn.ReLU()), ValueError, r"ConcreteDropout: `input_dim` must be given"),
+    (lambda: nn.ConcreteDropout(nn.ReLU(), input_dim=0), ValueError, r"ConcreteDropout: `input_dim` must be a posi"),
     (lambda: nn.ConcreteDropout(nn.Dense(2, 2), temperature=0), ValueError, r"`temperature` must be a finite"),
 ])
 def test_bad_arguments_raise(make, exc, match):
@@ -428,7 +436,7 @@ def test_bad_arguments_raise(make, exc, match):
 def test_setting_p_validates():
     layer = nn.GaussianDropout(0.5)
     layer.p = 0.2
-    assert layer.p == 0.2 and layer.config() == {"p": 0.2}
+    assert layer.p == 0.2 and layer.config() == {"p": 0.2, "axes": None}
     with pytest.raises(ValueError, match=r"GaussianDropout: `p` must be a probability in \[0, 1\); got p=1"):
         layer.p = 1
     with pytest.raises(ValueError, match=r"ConcreteDropout: `p` must be a probability in \(0, 1\)"):
@@ -447,11 +455,13 @@ def test_every_variant_is_a_dropout_layer():
         assert issubclass(cls, nn.Dropout) and cls.is_dropout
 
 
-def test_alpha_p_rounding_to_one_stays_finite(rng):
+@pytest.mark.parametrize("p", [math.nextafter(1.0, 0.0), 1.0])
+def test_alpha_p_rounding_to_one_gives_zeros_as_pytorch(p, rng):
+    # where the 32-bit threshold drops every unit (and at p = 1) the output is zeros, as PyTorch's
     x = rng.standard_normal((4, 50))
-    layer = nn.AlphaDropout(math.nextafter(1.0, 0.0), seed=0)
+    layer = nn.AlphaDropout(p, seed=0)
     y = layer.forward(x)
-    assert np.all(np.isfinite(y)) and np.all(np.isfinite(layer.backward(np.ones_like(x))))
+    assert np.all(y == 0) and np.all(layer.backward(np.ones_like(x)) == 0)
 
 
 def test_save_load_round_trip_keeps_weights_masks_and_p(tmp_path, rng, seed):
@@ -460,7 +470,7 @@ def test_save_load_round_trip_keeps_weights_masks_and_p(tmp_path, rng, seed):
             nn.Dropout2d(0.2), nn.DropBlock2d(0.2, 2, shared_channels=True, gamma="paper"), nn.Flatten(),
             nn.GaussianDropout(0.3), nn.DropPath(0.1, mode="batch"),
             nn.DropConnect(32, 8, 0.4, per="example", inference="gaussian", samples=5, activation=nn.ReLU()),
-            nn.AlphaDropout(0.1), nn.ConcreteDropout(nn.Dense(8, 6), init_p=0.3, temperature=0.2), seed=seed)
+            nn.AlphaDropout(0.1), nn.ConcreteDropout(nn.Dense(8, 6), p=0.3, temperature=0.2), seed=seed)
 
     m = model()
     x = _x((5, 2, 4, 4), rng, np.float32)

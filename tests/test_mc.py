@@ -104,11 +104,11 @@ def test_modes_and_mask_streams_restored_on_error(seed, rng):
     model.eval()
     model[1].training = True
     modes = [m.training for m in model.modules()]
-    key, counter = model[1]._key, model[1].counter
+    state = model[1].rng.state()
     with pytest.raises(RuntimeError, match="boom"):
         nn.mc_predict(model, rng.standard_normal((4, 3)), samples=3, seed=seed)
     assert [m.training for m in model.modules()] == modes
-    assert (model[1]._key, model[1].counter) == (key, counter)
+    assert model[1].rng.state() == state
 
 
 # --- exact limits and identities -------------------------------------------------------------------

@@ -52,7 +52,7 @@ LAYERS: dict[str, Case] = {
     "Dropout2d": Case(4, lambda p, dt, s: nn.Dropout2d(p, seed=0), identity=True),
     "Dropout3d": Case(5, lambda p, dt, s: nn.Dropout3d(p, seed=0), identity=True),
     "GaussianDropout": Case(2, lambda p, dt, s: nn.GaussianDropout(p, seed=0), identity=True, p_range=(0.0, _BELOW_1)),
-    "AlphaDropout": Case(2, lambda p, dt, s: nn.AlphaDropout(p, seed=0), identity=True, p_range=(0.0, _BELOW_1)),
+    "AlphaDropout": Case(2, lambda p, dt, s: nn.AlphaDropout(p, seed=0), identity=True),  # p = 1: zeros
     "DropPath": Case(4, lambda p, dt, s: nn.DropPath(p, seed=0), identity=True),
     "LockedDropout": Case(3, lambda p, dt, s: nn.LockedDropout(p, seed=0), identity=True),
     "DropBlock2d": Case(4, lambda p, dt, s: nn.DropBlock2d(p, min(3, s[2], s[3]), seed=0), identity=True),

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from droplab import _validate, nn
+from droplab.nn.dropout import variant as nn_variant
 
 __all__ = ["ACTIVATIONS", "VARIANTS", "SPATIAL_VARIANTS", "SEQUENCE_VARIANTS", "MODELS", "INITS", "INIT_CHOICES",
            "BUG_VARIANTS", "mlp", "cnn", "rnn", "bn_mlp", "ensemble_net", "parse_hidden"]
@@ -27,26 +28,33 @@ INITS = {"relu": "he", "leaky_relu": "he", "tanh": "glorot", "sigmoid": "glorot"
 # choice is used for every Dense ("small": normal with std 0.01, the NNFS book's 0.01 * randn)
 INIT_CHOICES = ("auto", "he", "glorot", "lecun", "torch", "small")
 
+
+def _variant(name: str, **options) -> Callable[[float], nn.Module]:
+    """factory(p) of the NumPy layer of a dropout-family registry variant (droplab.family)."""
+    cls = nn_variant(name)
+    return lambda p: cls(p, **options)
+
+
 # name -> factory(p) of a dropout-family layer for (N, features) activations
 VARIANTS: dict[str, Callable[[float], nn.Module]] = {
-    "dropout": lambda p: nn.Dropout(p),
-    "classic": lambda p: nn.Dropout(p, inverted=False),
-    "gaussian": lambda p: nn.GaussianDropout(p),
-    "alpha": lambda p: nn.AlphaDropout(p),  # pair with --activation selu
+    "dropout": _variant("dropout"),
+    "classic": _variant("dropout", inverted=False),
+    "gaussian": _variant("gaussian_dropout"),
+    "alpha": _variant("alpha_dropout"),  # pair with --activation selu
 }
 
 # name -> factory(p) for (N, C, H, W) feature maps (the CNN)
 SPATIAL_VARIANTS: dict[str, Callable[[float], nn.Module]] = {
-    "dropout": lambda p: nn.Dropout(p),
-    "dropout2d": lambda p: nn.Dropout2d(p),
-    "dropblock": lambda p: nn.DropBlock2d(p, 3),
-    "gaussian": lambda p: nn.GaussianDropout(p),
+    "dropout": _variant("dropout"),
+    "dropout2d": _variant("dropout2d"),
+    "dropblock": _variant("drop_block2d", block_size=3),
+    "gaussian": _variant("gaussian_dropout"),
 }
 
 # name -> factory(p) for (N, T, F) sequences (the recurrent classifier)
 SEQUENCE_VARIANTS: dict[str, Callable[[float], nn.Module]] = {
-    "dropout": lambda p: nn.Dropout(p),
-    "locked": lambda p: nn.LockedDropout(p),
+    "dropout": _variant("dropout"),
+    "locked": _variant("locked_dropout"),
 }
 
 MODELS: dict[str, dict[str, Callable[[float], nn.Module]]] = {

@@ -1,4 +1,5 @@
-"""``droplab compare --backend torch``: the lab's training run, through PyTorch.
+"""``--engine torch``: the lab's training run, through PyTorch (moved here from
+``droplab.torch.train``: the library never imports the lab).
 
 :func:`train_run` has the signature and the record format of
 :func:`droplab.lab.experiment.train_run`. It builds the NumPy engine's network for the
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from droplab import _rng, _validate, nn
+from droplab._rng import NoiseStream
 from droplab.lab import models
 from droplab.lab.experiment import RunConfig
 from droplab.torch.modules import Dropout
@@ -38,7 +40,7 @@ def to_torch(model: nn.Sequential) -> torch.nn.Sequential:
     """A torch copy of a NumPy-engine MLP: Dense, activations and ``nn.Dropout`` (any axes).
 
     Dense weights are transposed into ``torch.nn.Linear``; each dropout layer becomes a
-    :class:`droplab.torch.Dropout` with the same key, counter, ``p``, ``axes`` and ``inverted``.
+    :class:`droplab.torch.Dropout` with the same noise stream, ``p``, ``axes`` and ``inverted``.
 
     Raises:
         ValueError: a layer with no torch counterpart here (named in the message).
@@ -55,7 +57,7 @@ def to_torch(model: nn.Sequential) -> torch.nn.Sequential:
             layers.append(lin)
         elif type(layer) is nn.Dropout:
             d = Dropout(layer.p, axes=layer.axes, inverted=layer.inverted)
-            d.key, d.counter = tuple(layer._key), layer.counter
+            d.rng = NoiseStream.from_state(layer.rng.state())  # the same masks, from the same call on
             layers.append(d)
         elif (act := _activation(layer)) is not None:
             layers.append(act)

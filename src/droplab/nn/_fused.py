@@ -123,24 +123,23 @@ class Block:
             # x @ W, then bias, ReLU and the mask in one pass
             # into a new array (every element of the mask at its flat index, as kernels.apply).
             shape = (x.shape[0], w.shape[1])
-            counter = q.counter
-            q.counter += 1
-            q._state = ("train", counter, shape, shape)
+            draw = q.rng.next()
+            q._state = ("train", draw, shape, shape)
             scale = q.scale
             t = kernels.threshold(q.p)
             dt = w.dtype.type
             if 0 < t < kernels.RESOLUTION and x.shape[0]:
-                args = (t, dt(scale), dt(0) * dt(scale), q._key, counter)
+                args = (t, dt(scale), dt(0) * dt(scale))
                 if few:  # the product too: no pre-activation array
                     from droplab.nn._fused_kernels import small_dense_relu_mask
 
-                    h = small_dense_relu_mask(np.ascontiguousarray(x), w, d.bias.value, np.empty(shape, w.dtype),
-                                              *args)
+                    h = draw.call(small_dense_relu_mask, np.ascontiguousarray(x), w, d.bias.value,
+                                  np.empty(shape, w.dtype), *args)
                 else:
-                    h = bias_relu_mask(x @ w, d.bias.value, np.empty(shape, w.dtype), *args)
+                    h = draw.call(bias_relu_mask, x @ w, d.bias.value, np.empty(shape, w.dtype), *args)
             else:  # every unit kept or every one dropped: no mask to draw
                 pre = self._pre(x, few)
-                h = kernels.apply(pre, q.p, q._key, counter, scale)
+                h = draw.apply(pre, q.p, scale)
         else:
             h = self._pre(x, few)
             dt = h.dtype.type

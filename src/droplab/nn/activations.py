@@ -9,14 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from droplab import _validate
+from droplab.family import SELU_ALPHA, SELU_SCALE  # the one copy, shared with AlphaDropout
 from droplab.nn.module import Module, _as_float
 
 __all__ = ["ReLU", "LeakyReLU", "Tanh", "Sigmoid", "SELU", "Softmax", "SELU_ALPHA", "SELU_SCALE"]
-
-# Klambauer et al. 2017, the constants that make SELU self-normalising.
-SELU_ALPHA = 1.6732632423543772848170429916717
-SELU_SCALE = 1.0507009873554804934193349852946
-
 
 class _Elementwise(Module):
     """``y = f(x)`` element by element; ``dx = dy * f'(x)`` from what forward kept."""

@@ -59,8 +59,9 @@ same folder, ``fsync``, then ``os.replace``; a reader never sees half a file and
 interrupted save leaves the previous file intact.
 
 A module's state outside its parameters is saved through two conventions: ``_buffers()``
-returns a dict name -> the live array (load copies into it in place), and random layers keep
-their mask key in ``_key`` (two 32-bit words) and their call counter in ``counter``.
+returns a dict name -> the live array (load copies into it in place), and a random layer's
+noise stream is its ``rng`` (a :class:`droplab._rng.NoiseStream`), saved as its ``state()``
+(``"key"``: two 32-bit words, ``"counter"``) and restored with ``NoiseStream.from_state``.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ import numpy as np
 
 from droplab._files import atomic_open
 from droplab import __version__, _validate
+from droplab._rng import NoiseStream
 from droplab.errors import FileError, InvalidTypeError, InvalidValueError, ResourceLimitError
 from droplab.nn.losses import Loss
 from droplab.nn.module import Module, Parameter
@@ -182,8 +184,12 @@ def _public_subclasses(base: type) -> dict[str, type]:
 
 
 def layer_types() -> dict[str, type]:
-    """Class name -> class of every module type a model file may contain."""
-    return _public_subclasses(Module)
+    """Class name -> class of every module type a model file may contain: the public classes
+    of ``droplab.nn`` and every variant of the dropout-family registry."""
+    from droplab import family
+    from droplab.nn.dropout import variant
+
+    return {**_public_subclasses(Module), **{s.class_name: variant(s) for s in family.specs()}}
 
 
 def _ctor_config(obj: Any, kind: str) -> dict[str, Any]:
@@ -229,12 +235,9 @@ def _module_spec(m: Module, known: dict[str, type], state: dict[str, np.ndarray]
     index[0] += 1
     config = {k: _jsonable(v, f"{name}.config()[{k!r}]") for k, v in m.config().items() if k != "seed"}
     node: dict[str, Any] = {"type": name, "config": config, "training": bool(m.training)}
-    key = getattr(m, "_key", None)
-    if key is not None:
-        node["key"] = [int(k) for k in key]
-    counter = getattr(m, "counter", None)
-    if isinstance(counter, numbers.Integral) and not isinstance(counter, bool):
-        node["counter"] = int(counter)
+    rng = getattr(m, "rng", None)
+    if isinstance(rng, NoiseStream):  # the layer's noise stream: {"key": [k0, k1], "counter": c}
+        node.update(rng.state())
     buffers = _module_buffers(m)
     if buffers:
         node["buffers"] = sorted(buffers)
@@ -1127,14 +1130,13 @@ def _restore_modules(src: _Source, model: Module, tree: dict, arrays: dict[str, 
         where = f"module {i} ({n['type']})"
         if type(m).__name__ != n["type"]:
             raise src.error(f"{where} rebuilds as a {type(m).__name__}")
-        if "key" in n:
-            if getattr(m, "_key", None) is None:
-                raise src.error(f"{where} has a mask key but the layer has no randomness")
-            m._key = (int(n["key"][0]), int(n["key"][1]))
-        if "counter" in n:
-            if not hasattr(m, "counter"):
-                raise src.error(f"{where} has a call counter but the layer has none")
-            m.counter = int(n["counter"])
+        if "key" in n or "counter" in n:
+            if not isinstance(getattr(m, "rng", None), NoiseStream):
+                what = "a mask key" if "key" in n else "a call counter"
+                raise src.error(f"{where} has {what} but the layer has no randomness")
+            if "key" not in n:
+                raise src.error(f"{where} has a call counter but no mask key")
+            m.rng = NoiseStream.from_state({"key": n["key"], "counter": n.get("counter", 0)})
         live = _module_buffers(m)
         if sorted(live) != sorted(n.get("buffers", [])):
             raise src.error(f"{where} has buffers {_short(sorted(live))}; the file holds "

@@ -33,7 +33,7 @@ import numpy as np
 from droplab import _rng, _validate
 from droplab.errors import ResourceLimitError
 from droplab.metrics import _entropy
-from droplab.nn.dropout import Dropout
+from droplab.nn.dropout import Dropout, variant
 from droplab.nn.losses import Loss
 from droplab.nn.module import Module, Sequential
 from droplab.nn.train import _forward_eval
@@ -110,21 +110,12 @@ class MCResult:
 def _batch_independent(layer: Module) -> bool:
     """True when ``layer`` draws independent noise for every row of its batch.
 
-    Only then does tiling the inputs ``T`` times give ``T`` independent passes. A layer of
-    the Dropout family whose forward is the base mechanism qualifies when its noise shape
-    keeps the batch axis; anything else (a layer sharing one mask over the batch, such as
-    DropConnect's weight mask, or a custom forward) is run pass by pass instead.
+    Only then does tiling the inputs ``T`` times give ``T`` independent passes. The answer is
+    the variant's spec's (:meth:`droplab.family.Spec.rows_independent`); a layer with its own
+    forward outside the family's classes is run pass by pass instead.
     """
-    if not isinstance(layer, Dropout) or type(layer).forward is not Dropout.forward:
-        return False
-    for ndim in (2, 3, 4, 5):  # probe the noise shape at a rank the layer accepts
-        shape = (7,) + (3,) * (ndim - 1)
-        try:
-            noise = layer.noise_shape(shape)
-        except (ValueError, TypeError):
-            continue
-        return len(noise) == ndim and noise[0] == 7
-    return False
+    return (isinstance(layer, Dropout) and type(layer).forward is variant(layer.spec).forward
+            and layer.rows_independent)
 
 
 def _identity_when_sampling(layer: Module) -> bool:
@@ -148,14 +139,13 @@ def _restore(layer: Module, saved: dict) -> None:
 
 
 def _reseed_masks(layer: Module, ss: np.random.SeedSequence) -> None:
-    """Give ``layer`` a temporary mask stream from ``ss`` without touching its weights."""
-    if hasattr(layer, "_key"):  # the kernel contract: a mask is a function of (_key, counter, index)
-        layer._key = _rng.mask_key(ss)
-        layer.counter = 0
+    """Give ``layer`` a temporary noise stream from ``ss`` without touching its weights."""
+    if isinstance(layer, Dropout):  # a new stream object: the layer's own one is left untouched
+        layer.rng = _rng.NoiseStream.from_seed(ss)
         return
     params = [(p, p.value.copy()) for p in layer._parameters()]
     layer._reseed(ss)
-    for p, value in params:  # a layer with weights (DropConnect) must keep them
+    for p, value in params:  # a layer with weights must keep them
         p.value = value
 
 

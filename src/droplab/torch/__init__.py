@@ -4,10 +4,12 @@
 probability that an element is zeroed (not the keep probability).
 
 * Modules: :class:`Dropout` (``axes=``, ``inverted=``), :class:`Dropout1d`/``2d``/``3d``,
-  :class:`AlphaDropout`, :class:`GaussianDropout`, :class:`DropConnectLinear`,
-  :class:`DropBlock2d`, :class:`DropPath`, :class:`LockedDropout`, :class:`ConcreteDropout`;
-  every one takes ``seed=`` (masks identical to ``droplab.nn`` layers with that seed) or
-  ``generator=`` (a ``torch.Generator``). Functional forms in :mod:`droplab.torch.functional`.
+  :class:`AlphaDropout`, :class:`GaussianDropout`, :class:`DropConnect` (alias
+  ``DropConnectLinear``), :class:`DropBlock2d`, :class:`DropPath`, :class:`LockedDropout`,
+  :class:`ConcreteDropout`, and :func:`variant` for any variant of the :mod:`droplab.family`
+  registry. Each is its spec, the same as the ``droplab.nn`` layer of the same name: defaults,
+  checks, ``config()``, and noise (identical for the same ``seed=``; or ``generator=``, a
+  ``torch.Generator``). Functional forms in :mod:`droplab.torch.functional`.
 * Rate schedules: :class:`RateScheduler` with :class:`Constant`, :class:`LinearRamp`,
   :class:`EarlyDropout`.
 * MC dropout: :class:`enable_mc_dropout`, :func:`mc_predict`, :func:`patch`.
@@ -43,6 +45,7 @@ from droplab.torch.modules import (
     AlphaDropout,
     ConcreteDropout,
     DropBlock2d,
+    DropConnect,
     DropConnectLinear,
     DropPath,
     Dropout,
@@ -52,12 +55,13 @@ from droplab.torch.modules import (
     GaussianDropout,
     LockedDropout,
     regularization_loss,
+    variant,
 )
 from droplab.torch.schedules import Constant, EarlyDropout, LinearRamp, RateScheduler
 
 __all__ = [
-    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "GaussianDropout", "DropConnectLinear",
-    "DropBlock2d", "DropPath", "LockedDropout", "ConcreteDropout", "regularization_loss",
+    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "GaussianDropout", "DropConnect", "DropConnectLinear",
+    "DropBlock2d", "DropPath", "LockedDropout", "ConcreteDropout", "regularization_loss", "variant",
     "Constant", "LinearRamp", "EarlyDropout", "RateScheduler",
     "is_dropout", "enable_mc_dropout", "MCPrediction", "mc_predict", "patch",
     "functional",

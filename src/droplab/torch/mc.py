@@ -114,8 +114,8 @@ def mc_predict(model: torch.nn.Module, x: torch.Tensor, samples: int = 50, *, ba
 
     The passes are batched: ``x`` is stacked several times along the batch dimension so one
     forward computes many passes (each row gets its own mask), up to ``batch_size`` rows per
-    forward. Models with a mask shared by the whole batch (``DropConnectLinear``,
-    ``DropPath(mode="batch")``) fall back to one pass per forward. Runs under ``no_grad`` with
+    forward. Models with noise not drawn per row (``DropConnect``, ``DropPath(mode="batch")``,
+    ``DropBlock2d``, ``axes`` sharing axis 0) fall back to one pass per forward. Runs under ``no_grad`` with
     :class:`enable_mc_dropout`; modes are restored afterwards.
 
     Args:
@@ -146,7 +146,8 @@ def mc_predict(model: torch.nn.Module, x: torch.Tensor, samples: int = 50, *, ba
     if not drops:
         raise ValueError(_validate.message(where, "model", "a model with at least one dropout module",
                                            type(model).__name__, "Add dropout, or use droplab.torch.patch()."))
-    stackable = all(getattr(m, "per_example", True) for m in drops)
+    # torch.nn's dropout draws per element; droplab's modules answer from their spec
+    stackable = all(getattr(m, "rows_independent", True) for m in drops)
     n = int(x.shape[0])
     rows = batch_size if batch_size is not None else max(n, 1 << 16)
     chunk = max(1, min(n, rows))

@@ -1,98 +1,96 @@
-"""The dropout family as ``torch.nn.Module`` classes: one base, one hook per variant.
+"""The dropout family as ``torch.nn.Module`` classes, built from :mod:`droplab.family`.
 
-``Dropout`` is the mechanism: it owns a Philox key (from ``seed=`` exactly as the NumPy
-engine's layers, or from a ``torch.Generator``) and a call counter, and on each training
-forward draws mask number ``counter`` at the shape given by the ``noise_shape`` hook. The
-variants change that shape (channel, locked, DropPath) or the noise (``_spec``: Alpha,
-Gaussian, DropBlock). ``p`` is always the probability of zeroing (not the keep probability).
+``Dropout`` is the one mechanism: it holds a spec's ``p`` and options and a
+:class:`droplab._rng.NoiseStream` (from ``seed=`` exactly as the NumPy engine's layers, or from
+a ``torch.Generator``), and each training forward applies the spec's noise for the stream's
+next draw (:func:`droplab.torch._core.apply`, which the functional forms call too). Every
+element-wise variant is generated from its spec by :func:`variant`, so its constructor,
+checks, defaults, ``config()``, noise and docstring are the NumPy engine's.
+``DropConnect`` (a ``torch.nn.Linear`` whose weights are dropped; alias ``DropConnectLinear``)
+and ``ConcreteDropout`` (a learned ``p``) are written here around their specs. ``p`` is always
+the probability of zeroing (not the keep probability).
 
-Key and counter travel in ``state_dict()`` (as extra state), so a reloaded model replays the
-same masks.
+The stream's state travels in ``state_dict()`` (as extra state), so a reloaded model replays
+the same masks.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 
+import numpy as np
 import torch
 
-from droplab import _validate, kernels
+from droplab import _rng, _validate, family
+from droplab.family import Spec
 from droplab.torch import _core
-from droplab.torch import functional as F
 
 __all__ = [
     "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "GaussianDropout", "DropPath",
-    "LockedDropout", "DropBlock2d", "DropConnectLinear", "ConcreteDropout", "regularization_loss",
+    "LockedDropout", "DropBlock2d", "DropConnect", "DropConnectLinear", "ConcreteDropout", "regularization_loss",
+    "variant",
 ]
 
+SEED_DOC = ("seed (int | np.random.Generator | None): seed of the noise (the NumPy engine's masks for the same "
+            "seed). Default None (fresh entropy).\n"
+            "    generator (torch.Generator | None): draw the stream's key from this generator instead of ``seed``.")
 
-class Dropout(torch.nn.Module):
-    """Zeroes each element with probability ``p`` while training; drop-in for ``torch.nn.Dropout``.
 
-    ``p``: probability that an element is zeroed (not the keep probability).
-
-    In training, with ``inverted=True`` (the default), ``y = x * m / (1 - p)`` with
-    ``m ~ Bernoulli(1 - p)``, so ``E[y] = x`` and evaluation is the identity; with
-    ``inverted=False`` (Srivastava et al. 2014's classic form) training gives ``y = x * m`` and
-    evaluation ``y = x * (1 - p)``. The gradient is the same mask applied to ``dy``. Kept
-    values are ``x * (1/(1 - p))`` as ``torch.nn.Dropout`` computes them (the scale rounded once
-    to the input's dtype, float32 for float16/bfloat16); the realised drop probability is within
-    ``2**-33`` of ``p`` (32-bit thresholds); ``p = 1`` gives zeros and zero gradients. Masks
-    are those of ``droplab.nn.Dropout`` with the same seed. On contiguous float32/float64 CPU tensors the mask is never stored: backward
-    regenerates it from the key and the counter.
-
-    Args:
-        p (float): drop probability in [0, 1]. Default 0.5.
-        axes (int | tuple[int, ...] | None): axes along which one mask value is shared (e.g.
-            ``(2, 3)`` on ``(N, C, H, W)`` drops whole channels). Default None (per element).
-        inverted (bool): scale in training (True) or at inference (False). Default True.
-        seed (int | np.random.Generator | None): seed of the masks. Default None (fresh entropy).
-        generator (torch.Generator | None): draw the key from this generator instead of ``seed``.
-
-    Attributes:
-        counter (int): the number of training forwards so far; the next one draws mask
-            ``counter``. Setting it replays a mask.
-
-    Shape:
-        input ``(*)``, any floating dtype and device; output: the same shape, dtype and layout.
-
-    Raises:
-        ValueError: ``p`` outside [0, 1]; ``axes`` not axes of the input; both seed and generator.
-        TypeError: ``p`` not a real number; a non-floating input.
-
-    Example:
-        >>> import torch
-        >>> layer = Dropout(0.5, seed=0)
-        >>> y = layer(torch.ones(2, 1000))
-        >>> y.shape, sorted(set(y.unique().tolist()))
-        (torch.Size([2, 1000]), [0.0, 2.0])
-        >>> layer
-        Dropout(p=0.5)
-        >>> x = torch.ones(3)
-        >>> layer.eval()(x) is x
-        True
-
-    Reference:
-        Srivastava et al., "Dropout: A Simple Way to Prevent Neural Networks from
-        Overfitting", JMLR 15, 2014 (whose ``p`` is the RETAIN probability: ours is its ``1 - p``).
-    """
+class _Stateful:
+    """What every droplab module shares: the stream, the counter and the stream's state."""
 
     is_dropout = True
-    #: True when masks are independent across batch rows, so mc_predict may stack copies.
-    per_example = True
-    _allow_one = True
 
-    def __init__(self, p: float = 0.5, *, axes=None, inverted: bool = True, seed=None,
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__()
+    @property
+    def counter(self) -> int:
+        """``rng.counter``: the number of training forwards so far; setting it replays a call."""
+        return self.rng.counter
+
+    @counter.setter
+    def counter(self, value: int) -> None:
+        self.rng.seek(value)
+
+    def get_extra_state(self):
+        return self.rng.state()
+
+    def set_extra_state(self, state) -> None:
+        self.rng = _rng.NoiseStream.from_state(state, type(self).__name__)
+
+    def reseed(self, seed=None, *, generator: torch.Generator | None = None):
+        """A new stream from ``seed`` / ``generator`` (counter 0); returns self."""
+        self.rng = _core.make_stream(type(self).__name__, seed, generator)
+        return self
+
+    def __getattr__(self, name: str):
+        options = self.__dict__.get("_options")
+        if options is not None and name in options:  # the spec's options read as attributes
+            return options[name]
+        return super().__getattr__(name)
+
+    @property
+    def rows_independent(self) -> bool:
+        """Whether every row of a batch draws its own noise (the spec's answer; MC stacking)."""
+        return self.spec.rows_independent(self._options)
+
+
+class Dropout(_Stateful, torch.nn.Module):
+    __doc__ = family.get("dropout").docstring("torch", SEED_DOC) + """
+
+Attributes:
+    rng (droplab._rng.NoiseStream): the module's key and call counter.
+    counter (int): ``rng.counter``; setting it replays a mask.
+"""
+
+    spec: Spec = family.get("dropout")
+
+    def __init__(self, *args, seed=None, generator: torch.Generator | None = None, **kwargs) -> None:
+        torch.nn.Module.__init__(self)
         where = type(self).__name__
+        p, self._options = type(self).spec.bind(where, args, kwargs)
         self.p = p
-        self.axes = _validate.axes(where, axes)
-        self.inverted = bool(inverted)
-        self.key = _core.make_key(where, seed, generator)
-        self.counter = 0
+        self.rng = _core.make_stream(where, seed, generator)
 
-    # -- configuration ----------------------------------------------------------------------------
     @property
     def p(self) -> float:
         """The drop probability (validated on assignment; rate schedules set it)."""
@@ -100,484 +98,250 @@ class Dropout(torch.nn.Module):
 
     @p.setter
     def p(self, value: float) -> None:
-        self._p = _validate.probability(type(self).__name__, "p", value, allow_one=self._allow_one)
+        self._p = self.spec.check_p(type(self).__name__, value)
+
+    def config(self) -> dict:
+        """Constructor arguments (the spec's): ``p`` and the options."""
+        return {"p": self.p, **self._options}
 
     def extra_repr(self) -> str:
-        parts = [f"p={self.p:g}"]
-        if self.axes is not None:
-            parts.append(f"axes={self.axes}")
-        if not self.inverted:
-            parts.append("inverted=False")
+        defaults = {o.name: o.default for o in self.spec.options}
+        parts = [f"p={self.p:g}"] + [f"{k}={v!r}" for k, v in self._options.items() if v != defaults[k]]
         return ", ".join(parts)
 
-    def get_extra_state(self):
-        return {"key": list(self.key), "counter": self.counter}
-
-    def set_extra_state(self, state) -> None:
-        self.key = (int(state["key"][0]), int(state["key"][1]))
-        self.counter = int(state["counter"])
-
-    def reseed(self, seed=None, *, generator: torch.Generator | None = None) -> Dropout:
-        """New key from ``seed`` / ``generator``, counter back to 0; returns self."""
-        self.key = _core.make_key(type(self).__name__, seed, generator)
-        self.counter = 0
-        return self
-
-    # -- the hooks --------------------------------------------------------------------------------
     def noise_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The shape the mask is drawn at (1 along shared axes), broadcast over the input."""
-        return F.noise_shape(type(self).__name__, shape, self.axes)
+        """The shape the noise is drawn at, broadcast over the input; raises for a wrong rank."""
+        return self.spec.noise_shape(type(self).__name__, self._options, tuple(shape))
 
-    def _spec(self, x: torch.Tensor, shape: tuple[int, ...], counter: int):
-        """The noise of one training forward (Python values only; see ``_core``)."""
-        return _core.Bernoulli(self.p, self.key, counter, self._train_scale(), shape)
-
-    def _train_scale(self) -> float:
-        if not self.inverted:
-            return 0.0 if self.p == 1.0 else 1.0
-        return kernels.keep_scale(self.p)
-
-    def _eval(self, x: torch.Tensor) -> torch.Tensor:
-        if self.inverted or self.training:
-            return x
-        return x * (1.0 - self.p)
-
-    # -- the mechanism ----------------------------------------------------------------------------
-    @torch.compiler.disable  # a graph break: runs eagerly (key/counter are Python state)
+    @torch.compiler.disable  # a graph break: runs eagerly (the stream is Python state)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.check_input(type(self).__name__, x)
-        shape = self.noise_shape(tuple(x.shape))  # checks the rank even in eval
-        if not self.training or self.p == 0:
-            return self._eval(x)
-        counter = self.counter
-        self.counter += 1
-        return _core.NoiseFunction.apply(x, self._spec(x, shape, counter))
-
-
-class _ChannelDropout(Dropout):
-    _spatial = 0
-
-    def __init__(self, p: float = 0.5, *, seed=None, generator: torch.Generator | None = None) -> None:
-        super().__init__(p, seed=seed, generator=generator)
-
-    def noise_shape(self, shape):
-        return F.channel_shape(type(self).__name__, shape, self._spatial)
-
-
-class Dropout1d(_ChannelDropout):
-    """Zeroes whole channels of ``(N, C, L)`` (or unbatched ``(C, L)``) with probability ``p``.
-
-    ``p``: probability that a channel is zeroed (not the keep probability); survivors are
-    scaled by ``1/(1 - p)``; evaluation is the identity. Masks match
-    ``droplab.nn.Dropout(p, axes=2)``. Other ranks raise ``ValueError`` (no reinterpretation).
-
-    Args:
-        p (float): drop probability in [0, 1]. Default 0.5.
-        seed, generator: as for :class:`Dropout`.
-
-    Shape:
-        ``(N, C, L)`` or ``(C, L)``; output the same.
-
-    Example:
-        >>> import torch
-        >>> y = Dropout1d(0.5, seed=0)(torch.ones(4, 8, 16))
-        >>> bool(((y == 0).all(-1) | (y == 2).all(-1)).all())
-        True
-    """
-
-    _spatial = 1
-
-
-class Dropout2d(_ChannelDropout):
-    """Zeroes whole channels of ``(N, C, H, W)`` (or unbatched ``(C, H, W)``) with probability ``p``.
-
-    ``p``: probability that a channel is zeroed (not the keep probability); survivors are
-    scaled by ``1/(1 - p)``; evaluation is the identity. Masks match
-    ``droplab.nn.Dropout(p, axes=(2, 3))``. Other ranks raise ``ValueError``.
-
-    Args:
-        p (float): drop probability in [0, 1]. Default 0.5.
-        seed, generator: as for :class:`Dropout`.
-
-    Shape:
-        ``(N, C, H, W)`` or ``(C, H, W)``; output the same (channels_last kept).
-
-    Example:
-        >>> import torch
-        >>> y = Dropout2d(0.5, seed=0)(torch.ones(4, 8, 3, 3))
-        >>> bool(((y == 0).all((-2, -1)) | (y == 2).all((-2, -1))).all())
-        True
-
-    Reference:
-        Tompson et al., "Efficient Object Localization Using Convolutional Networks", CVPR 2015.
-    """
-
-    _spatial = 2
-
-
-class Dropout3d(_ChannelDropout):
-    """Zeroes whole channels of ``(N, C, D, H, W)`` (or unbatched ``(C, D, H, W)``) with probability ``p``.
-
-    ``p``: probability that a channel is zeroed (not the keep probability); survivors are
-    scaled by ``1/(1 - p)``; evaluation is the identity. Other ranks raise ``ValueError``.
-
-    Args:
-        p (float): drop probability in [0, 1]. Default 0.5.
-        seed, generator: as for :class:`Dropout`.
-
-    Example:
-        >>> import torch
-        >>> Dropout3d(0.5, seed=0)(torch.ones(2, 3, 4, 4, 4)).shape
-        torch.Size([2, 3, 4, 4, 4])
-    """
-
-    _spatial = 3
-
-
-class AlphaDropout(Dropout):
-    """Alpha dropout: keeps the zero mean and unit variance of SELU activations.
-
-    ``p``: probability that an element is dropped (not the keep probability). A dropped
-    element is set to SELU's negative saturation ``alpha' = -lambda * alpha``, then
-    ``y = a * (x * m + alpha' * (1 - m)) + b`` with ``a = (q + alpha'^2 q (1 - q))^(-1/2)``,
-    ``b = -a (1 - q) alpha'``, ``q = 1 - p_eff``. The gradient is ``a * m * dy``. Evaluation is
-    the identity; ``p = 1`` gives zeros (as PyTorch). The keep mask is the kernels' mask.
-
-    Args:
-        p (float): drop probability in [0, 1]. Default 0.5.
-        axes: shared axes, as for :class:`Dropout` (``(2, 3)`` gives feature alpha dropout).
-        seed, generator: as for :class:`Dropout`.
-
-    Example:
-        >>> import torch
-        >>> x = torch.nn.functional.selu(torch.randn(100_000, generator=torch.Generator().manual_seed(0)))
-        >>> y = AlphaDropout(0.2, seed=0)(x)
-        >>> abs(float(y.mean())) < 0.05, abs(float(y.std()) - 1) < 0.05
-        (True, True)
-
-    Reference:
-        Klambauer, Unterthiner, Mayr and Hochreiter, "Self-Normalizing Neural Networks",
-        NeurIPS 2017 (whose ``q`` is the keep probability; our ``p`` is ``1 - q``).
-    """
-
-    def __init__(self, p: float = 0.5, *, axes=None, seed=None, generator: torch.Generator | None = None) -> None:
-        super().__init__(p, axes=axes, seed=seed, generator=generator)
-
-    def _spec(self, x, shape, counter):
-        return _core.Alpha(self.p, self.key, counter, shape)
-
-
-class GaussianDropout(Dropout):
-    """Multiplicative Gaussian noise ``y = x * e``, ``e ~ N(1, p / (1 - p))``.
-
-    ``p``: the drop probability whose Bernoulli dropout has the same mean and variance (not
-    the keep probability); ``p = 1`` would be infinite variance and is rejected. The gradient
-    is ``e * dy`` (``e`` regenerated in backward). Evaluation is the identity. The noise comes
-    from a ``torch.Generator`` seeded by ``(key, counter)``: reproducible, not the NumPy stream.
-
-    Args:
-        p (float): in [0, 1). Default 0.5.
-        axes, seed, generator: as for :class:`Dropout`.
-
-    Raises:
-        ValueError: ``p`` outside [0, 1).
-
-    Example:
-        >>> import torch
-        >>> y = GaussianDropout(0.5, seed=0)(torch.ones(200_000))
-        >>> abs(float(y.mean()) - 1) < 0.02, abs(float(y.var()) - 1) < 0.02
-        (True, True)
-
-    Reference:
-        Srivastava et al. 2014, section 10 (their ``p`` is the keep probability: variance
-        ``(1 - p)/p`` there is ``p/(1 - p)`` here).
-    """
-
-    _allow_one = False
-
-    def __init__(self, p: float = 0.5, *, axes=None, seed=None, generator: torch.Generator | None = None) -> None:
-        super().__init__(p, axes=axes, seed=seed, generator=generator)
-
-    def _spec(self, x, shape, counter):
-        return _core.Gaussian(self.p, self.key, counter, shape)
-
-
-class DropPath(Dropout):
-    """Stochastic depth: drops a whole residual branch per sample (``mode="row"``) or per batch.
-
-    ``p``: probability that a sample's branch is zeroed (not the keep probability); survivors
-    are scaled by ``1/(1 - p)``; evaluation is the identity. Use on the branch:
-    ``x + drop_path(block(x))``. Row masks match ``droplab.nn.Dropout(p, axes=(1, ...))``.
-
-    Args:
-        p (float): drop probability in [0, 1]. Default 0.1.
-        mode (str): ``"row"`` (one draw per sample; default) or ``"batch"`` (one per forward).
-        seed, generator: as for :class:`Dropout`.
-
-    Example:
-        >>> import torch
-        >>> y = DropPath(0.5, seed=0)(torch.ones(64, 3, 4))
-        >>> bool(((y == 0).all((1, 2)) | (y == 2).all((1, 2))).all())
-        True
-
-    Reference:
-        Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016 (their survival
-        probability is our ``1 - p``).
-    """
-
-    def __init__(self, p: float = 0.1, *, mode: str = "row", seed=None,
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__(p, seed=seed, generator=generator)
-        self.mode = _validate.one_of("DropPath", "mode", mode, ("row", "batch"))
-        self.per_example = self.mode == "row"
-
-    def noise_shape(self, shape):
-        if not shape:
-            return shape
-        return ((shape[0],) if self.mode == "row" else (1,)) + (1,) * (len(shape) - 1)
-
-    def extra_repr(self):
-        return f"p={self.p:g}" + ("" if self.mode == "row" else ", mode='batch'")
-
-
-class LockedDropout(Dropout):
-    """Variational (locked) dropout: one mask per sequence, shared over every time step.
-
-    ``p``: probability that a feature is zeroed for the whole sequence (not the keep
-    probability); survivors scaled by ``1/(1 - p)``; evaluation is the identity. Masks match
-    ``droplab.nn.Dropout(p, axes=1)`` on ``(N, T, F)``.
-
-    Args:
-        p (float): drop probability in [0, 1]. Default 0.5.
-        batch_first (bool): input ``(N, T, F)`` (True, default) or ``(T, N, F)``.
-        seed, generator: as for :class:`Dropout`.
-
-    Example:
-        >>> import torch
-        >>> y = LockedDropout(0.5, seed=0)(torch.ones(4, 10, 6))
-        >>> bool((y == y[:, :1]).all())
-        True
-
-    Reference:
-        Gal and Ghahramani, "A Theoretically Grounded Application of Dropout in Recurrent
-        Neural Networks", NeurIPS 2016; Merity et al., AWD-LSTM, ICLR 2018.
-    """
-
-    def __init__(self, p: float = 0.5, *, batch_first: bool = True, seed=None,
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__(p, seed=seed, generator=generator)
-        self.batch_first = bool(batch_first)
-
-    def noise_shape(self, shape):
-        if len(shape) != 3:
-            layout = "(N, T, F)" if self.batch_first else "(T, N, F)"
-            raise ValueError(_validate.message("LockedDropout", "x", f"a 3-D {layout} tensor",
-                                               f"tensor of shape {shape}"))
-        return (shape[0], 1, shape[2]) if self.batch_first else (1, shape[1], shape[2])
-
-    def extra_repr(self):
-        return f"p={self.p:g}" + ("" if self.batch_first else ", batch_first=False")
-
-
-class DropBlock2d(Dropout):
-    """DropBlock: zeroes ``block_size`` x ``block_size`` squares of feature maps.
-
-    ``p``: the expected fraction of zeroed elements (not the keep probability). Block corners
-    are drawn with rate ``gamma`` solved exactly so the expected dropped fraction is ``p``
-    (overlaps included; see :func:`droplab.torch._core.dropblock_gamma`), on the kernels' mask
-    of the ``(H - b + 1) x (W - b + 1)`` valid corners; survivors are scaled by
-    ``numel / kept`` of the forward. The gradient is the same mask times ``dy``; evaluation
-    is the identity. Blocks larger than the map are clipped to it.
-
-    Args:
-        p (float): drop fraction in [0, 1]. Default 0.1.
-        block_size (int): side of the square. Default 7.
-        shared_channels (bool): one block mask for all channels of a sample. Default False.
-        seed, generator: as for :class:`Dropout`.
-
-    Shape:
-        ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
-
-    Example:
-        >>> import torch
-        >>> y = DropBlock2d(0.2, 3, seed=0)(torch.ones(8, 4, 16, 16))
-        >>> y.shape, bool((y >= 0).all())
-        (torch.Size([8, 4, 16, 16]), True)
-
-    Reference:
-        Ghiasi, Lin and Le, "DropBlock: A regularization method for convolutional networks",
-        NeurIPS 2018 (their ``keep_prob`` is our ``1 - p``).
-    """
-
-    def __init__(self, p: float = 0.1, block_size: int = 7, *, shared_channels: bool = False, seed=None,
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__(p, seed=seed, generator=generator)
-        self.block_size = _validate.positive_int("DropBlock2d", "block_size", block_size)
-        self.shared_channels = bool(shared_channels)
-        self.per_example = True
-
-    @torch.compiler.disable  # a graph break: runs eagerly (key/counter are Python state)
-    def forward(self, x):
-        x = F.check_input("DropBlock2d", x)
-        if not self.training or self.p == 0:
-            F.block_noise("DropBlock2d", x, self.p, self.block_size, self.shared_channels, self.key, 0, False)
-            return x
-        counter = self.counter
-        self.counter += 1
-        return F.block_noise("DropBlock2d", x, self.p, self.block_size, self.shared_channels, self.key, counter,
-                             True)
-
-    def extra_repr(self):
-        return f"p={self.p:g}, block_size={self.block_size}" + (", shared_channels=True"
-                                                                 if self.shared_channels else "")
-
-
-class DropConnectLinear(torch.nn.Linear):
-    """A linear layer whose WEIGHTS are dropped: ``y = x @ (W * M / (1 - p)).T + b``.
-
-    ``p``: probability that a weight is zeroed (not the keep probability). One mask per
-    forward, shared by the batch (the documented choice: cheap, and the NumPy engine's
-    per-batch mode); survivors scaled by ``1/(1 - p)`` so inference uses ``W`` itself (weight
-    scaling). The weight mask is the kernels' mask and is regenerated in backward.
-
-    Args:
-        in_features, out_features (int): as ``torch.nn.Linear``.
-        p (float): drop probability in [0, 1]. Default 0.5.
-        bias (bool): add a bias (never dropped). Default True.
-        seed, generator: as for :class:`Dropout`.
-        device, dtype: as ``torch.nn.Linear``.
-
-    Example:
-        >>> import torch
-        >>> layer = DropConnectLinear(4, 3, p=0.5, seed=0)
-        >>> layer(torch.ones(2, 4)).shape
-        torch.Size([2, 3])
-        >>> layer
-        DropConnectLinear(in_features=4, out_features=3, bias=True, p=0.5)
-
-    Reference:
-        Wan, Zeiler, Zhang, LeCun and Fergus, "Regularization of Neural Networks using
-        DropConnect", ICML 2013 (their ``p`` is the keep probability).
-    """
-
-    is_dropout = True
-    per_example = False
-
-    def __init__(self, in_features: int, out_features: int, p: float = 0.5, bias: bool = True, *, seed=None,
-                 generator: torch.Generator | None = None, device=None, dtype=None) -> None:
-        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self.p = _validate.probability("DropConnectLinear", "p", p)
-        self.key = _core.make_key("DropConnectLinear", seed, generator)
-        self.counter = 0
-
-    @torch.compiler.disable  # a graph break: runs eagerly (key/counter are Python state)
-    def forward(self, x):
-        w = self.weight
-        if self.training and self.p > 0:
-            counter = self.counter
-            self.counter += 1
-            spec = _core.Bernoulli(self.p, self.key, counter, kernels.keep_scale(self.p), tuple(w.shape))
-            w = _core.NoiseFunction.apply(w, spec)
-        return torch.nn.functional.linear(x, w, self.bias)
-
-    def extra_repr(self):
-        return super().extra_repr() + f", p={self.p:g}"
-
-    get_extra_state = Dropout.get_extra_state
-    set_extra_state = Dropout.set_extra_state
-
-
-class ConcreteDropout(torch.nn.Module):
-    """Dropout whose rate ``p`` is learned, through the relaxed (Concrete) Bernoulli.
-
-    ``p``: the probability that an input element is zeroed (not the keep probability),
-    parameterised by a logit and learned. Training: ``u ~ U(0, 1)`` and
-    ``z = sigmoid((log p - log(1 - p) + log u - log(1 - u)) / temperature)`` is a soft drop
-    indicator and ``y = layer(x * (1 - z) / (1 - p))``; gradients flow into ``x`` and ``p``.
-    Evaluation: ``y = layer(x)``. Add :meth:`regularization_loss` (or the module-level
-    :func:`regularization_loss` of a model) to the loss: the paper's
-    ``weight_regularizer * sum(W**2) / (1 - p) + dropout_regularizer * K * (p log p + (1-p) log(1-p))``
-    with ``K`` the input features. Uniforms come from a ``torch.Generator`` seeded by
-    ``(key, counter)``.
-
-    Args:
-        layer (torch.nn.Module | None): the layer the dropped input feeds (its parameters enter
-            the weight term). Default None (dropout alone).
-        p (float): initial drop probability in (0, 1). Default 0.1.
-        temperature (float): relaxation temperature, > 0. Default 0.1.
-        weight_regularizer (float): >= 0. Default 1e-6.
-        dropout_regularizer (float): >= 0. Default 1e-5.
-        seed, generator: as for :class:`Dropout`.
-
-    Example:
-        >>> import torch
-        >>> cd = ConcreteDropout(torch.nn.Linear(5, 2), p=0.2, seed=0)
-        >>> out = cd(torch.ones(8, 5))
-        >>> (out.sum() + cd.regularization_loss()).backward()
-        >>> round(cd.p, 4), cd.p_logit.grad is not None
-        (0.2, True)
-
-    Reference:
-        Gal, Hron and Kendall, "Concrete Dropout", NeurIPS 2017.
-    """
-
-    is_dropout = True
-    per_example = True
+        return _core.apply(type(self).__name__, self.spec, self._options, self.p, x, self.training, self.rng.next)
+
+
+_CLASSES: dict[Spec, type] = {Dropout.spec: Dropout}
+
+
+def _register_class(cls: type) -> type:
+    _CLASSES[cls.spec] = cls
+    return cls
+
+
+def variant(name: str | Spec) -> type:
+    """The ``torch.nn.Module`` class of a registered variant (registry name, class name or spec);
+    an element-wise variant's class is generated from its spec on first use."""
+    spec = name if isinstance(name, Spec) else family.get(name)
+    cls = _CLASSES.get(spec)
+    if cls is not None:
+        return cls
+    if spec.kind != "noise":
+        raise ValueError(_validate.message("droplab.torch.variant", "name", "an element-wise variant or one with "
+                                           "a hand-written torch class", spec.name))
+
+    def __init__(self, *args, seed=None, generator: torch.Generator | None = None, **kwargs) -> None:
+        Dropout.__init__(self, *args, seed=seed, generator=generator, **kwargs)
+
+    P = inspect.Parameter
+    __init__.__signature__ = spec.signature([P("seed", P.KEYWORD_ONLY, default=None),
+                                             P("generator", P.KEYWORD_ONLY, default=None)])
+    cls = type(spec.class_name, (Dropout,), {
+        "spec": spec, "__init__": __init__, "__doc__": spec.docstring("torch", SEED_DOC),
+        "__module__": __name__, "__qualname__": spec.class_name})
+    _CLASSES[spec] = cls
+    return cls
+
+
+Dropout1d = variant("dropout1d")
+Dropout2d = variant("dropout2d")
+Dropout3d = variant("dropout3d")
+DropPath = variant("drop_path")
+LockedDropout = variant("locked_dropout")
+GaussianDropout = variant("gaussian_dropout")
+AlphaDropout = variant("alpha_dropout")
+DropBlock2d = variant("drop_block2d")
+
+
+# -- DropConnect ------------------------------------------------------------------------------------
+_DC_DOC = """in_features, out_features (int): as ``torch.nn.Linear``.
+    bias (bool): add a bias (never dropped). Default True.
+    activation (torch.nn.Module | None): applied after the affine map. Default None.
+    """ + SEED_DOC + """
+    device, dtype: as ``torch.nn.Linear``."""
+
+_DC_EXAMPLE = """
+>>> import torch
+>>> layer = DropConnect(4, 3, p=0.5, seed=0)
+>>> layer(torch.ones(2, 4)).shape
+torch.Size([2, 3])
+>>> layer
+DropConnect(in_features=4, out_features=3, bias=True, p=0.5)
+"""
+
+
+@_register_class
+class DropConnect(_Stateful, torch.nn.Linear):
+    __doc__ = family.get("drop_connect").docstring("torch", _DC_DOC, _DC_EXAMPLE)
+
+    spec = family.get("drop_connect")
+
+    def __init__(self, in_features: int, out_features: int, p: float = 0.5, bias: bool = True, *,
+                 per: str = "batch", inference: str = "scale", samples: int = 100,
+                 activation: torch.nn.Module | None = None, seed=None, generator: torch.Generator | None = None,
+                 device=None, dtype=None) -> None:
+        where = "DropConnect"
+        torch.nn.Linear.__init__(self, in_features, out_features, bias=bias, device=device, dtype=dtype)
+        p, self._options = self.spec.bind(where, (p,), {"per": per, "inference": inference, "samples": samples})
+        self.p = p
+        if activation is not None and not isinstance(activation, torch.nn.Module):
+            raise TypeError(_validate.message(where, "activation", "a torch.nn.Module or None", activation))
+        self.activation = activation
+        self.rng = _core.make_stream(where, seed, generator)
+
+    p = Dropout.p
+
+    def config(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features, "p": self.p, **self._options,
+                "bias": self.bias is not None}
+
+    def extra_repr(self) -> str:
+        defaults = {o.name: o.default for o in self.spec.options}
+        return ", ".join([super().extra_repr(), f"p={self.p:g}"]
+                         + [f"{k}={v!r}" for k, v in self._options.items() if v != defaults[k]])
+
+    def _act(self, u: torch.Tensor) -> torch.Tensor:
+        return u if self.activation is None else self.activation(u)
+
+    @torch.compiler.disable  # a graph break: runs eagerly (the stream is Python state)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        where = "DropConnect"
+        x = _core.check_input(where, x)
+        self.spec.input_shape(where, self._options, tuple(x.shape), self.in_features)
+        W, b, p = self.weight, self.bias, self.p
+        if self.training and p > 0:
+            draw = self.rng.next()
+            rows = math.prod(x.shape[:-1])
+            shape = self.spec.mask_shape(self._options, self.in_features, self.out_features, rows)
+            mask = draw.mask_values(shape, p, self.spec.scale(self._options, p), _core._np(W.dtype))
+            M = torch.from_numpy(mask).to(device=W.device, dtype=W.dtype)  # (in, out) as the NumPy engine
+            if M.ndim == 2:
+                return self._act(torch.nn.functional.linear(x, W * M.T, b))
+            u = torch.einsum("ni,nio->no", x, W.T.unsqueeze(0) * M)
+            return self._act(u if b is None else u + b)
+        mean = torch.nn.functional.linear(x, W, b)
+        if self.training or self._options["inference"] == "scale" or p in (0.0, 1.0):
+            return self._act(mean)
+        sd = torch.sqrt(p / (1 - p) * torch.nn.functional.linear(x * x, W * W))
+        samples = self._options["samples"]
+        rows = math.prod(x.shape[:-1])
+        z = self.spec.inference_noise(self.rng, rows, samples, self.out_features)
+        z = torch.from_numpy(z).to(device=x.device, dtype=mean.dtype).reshape(*x.shape[:-1], samples,
+                                                                             self.out_features)
+        return self._act(mean.unsqueeze(-2) + sd.unsqueeze(-2) * z).mean(-2)
+
+
+DropConnectLinear = DropConnect  # the earlier name
+
+
+# -- ConcreteDropout ----------------------------------------------------------------------------------
+class _Concrete(torch.autograd.Function):
+    """``x * (1 - s) / (1 - p)`` with the relaxed ``s`` of the spec (the NumPy engine's float64
+    formula and gradients), differentiable in ``x`` and ``p_logit``."""
+
+    @staticmethod
+    def forward(ctx, x, p_logit, spec, temperature, draw):
+        logit = float(p_logit.detach())
+        noise, _ = spec.relaxed(logit, temperature, draw, tuple(x.shape))
+        ctx.save_for_backward(x)
+        ctx.args = (spec, temperature, draw, logit)
+        work = _core.work_dtype(x.dtype)
+        mult = torch.from_numpy(noise).to(device=x.device, dtype=work)
+        return (x.to(work) * mult).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved_tensors
+        spec, temperature, draw, logit = ctx.args
+        noise, s = spec.relaxed(logit, temperature, draw, tuple(x.shape))
+        work = _core.work_dtype(dy.dtype)
+        dx = (dy.to(work) * torch.from_numpy(noise).to(device=dy.device, dtype=work)).to(dy.dtype)
+        as64 = lambda t: t.detach().to(torch.float64).cpu().numpy()  # noqa: E731
+        g = spec.logit_grad(as64(dy), as64(x), noise, s, logit, temperature)
+        return dx, torch.tensor(g, dtype=torch.float32), None, None, None
+
+
+_CONCRETE_DOC = """layer (torch.nn.Module | None): the layer the dropped input feeds (its parameters enter
+        the weight term). Default None (dropout alone).
+    """ + SEED_DOC + """
+    init_p (float | None): deprecated alias of ``p``."""
+
+_CONCRETE_EXAMPLE = """
+>>> import torch
+>>> cd = ConcreteDropout(torch.nn.Linear(5, 2), p=0.2, seed=0)
+>>> out = cd(torch.ones(8, 5))
+>>> (out.sum() + cd.regularization_loss()).backward()
+>>> round(cd.p, 4), cd.p_logit.grad is not None
+(0.2, True)
+"""
+
+
+@_register_class
+class ConcreteDropout(_Stateful, torch.nn.Module):
+    __doc__ = family.get("concrete_dropout").docstring("torch", _CONCRETE_DOC, _CONCRETE_EXAMPLE).replace(
+        "(added to ``regularization_loss()``", "(:meth:`regularization_loss`")
+
+    spec = family.get("concrete_dropout")
 
     def __init__(self, layer: torch.nn.Module | None = None, *, p: float = 0.1, temperature: float = 0.1,
-                 weight_regularizer: float = 1e-6, dropout_regularizer: float = 1e-5, seed=None,
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__()
+                 weight_regularizer: float = 1e-6, dropout_regularizer: float = 1e-5, input_dim: int | None = None,
+                 seed=None, generator: torch.Generator | None = None, init_p: float | None = None) -> None:
+        torch.nn.Module.__init__(self)
         where = "ConcreteDropout"
-        p = _validate.probability(where, "p", p)
-        if not 0.0 < p < 1.0:
-            raise ValueError(_validate.message(where, "p", "a probability in (0, 1)", p))
         if layer is not None and not isinstance(layer, torch.nn.Module):
             raise TypeError(_validate.message(where, "layer", "a torch.nn.Module or None", type(layer).__name__))
+        p = p if init_p is None else init_p
+        p, self._options = self.spec.bind(where, (p,), {
+            "temperature": temperature, "weight_regularizer": weight_regularizer,
+            "dropout_regularizer": dropout_regularizer, "input_dim": input_dim})
+        self._init_p = p
         self.layer = layer
-        self.temperature = _validate.positive_float(where, "temperature", temperature)
-        self.weight_regularizer = _validate.nonnegative_float(where, "weight_regularizer", weight_regularizer)
-        self.dropout_regularizer = _validate.nonnegative_float(where, "dropout_regularizer", dropout_regularizer)
-        self.p_logit = torch.nn.Parameter(torch.tensor(math.log(p) - math.log1p(-p), dtype=torch.float32))
-        self.key = _core.make_key(where, seed, generator)
-        self.counter = 0
+        self.p_logit = torch.nn.Parameter(torch.tensor(self.spec.logit_of(p), dtype=torch.float32))
+        self.rng = _core.make_stream(where, seed, generator)
         self._features = 0
 
     @property
     def p(self) -> float:
         """The current drop probability ``sigmoid(p_logit)``."""
-        return float(torch.sigmoid(self.p_logit.detach()))
+        return self.spec.p_of(float(self.p_logit.detach()))
 
-    @torch.compiler.disable  # a graph break: runs eagerly (key/counter are Python state)
-    def forward(self, x):
-        x = F.check_input("ConcreteDropout", x)
-        self._features = int(math.prod(x.shape[1:])) if x.ndim > 1 else int(x.shape[0]) if x.ndim else 1
+    def config(self) -> dict:
+        return {"p": self._init_p, **self._options}
+
+    @property
+    def input_dim(self) -> int:
+        """``D`` of the dropout term: the option, else the layer's ``in_features``, else the
+        features per row of the last training input (0 before one)."""
+        d = self._options["input_dim"]
+        return d if d is not None else getattr(self.layer, "in_features", None) or self._features
+
+    @torch.compiler.disable  # a graph break: runs eagerly (the stream is Python state)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _core.check_input("ConcreteDropout", x)
         if self.training:
-            counter = self.counter
-            self.counter += 1
-            g = _core._generator(self.key, counter, x.device)
-            eps = 1e-7
-            u = torch.rand(x.shape, generator=g, dtype=torch.float32, device=x.device).to(x.dtype)
-            p = torch.sigmoid(self.p_logit).to(x.dtype)
-            z = torch.sigmoid((torch.log(p + eps) - torch.log1p(-p + eps) + torch.log(u + eps)
-                               - torch.log1p(-u + eps)) / self.temperature)
-            x = x * (1 - z) / (1 - p)
+            self._features = int(math.prod(x.shape[1:])) if x.ndim > 1 else int(x.shape[0]) if x.ndim else 1
+            x = _Concrete.apply(x, self.p_logit, self.spec, self.temperature, self.rng.next())
         return x if self.layer is None else self.layer(x)
 
     def regularization_loss(self) -> torch.Tensor:
-        """The paper's weight and dropout terms (a scalar tensor, differentiable in ``p``)."""
-        p = torch.sigmoid(self.p_logit)
-        weights = sum((w.pow(2).sum() for w in self.layer.parameters()), torch.zeros(())) \
-            if self.layer is not None else torch.zeros(())
+        """The paper's weight and dropout terms (a scalar tensor, differentiable in ``p``): the
+        spec's :meth:`~droplab.family.variants.ConcreteSpec.penalty` in torch operations."""
+        p = torch.sigmoid(self.p_logit.double())
+        weights = sum((w.double().pow(2).sum() for w in self.layer.parameters()), torch.zeros((), dtype=torch.float64)) \
+            if self.layer is not None else torch.zeros((), dtype=torch.float64)
         entropy_term = p * torch.log(p) + (1 - p) * torch.log1p(-p)
         return (self.weight_regularizer * weights / (1 - p)
-                + self.dropout_regularizer * self._features * entropy_term)
+                + self.dropout_regularizer * self.input_dim * entropy_term).float()
 
     def extra_repr(self):
         return f"p={self.p:.4g} (learned), temperature={self.temperature:g}"
-
-    get_extra_state = Dropout.get_extra_state
-    set_extra_state = Dropout.set_extra_state
 
 
 def regularization_loss(model: torch.nn.Module) -> torch.Tensor:

@@ -265,8 +265,8 @@ def bench_dropout(sizes=None, ps=(0.1, 0.5), repeats: int = 21, progress=None) -
             impls = {
                 "droplab": (lambda: ours.forward(x), lambda: ours.backward(dy)),
                 # the same kernel writing into preallocated arrays (what np.copyto does)
-                "droplab_out": (lambda: kernels.apply(x, p, ours._key, 0, scale, out=y_out),
-                                lambda: kernels.apply(dy, p, ours._key, 0, scale, out=dx_out)),
+                "droplab_out": (lambda: ours.rng.at(0).apply(x, p, scale, out=y_out),
+                                lambda: ours.rng.at(0).apply(dy, p, scale, out=dx_out)),
                 "textbook": (lambda: book.forward(x, True), lambda: book.backward(dy)),
                 "numpy_f32": (lambda: plain.forward(x), lambda: plain.backward(dy)),
             }
