@@ -103,7 +103,16 @@ def dataset(cfg):
         options = dict(cfg.data_options)
         if str(cfg.dataset).lower().endswith(".csv"):
             options.setdefault("label", cfg.label)
-        _DATASETS[key] = data.load(cfg.dataset, **options)
+        try:
+            _DATASETS[key] = data.load(cfg.dataset, **options)
+        except ValueError as exc:  # the lab's users type --label, not the library's label=
+            import re
+
+            text = str(exc)
+            fixed = re.sub(r"label='([^']*)'", r"--label \1", text)
+            if fixed == text:
+                raise
+            raise type(exc)(fixed.replace("?.", "?")) from None
     return _DATASETS[key]
 
 
