@@ -131,6 +131,17 @@ class Spec:
         params += [P(o.name, P.KEYWORD_ONLY, default=o.default) for o in self.options if o.name not in self.positional]
         return inspect.Signature(params + engine_keywords)
 
+    #: a layer that wraps another (DropConnect's Dense, Concrete's layer) splits its seed in two
+    wraps_layer: bool = False
+
+    def split_seed(self, ss: np.random.SeedSequence) -> tuple[np.random.SeedSequence, np.random.SeedSequence | None]:
+        """``(noise seed, wrapped layer's seed)`` from a layer's SeedSequence, the same rule in both
+        engines: the sequence itself for a plain variant, its two children for a wrapper."""
+        if not self.wraps_layer:
+            return ss, None
+        noise, layer = ss.spawn(2)
+        return noise, layer
+
     # -- the contract ---------------------------------------------------------------------------
     def noise_shape(self, where: str, options: dict, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The shape the noise is drawn at, broadcast over the input. Raises for an input of

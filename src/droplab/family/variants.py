@@ -474,6 +474,7 @@ class DropConnectSpec(Spec):
     name, class_name = "drop_connect", "DropConnect"
     aliases = {"torch": ("DropConnectLinear",)}
     kind = "weights"
+    wraps_layer = True
     p_doc = "probability that a weight is zeroed"
     layout = "(*, in_features)"
     #: the side stream of evaluation-time (Gaussian inference) noise
@@ -534,6 +535,7 @@ DropConnect", ICML 2013. Their ``p`` is the KEEP probability of a weight: dropla
 class ConcreteSpec(Spec):
     name, class_name = "concrete_dropout", "ConcreteDropout"
     kind = "concrete"
+    wraps_layer = True
     bernoulli = False
     p_default = 0.1
     p_zero = p_one = False

@@ -166,6 +166,8 @@ Attributes:
         return self._noise(dy, draw, shape, False)
 
 
+_P = inspect.Parameter
+Dropout.__init__.__signature__ = Dropout.spec.signature([_P("seed", _P.KEYWORD_ONLY, default=None)])
 _CLASSES: dict[Spec, type] = {Dropout.spec: Dropout}
 
 

@@ -83,7 +83,7 @@ class DropConnect(Dropout):
         return [self.dense] + ([self.activation] if self.activation is not None else [])
 
     def _reseed(self, ss: np.random.SeedSequence) -> None:
-        mask_ss, weight_ss = ss.spawn(2)
+        mask_ss, weight_ss = self.spec.split_seed(ss)
         super()._reseed(mask_ss)
         self.dense._reseed(weight_ss)
 
@@ -202,7 +202,7 @@ class ConcreteDropout(Dropout):
         return [self.p_logit]
 
     def _reseed(self, ss: np.random.SeedSequence) -> None:
-        mask_ss, layer_ss = ss.spawn(2)
+        mask_ss, layer_ss = self.spec.split_seed(ss)
         super()._reseed(mask_ss)
         if self.layer is not None and not self.layer._explicit_seed:
             self.layer._reseed(layer_ss)

@@ -39,8 +39,9 @@ _PHILOX_W0, _PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 
 
 # -- streams -----------------------------------------------------------------------------------
-def make_stream(where: str, seed, generator) -> _rng.NoiseStream:
-    """A module's noise stream: from ``seed`` (as the NumPy engine) or a ``torch.Generator``."""
+def make_stream(where: str, seed, generator, spec: Spec | None = None) -> _rng.NoiseStream:
+    """A module's noise stream: from ``seed`` (as the NumPy engine's layer of ``spec``) or a
+    ``torch.Generator``."""
     if generator is not None:
         if seed is not None:
             raise ValueError(_validate.message(where, "generator", "None when `seed` is given", generator,
@@ -49,7 +50,8 @@ def make_stream(where: str, seed, generator) -> _rng.NoiseStream:
             raise TypeError(_validate.message(where, "generator", "a torch.Generator or None", generator))
         k = torch.randint(0, 1 << 32, (2,), generator=generator, dtype=torch.int64, device=generator.device)
         return _rng.NoiseStream.from_words(int(k[0]), int(k[1]))
-    return _rng.NoiseStream.from_seed(seed, where)
+    ss = _rng.seed_sequence(seed, where)
+    return _rng.NoiseStream.from_seed(spec.split_seed(ss)[0] if spec is not None else ss)
 
 
 def check_input(where: str, x) -> torch.Tensor:

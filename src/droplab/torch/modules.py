@@ -59,7 +59,7 @@ class _Stateful:
 
     def reseed(self, seed=None, *, generator: torch.Generator | None = None):
         """A new stream from ``seed`` / ``generator`` (counter 0); returns self."""
-        self.rng = _core.make_stream(type(self).__name__, seed, generator)
+        self.rng = _core.make_stream(type(self).__name__, seed, generator, self.spec)
         return self
 
     def __getattr__(self, name: str):
@@ -89,7 +89,7 @@ Attributes:
         where = type(self).__name__
         p, self._options = type(self).spec.bind(where, args, kwargs)
         self.p = p
-        self.rng = _core.make_stream(where, seed, generator)
+        self.rng = _core.make_stream(where, seed, generator, self.spec)
 
     @property
     def p(self) -> float:
@@ -118,6 +118,9 @@ Attributes:
         return _core.apply(type(self).__name__, self.spec, self._options, self.p, x, self.training, self.rng.next)
 
 
+_P = inspect.Parameter
+Dropout.__init__.__signature__ = Dropout.spec.signature([_P("seed", _P.KEYWORD_ONLY, default=None),
+                                                          _P("generator", _P.KEYWORD_ONLY, default=None)])
 _CLASSES: dict[Spec, type] = {Dropout.spec: Dropout}
 
 
@@ -194,7 +197,7 @@ class DropConnect(_Stateful, torch.nn.Linear):
         if activation is not None and not isinstance(activation, torch.nn.Module):
             raise TypeError(_validate.message(where, "activation", "a torch.nn.Module or None", activation))
         self.activation = activation
-        self.rng = _core.make_stream(where, seed, generator)
+        self.rng = _core.make_stream(where, seed, generator, self.spec)
 
     p = Dropout.p
 
@@ -304,7 +307,7 @@ class ConcreteDropout(_Stateful, torch.nn.Module):
         self._init_p = p
         self.layer = layer
         self.p_logit = torch.nn.Parameter(torch.tensor(self.spec.logit_of(p), dtype=torch.float32))
-        self.rng = _core.make_stream(where, seed, generator)
+        self.rng = _core.make_stream(where, seed, generator, self.spec)
         self._features = 0
 
     @property
