@@ -60,7 +60,8 @@ from droplab.torch.modules import (
 from droplab.torch.schedules import Constant, EarlyDropout, LinearRamp, RateScheduler
 
 __all__ = [
-    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "GaussianDropout", "DropConnect", "DropConnectLinear",
+    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "GaussianDropout", "DropConnect",
+    "DropConnectLinear",
     "DropBlock2d", "DropPath", "LockedDropout", "ConcreteDropout", "regularization_loss", "variant",
     "Constant", "LinearRamp", "EarlyDropout", "RateScheduler",
     "is_dropout", "enable_mc_dropout", "MCPrediction", "mc_predict", "patch",

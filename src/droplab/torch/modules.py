@@ -19,7 +19,6 @@ from __future__ import annotations
 import inspect
 import math
 
-import numpy as np
 import torch
 
 from droplab import _rng, _validate, family
@@ -337,8 +336,8 @@ class ConcreteDropout(_Stateful, torch.nn.Module):
         """The paper's weight and dropout terms (a scalar tensor, differentiable in ``p``): the
         spec's :meth:`~droplab.family.variants.ConcreteSpec.penalty` in torch operations."""
         p = torch.sigmoid(self.p_logit.double())
-        weights = sum((w.double().pow(2).sum() for w in self.layer.parameters()), torch.zeros((), dtype=torch.float64)) \
-            if self.layer is not None else torch.zeros((), dtype=torch.float64)
+        params = list(self.layer.parameters()) if self.layer is not None else []
+        weights = sum((w.double().pow(2).sum() for w in params), torch.zeros((), dtype=torch.float64))
         entropy_term = p * torch.log(p) + (1 - p) * torch.log1p(-p)
         return (self.weight_regularizer * weights / (1 - p)
                 + self.dropout_regularizer * self.input_dim * entropy_term).float()
