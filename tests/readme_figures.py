@@ -26,8 +26,10 @@ TOLERANCE_POINTS = 1.5
 #: name -> the droplab command line (after ``droplab``) whose results.json fills the table.
 FIGURES: dict[str, list[str]] = {
     "compare": ["compare"],
-    "spiral": ["compare", "--dataset", "spiral", "--hidden", "64", "--p", "0.1", "--lr", "0.05",
-               "--batch-size", "0", "--epochs", "2000"],
+    # the NNFS chapter-15 setting exactly (0.01*randn init, L2 5e-4 on the first layer's weights and
+    # biases, Adam lr 0.05 decay 5e-5, 10,001 full-batch epochs, a separately drawn validation set)
+    "spiral": ["compare", "--dataset", "spiral", "--hidden", "64", "--p", "0.1", "--init", "small",
+               "--first-l2", "5e-4", "--lr", "0.05", "--decay", "5e-5", "--batch-size", "0", "--epochs", "10001"],
 }
 #: the accuracy columns (fractions in results.json, points in the README), in table order.
 ACCURACIES = ("train_accuracy", "val_accuracy", "gap")
@@ -43,11 +45,13 @@ def measure(name: str) -> list[dict]:
 
 
 def _pm(stat: dict, scale: float, digits: int) -> str:
-    return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+    from droplab.lab import stats
+
+    return stats.fmt(stat, scale, digits)
 
 
 def render(summary: list[dict]) -> list[str]:
-    """The table's lines: accuracies in points (mean ± std over seeds), the loss as measured."""
+    """The table's lines: accuracies in points (mean ± 95% CI over seeds), the loss as measured."""
     lines = ["| arm | train acc (eval mode) | val acc | gap (points) | val loss |", "|---|---|---|---|---|"]
     for arm in summary:
         cells = [_pm(arm[k], 100, 1) for k in ACCURACIES] + [_pm(arm["val_loss"], 1, 3)]
@@ -70,7 +74,7 @@ def stamp() -> str:
     blas = next((f"{i.get('internal_api')} {i.get('architecture')}" for i in threadpoolctl.threadpool_info()
                  if i.get("user_api") == "blas"), "unknown BLAS")
     return (f"Measured at commit {commit} on {cpu} ({platform.machine()}, {blas}), numpy {np.__version__}, "
-            f"{date.today().isoformat()}; mean ± std over the seeds. Re-measure with `make figures`.")
+            f"{date.today().isoformat()}; mean ± 95% CI (Student t) over the seeds. Re-measure with `make figures`.")
 
 
 def _block(name: str) -> re.Pattern:
