@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ensemble": ("droplab.lab.ensemble", "weight scaling vs MC averaging vs the exact average over all 2^n sub-networks"),
     "study": ("droplab.lab.study", "canned experiments: which p, where, BatchNorm order, cost, textbook, bug gallery"),
     "bench": ("droplab.lab.bench", "speed and memory against baselines measured in the same run"),
+    "doctor": ("droplab.doctor.command", "find the dropout bugs in your own code: an implementation or a model"),
 }
 
 
