@@ -203,8 +203,8 @@ def run(args: argparse.Namespace) -> int:
     tables.show(console, table)
     for line in report.notes:
         console.print(f"note: {line}", style="dim", highlight=False, markup=False)
-    out = Console(soft_wrap=True)  # findings reach stdout even with --quiet: they are the result
-    for line in reading:
-        out.print(line, highlight=False, markup=False)
+    out = Console()  # findings reach stdout even with --quiet: they are the result
+    for line in reading:  # one finding per paragraph, wrapped to the terminal like every lab output
+        out.print(line, highlight=False, markup=False, overflow="fold")
     done_line(console, args.out, ["results.json"])
     return report.exit_code
