@@ -111,3 +111,20 @@ def test_subprocess_on_a_users_nnfs_file(tmp_path):
     text = " ".join(r.stdout.split())
     assert "p = 1 gives NaN or infinity (mask / keep with keep = 0)" in text
     assert "Fix: return zeros when p == 1" in text
+
+
+@pytest.mark.parametrize("mode, fixture, name", [("impl", "nnfs_user.py", "my_dropout.py"),
+                                                 ("model", "models_torch.py", "my_model.py")])
+def test_readme_shows_the_real_output(tmp_path, capsys, monkeypatch, mode, fixture, name):
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Doctor"):readme.index("## The command line")]
+    block = re.search(rf"```\n\$ (droplab doctor {mode} [^\n]*)\n(.*?)```", section, re.S)
+    command, shown = block.group(1), block.group(2)
+    (tmp_path / name).write_text((FIX / fixture).read_text())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(command.split()[1:]) == 1
+    printed = "\n".join(line.rstrip() for line in capsys.readouterr().out.splitlines())
+    assert printed.strip() == shown.strip()
