@@ -12,7 +12,6 @@ from droplab import doctor
 from droplab.doctor._load import load
 
 torch = pytest.importorskip("torch")
-import droplab.nn as nn  # noqa: E402
 import droplab.torch as dt  # noqa: E402
 
 FIX = Path(__file__).parent / "doctor_fixtures"

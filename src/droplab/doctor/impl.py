@@ -40,7 +40,7 @@ from droplab.doctor import _stats
 from droplab.doctor._report import Finding, Report
 from droplab.doctor._restore import global_rngs
 from droplab.doctor._specs import CONNECT_SIZES, Expect, check_spec_name, expect_for
-from droplab.doctor._subject import Subject, UserError, describe_input, make_subject
+from droplab.doctor._subject import Subject, UserError, make_subject
 
 __all__ = ["check_impl", "P_VALUES"]
 

@@ -38,7 +38,7 @@ import numpy as np
 from droplab.doctor._report import Finding, Report
 from droplab.doctor._restore import global_rngs, nn_model_state, torch_model_state
 from droplab.doctor._specs import channel_rank, spec_of_module
-from droplab.doctor._subject import UserError, describe_input
+from droplab.doctor._subject import describe_input
 
 __all__ = ["check_torch_model", "check_model"]
 
