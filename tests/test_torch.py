@@ -119,7 +119,7 @@ def test_eval_and_p0_are_identity(cls, shape, seed):
     layer = cls(0.3, seed=seed).eval()
     assert layer(x) is x
     assert cls(0.0, seed=seed)(x) is x
-    assert repr(layer).startswith(cls.__name__ + "(p=0.3") and str(layer)
+    assert repr(layer).startswith("droplab." + cls.__name__ + "(p=0.3") and str(layer)
 
 
 @pytest.mark.parametrize("cls,shape", ALL_MODULES)
@@ -249,13 +249,19 @@ def test_same_seed_same_masks_different_seeds_differ_and_generators_reproduce(se
     assert torch.equal(dt.Dropout(0.5, generator=g1)(x), dt.Dropout(0.5, generator=g2)(x))
 
 
-def test_state_dict_carries_key_and_counter(seed):
+def test_rng_state_carries_key_and_counter_beside_the_state_dict(seed):
     net = torch.nn.Sequential(torch.nn.Linear(4, 4), dt.Dropout(0.5, seed=seed))
     x = torch.ones(3, 4)
     net(x)
-    state = net.state_dict()
+    state, rng = net.state_dict(), dt.get_rng_state(net)
+    assert list(state) == ["0.weight", "0.bias"]  # the keys of the same model with torch.nn.Dropout
     twin = torch.nn.Sequential(torch.nn.Linear(4, 4), dt.Dropout(0.5, seed=seed + 7))
     twin.load_state_dict(state)
+    dt.set_rng_state(twin, rng)
+    assert torch.equal(twin(x), net(x))
+    # a checkpoint of the earlier format (the stream as `_extra_state`) still loads strictly
+    old = {**state, "1._extra_state": dt.get_rng_state(net)["modules"]["1"]}
+    twin.load_state_dict(old)
     assert torch.equal(twin(x), net(x))
 
 
@@ -275,15 +281,16 @@ def test_classic_dropout_scales_at_inference(seed):
     y = layer(x)
     assert set(y.unique().tolist()) <= {0.0, 1.0}
     assert torch.equal(layer.eval()(x), x * (1 - 0.25))
-    assert repr(layer) == "Dropout(p=0.25, inverted=False)"
+    assert repr(layer) == "droplab.Dropout(p=0.25, inverted=False)"
 
 
 def test_extra_repr_is_readable():
-    assert repr(dt.Dropout(0.5, axes=(2, 3))) == "Dropout(p=0.5, axes=(2, 3))"
-    assert repr(dt.Dropout2d(0.2)) == "Dropout2d(p=0.2)"
-    assert repr(dt.DropPath(0.1, mode="batch")) == "DropPath(p=0.1, mode='batch')"
-    assert repr(dt.DropBlock2d(0.1, 5)) == "DropBlock2d(p=0.1, block_size=5)"
-    assert repr(dt.LockedDropout(0.3, batch_first=False)) == "LockedDropout(p=0.3, batch_first=False)"
+    # droplab's modules name themselves "droplab.<Class>": print(model) tells them from torch.nn's
+    assert repr(dt.Dropout(0.5, axes=(2, 3))) == "droplab.Dropout(p=0.5, axes=(2, 3))"
+    assert repr(dt.Dropout2d(0.2)) == "droplab.Dropout2d(p=0.2)"
+    assert repr(dt.DropPath(0.1, mode="batch")) == "droplab.DropPath(p=0.1, mode='batch')"
+    assert repr(dt.DropBlock2d(0.1, 5)) == "droplab.DropBlock2d(p=0.1, block_size=5)"
+    assert repr(dt.LockedDropout(0.3, batch_first=False)) == "droplab.LockedDropout(p=0.3, batch_first=False)"
     assert "p=0.5" in repr(dt.DropConnectLinear(3, 2, 0.5))
 
 
@@ -488,14 +495,14 @@ def test_mc_predict_batches_passes_and_summarises(seed):
     pred = dt.mc_predict(net, x, samples=30)
     assert len(calls) == 1  # all 30 passes in one forward
     assert pred.samples.shape == (30, 7, 3) and pred.mean.shape == (7, 3) and pred.std.shape == (7, 3)
-    assert torch.allclose(pred.mean.sum(1), torch.ones(7))
+    assert pred.mean.dtype == torch.float64 and torch.allclose(pred.mean.sum(1), torch.ones(7, dtype=torch.float64))
     assert bool((pred.std > 0).any())
     assert bool((pred.entropy <= math.log(3) + 1e-6).all()) and bool((pred.mutual_information >= 0).all())
     assert bool((pred.mutual_information <= pred.entropy + 1e-6).all())
     assert not net[3].training and not net[1].training  # modes restored
     calls.clear()
-    dt.mc_predict(net, x, samples=30, batch_size=7 * 4)
-    assert len(calls) == 8  # 4 copies per forward
+    dt.mc_predict(net, x, samples=30, batch_size=2)
+    assert len(calls) == 4  # 2 inputs (times 30 passes) per forward, as nn.mc_predict
     probs = dt.mc_predict(net, x, samples=3, output="probs")  # outputs taken as they are
     assert torch.allclose(probs.mean, probs.samples.mean(0))
     for bad, err, msg in [({"samples": 0}, ValueError, r"mc_predict: `samples` must be a positive integer"),

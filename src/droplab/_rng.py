@@ -20,7 +20,11 @@ the fused Dense-ReLU-Dropout block) goes through these methods:
 ``at(counter)``             replay the draw of call ``counter`` (the counter does not move)
 ``counter`` / ``seek(c)``   the next call's number; set it (rewind or skip)
 ``state()`` / ``from_state``  ``{"key": [k0, k1], "counter": c}``, JSON-ready, and back (checked)
-``child()``                 an independent stream for a clone or replica (never the same masks)
+``child()``                 an independent stream for a clone or replica (never the same masks);
+                            it takes the parent's next call, so ``state()`` stays complete
+``next(lane=r)``            the next call in lane ``r`` (counter + r * 2**48): one stream, several
+                            processes (``droplab.torch`` puts distributed rank ``r`` in lane ``r``)
+``continuous()``            the draw whose words feed continuous noise (uniforms, normals)
 ``substream(tag)``          a fixed side stream (e.g. DropConnect's inference noise), so that
                             evaluation never moves or reuses the training stream
 ==========================  ==================================================================
@@ -48,13 +52,19 @@ from droplab._validate import message
 
 Seed = Union[int, np.random.Generator, np.random.SeedSequence, None]
 
-__all__ = ["Seed", "seed_sequence", "generator", "mask_key", "check_seed", "NoiseStream", "Draw"]
+__all__ = ["Seed", "seed_sequence", "generator", "mask_key", "check_seed", "NoiseStream", "Draw", "LANE_SHIFT",
+           "CONTINUOUS_KEY"]
 
 _M32 = 0xFFFFFFFF
 # key words XOR-ed into a draw's key for continuous noise, so uniforms and normals never reuse
 # the words of the same draw's Bernoulli mask
 _CONTINUOUS = (0x5BD1E995, 0xD40A7F8B)
 _CHILD, _SUB = 0x43484C44, 0x53554253  # SeedSequence tags of child() and substream()
+#: a lane's offset in the counter: lane r's call c is counter ``c + r * 2**LANE_SHIFT`` (mod 2**64),
+#: so 2**48 calls per lane never reach the next lane
+LANE_SHIFT = 48
+#: key words XOR-ed into a draw's key for continuous noise (see :meth:`Draw.continuous`)
+CONTINUOUS_KEY = _CONTINUOUS
 
 
 def check_seed(where: str, seed: object) -> None:
@@ -158,12 +168,19 @@ class Draw:
         return fn(*args, self._key, self._counter, **kwargs)
 
     # -- continuous noise: droplab's own formulas on Philox words, the same in both engines ----
+    def continuous(self) -> Draw:
+        """The draw whose Philox words feed this draw's continuous noise (its key XOR
+        :data:`CONTINUOUS_KEY`, the same counter), so uniforms and normals never reuse the words
+        of the same draw's Bernoulli mask. Another implementation of the same bits (the
+        pure-torch Philox) reads its key and counter with :meth:`call`."""
+        return Draw((self._key[0] ^ _CONTINUOUS[0], self._key[1] ^ _CONTINUOUS[1]), self._counter)
+
     def _blocks(self, n: int) -> np.ndarray:
         """Philox4x32 block ``i`` (four uint32 words) for element ``i``: shape ``(n, 4)``."""
         from droplab.kernels import _reference
 
-        key = (self._key[0] ^ _CONTINUOUS[0], self._key[1] ^ _CONTINUOUS[1])
-        return _reference.words(4 * n, key, self._counter).reshape(n, 4)
+        c = self.continuous()
+        return _reference.words(4 * n, c._key, c._counter).reshape(n, 4)
 
     @staticmethod
     def _u53(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
@@ -195,12 +212,11 @@ class NoiseStream:
     :meth:`from_state`.
     """
 
-    __slots__ = ("_key", "_counter", "_children")
+    __slots__ = ("_key", "_counter")
 
     def __init__(self, key: tuple[int, int], counter: int = 0) -> None:
         self._key = _check_key("NoiseStream", key)
         self._counter = _check_counter("NoiseStream", counter)
-        self._children = 0
 
     @classmethod
     def from_seed(cls, seed: Seed = None, where: str = "seed") -> NoiseStream:
@@ -230,10 +246,17 @@ class NoiseStream:
         """Make call ``counter`` the next one (replay from there, or skip ahead)."""
         self._counter = _check_counter("NoiseStream", counter)
 
-    def next(self) -> Draw:
-        """The draw of the next call; the counter moves on by one."""
+    def next(self, lane: int = 0) -> Draw:
+        """The draw of the next call; the counter moves on by one.
+
+        ``lane`` (default 0) puts the call in lane ``lane`` of the counter space, call ``c``
+        becoming counter ``c + lane * 2**LANE_SHIFT`` (mod 2**64): processes that share one
+        stream's state (distributed ranks) draw different masks, and lane 0 is the plain stream.
+        """
         c = self._counter
         self._counter = c + 1
+        if lane:
+            c = (c + (int(lane) << LANE_SHIFT)) & ((1 << 64) - 1)
         return Draw(self._key, c)
 
     def at(self, counter: int) -> Draw:
@@ -241,11 +264,13 @@ class NoiseStream:
         return Draw(self._key, _check_counter("NoiseStream", counter))
 
     def child(self) -> NoiseStream:
-        """A new stream for a clone or replica: its key is derived from this key, this counter
-        and a running child number, so no two children (nor the parent) share masks."""
-        self._children += 1
-        ss = np.random.SeedSequence([self._key[0], self._key[1], self._counter & _M32, self._counter >> 32,
-                                     _CHILD, self._children])
+        """A new stream for a clone or replica: it takes this stream's next call (the counter
+        moves on by one) and derives its key from this key and that call's number, so no two
+        children (nor the parent) share masks, and :meth:`state` still says everything: a
+        stream restored from it makes the same children."""
+        c = self._counter
+        self._counter = c + 1
+        ss = np.random.SeedSequence([self._key[0], self._key[1], c & _M32, c >> 32, _CHILD])
         return NoiseStream(mask_key(ss))
 
     def substream(self, tag: int) -> NoiseStream:

@@ -25,14 +25,12 @@ Reference:
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from droplab import _rng, _validate
 from droplab.errors import ResourceLimitError
-from droplab.metrics import _entropy
+from droplab.mc import MCResult, Stats, deterministic, outputs, result
 from droplab.nn.dropout import Dropout, variant
 from droplab.nn.losses import Loss
 from droplab.nn.module import Module, Sequential
@@ -57,51 +55,6 @@ SAMPLES_BUDGET = 64 * 2**20
 #: The largest number of passes ``T`` accepted (10,000). MC dropout's estimates settle within
 #: tens to hundreds of passes (Gal 2016 uses 10-1000); a larger T only costs time.
 MAX_SAMPLES = 10_000
-
-
-@dataclass(frozen=True)
-class MCResult:
-    """What :func:`mc_predict` returns: the T passes and the statistics over them.
-
-    For classification the outputs are probabilities (the loss's output transform of the
-    logits: softmax, or a sigmoid expanded to two classes ``[1 - q, q]``). For regression
-    they are the raw outputs.
-
-    Attributes:
-        samples: ``(T, N, K)`` per-pass outputs (float64), or None with ``keep_samples=False``.
-        mean: ``(N, K)`` predictive mean over the passes.
-        std: ``(N, K)`` standard deviation over the passes (population, ``ddof=0``).
-        entropy: ``(N,)`` predictive entropy (nats) of ``mean`` (classification; else None).
-        expected_entropy: ``(N,)`` mean over the passes of each pass's entropy, the
-            aleatoric part (classification; else None).
-        mutual_information: ``(N,)`` ``entropy - expected_entropy`` (BALD), the epistemic
-            part, in ``[0, entropy]`` (classification; else None).
-        variation_ratio: ``(N,)`` ``1 - (passes voting for the modal class) / T``
-            (classification; else None).
-        variance: ``(N, K)`` predictive variance: ``std**2`` plus ``1 / tau`` for
-            regression when ``tau`` was given (Gal and Ghahramani 2016, eq. 8).
-        kind: ``"classification"`` or ``"regression"``.
-        T: the number of passes.
-        stacked: True when the passes ran as stacked forwards; False when a dropout layer
-            shares its noise across the batch axis and the passes ran one after another.
-    """
-
-    samples: np.ndarray | None
-    mean: np.ndarray
-    std: np.ndarray
-    entropy: np.ndarray | None
-    expected_entropy: np.ndarray | None
-    mutual_information: np.ndarray | None
-    variation_ratio: np.ndarray | None
-    variance: np.ndarray
-    kind: str
-    T: int
-    stacked: bool
-
-    @property
-    def prediction(self) -> np.ndarray:
-        """``(N,)`` argmax class of ``mean`` (classification), or ``mean`` (regression)."""
-        return self.mean.argmax(axis=-1) if self.kind == "classification" else self.mean
 
 
 # --- which layers sample, and can they be stacked? ---------------------------------------
@@ -150,41 +103,6 @@ def _reseed_masks(layer: Module, ss: np.random.SeedSequence) -> None:
 
 
 # --- the statistics, accumulated chunk by chunk ------------------------------------------
-
-
-class _Stats:
-    """Running mean / M2 (Chan et al.), entropies and votes over passes, for one input chunk."""
-
-    def __init__(self, n: int, k: int, classification: bool) -> None:
-        self.count = 0
-        self.mean = np.zeros((n, k))
-        self.m2 = np.zeros((n, k))
-        self.classification = classification
-        if classification:
-            self.ent_mean = np.zeros(n)
-            self.votes = np.zeros((n, k), dtype=np.int64)
-
-    def add(self, s: np.ndarray) -> None:
-        """Fold in passes ``s`` of shape ``(t, n, k)``, float64."""
-        t = s.shape[0]
-        # shifted by the first pass: passes that agree give their value and M2 = 0 exactly
-        mean_b = s[0] + (s - s[0]).mean(axis=0)
-        m2_b = ((s - mean_b) ** 2).sum(axis=0)
-        if self.count == 0:
-            self.mean, self.m2 = mean_b, m2_b
-        else:
-            total = self.count + t
-            delta = mean_b - self.mean
-            self.mean = self.mean + delta * (t / total)
-            self.m2 = self.m2 + m2_b + delta**2 * (self.count * t / total)
-        self.count += t
-        if self.classification:
-            ent = _entropy(s)
-            ent_mean = ent[0] + (ent - ent[0]).mean(axis=0)
-            self.ent_mean += (ent_mean - self.ent_mean) * (t / (self.count))
-            n, k = s.shape[1:]
-            picks = s.argmax(axis=-1) + k * np.arange(n)
-            self.votes += np.bincount(picks.ravel(), minlength=n * k).reshape(n, k)
 
 
 # --- the forward passes -------------------------------------------------------------------
@@ -390,13 +308,11 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
                 hh = np.concatenate([h] * tc) if tc > 1 else h
                 out = _run(rest, hh)
                 out = np.asarray(loss.output(out) if loss is not None else out)
-                out = out.reshape(tc, nb, -1).astype(np.float64)
                 if classification is None:
                     classification = bool(loss is not None and loss.classification)
-                if classification and out.shape[-1] == 1:  # a sigmoid output: two classes
-                    out = np.concatenate([1.0 - out, out], axis=-1)
+                out = outputs(out, tc, nb, classification)  # a sigmoid output: two classes
                 if stats is None:
-                    stats = _Stats(nb, out.shape[-1], classification)
+                    stats = Stats(nb, out.shape[-1], classification)
                 stats.add(out)
                 if keep_samples:
                     chunk_samples.append(out)
@@ -407,26 +323,7 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
         for m, state in zip(droppers, saved):
             _restore(m, state)
 
-    mean = np.concatenate([q["stats"].mean for q in parts])
-    var = np.concatenate([q["stats"].m2 for q in parts]) / T
-    var = np.maximum(var, 0.0)
-    std = np.sqrt(var)
-    entropy = expected = mi = vr = None
-    if classification:
-        entropy = np.maximum(_entropy(mean), 0.0)
-        expected = np.maximum(np.concatenate([q["stats"].ent_mean for q in parts]), 0.0)
-        mi = np.clip(entropy - expected, 0.0, entropy)
-        votes = np.concatenate([q["stats"].votes for q in parts])
-        vr = 1.0 - votes.max(axis=-1) / T
-        variance = var
-    else:
-        variance = var + (1.0 / tau if tau is not None else 0.0)
-    return MCResult(
-        samples=np.concatenate([q["samples"] for q in parts], axis=1) if keep_samples else None,
-        mean=mean, std=std, entropy=entropy, expected_entropy=expected, mutual_information=mi,
-        variation_ratio=vr, variance=variance, kind="classification" if classification else "regression",
-        T=T, stacked=stacked)
-
+    return result(parts, T, classification, tau, keep_samples, stacked)
 
 
 def _deterministic(model: Module, X: np.ndarray, T: int, loss: Loss | None, keep_samples: bool | None,
@@ -438,23 +335,6 @@ def _deterministic(model: Module, X: np.ndarray, T: int, loss: Loss | None, keep
     """
     out = _forward_eval(model, X, None)
     out = np.asarray(loss.output(out) if loss is not None else out)
-    out = out.reshape(X.shape[0], -1).astype(np.float64)
     classification = bool(loss is not None and loss.classification)
-    if classification and out.shape[-1] == 1:
-        out = np.concatenate([1.0 - out, out], axis=-1)
-    n, k = out.shape
-    if keep_samples is None:
-        keep_samples = T * n * k * 8 <= SAMPLES_BUDGET
-    zeros = np.zeros((n, k))
-    entropy = expected = mi = vr = None
-    if classification:
-        entropy = np.maximum(_entropy(out), 0.0)
-        expected = entropy.copy()
-        mi = np.zeros(n)
-        vr = np.zeros(n)
-    variance = zeros if classification or tau is None else zeros + 1.0 / tau
-    return MCResult(
-        samples=np.broadcast_to(out, (T, n, k)).copy() if keep_samples else None,
-        mean=out, std=zeros.copy(), entropy=entropy, expected_entropy=expected, mutual_information=mi,
-        variation_ratio=vr, variance=variance, kind="classification" if classification else "regression",
-        T=T, stacked=True)
+    return deterministic(outputs(out, 1, X.shape[0], classification)[0], T, classification, keep_samples, tau,
+                         SAMPLES_BUDGET)

@@ -12,15 +12,24 @@ probability that an element is zeroed (not the keep probability).
   ``torch.Generator``). Functional forms in :mod:`droplab.torch.functional`.
 * Rate schedules: :class:`RateScheduler` with :class:`Constant`, :class:`LinearRamp`,
   :class:`EarlyDropout`.
-* MC dropout: :class:`enable_mc_dropout`, :func:`mc_predict`, :func:`patch`.
+* MC dropout: :class:`enable_mc_dropout`, :func:`mc_predict` (the :class:`~droplab.mc.MCResult`
+  of :func:`droplab.nn.mc_predict`), :func:`patch`.
+* Random state and checkpoints: :func:`get_rng_state`, :func:`set_rng_state`,
+  :func:`checkpoint`, :func:`restore`; ``doctor`` (:func:`droplab.doctor.check_torch_model`).
+
+Random state follows PyTorch's rules, written once in :mod:`droplab.torch._random`: unseeded
+modules draw from torch's generator at each training forward; clones, DataParallel replicas
+and distributed ranks never repeat each other's masks; seeded modules reproduce the NumPy
+engine's masks bit for bit; ``state_dict()`` has the keys of the same model with ``torch.nn``
+dropout.
 
 Masks: contiguous float32/float64 CPU tensors go through :mod:`droplab.kernels` on zero-copy
 numpy views inside a custom ``autograd.Function`` that saves no tensor (backward regenerates
-the mask from the key and the counter). Other dtypes and devices compute the same Philox
-bits in pure torch. ``torch.compile`` works: each droplab random module's ``forward`` is
-``torch.compiler.disable``-d, a deliberate graph break (its key and counter are Python state
-and its CPU kernel is numba, which dynamo cannot trace), so it runs eagerly between compiled
-graphs and never triggers a recompile as its counter advances.
+the mask from the key and the counter, and is itself differentiable). Other dtypes, devices,
+``torch.func`` transforms and captured graphs compute the same Philox bits in pure torch.
+``torch.compile`` works: each droplab random module's ``forward`` is
+``torch.compiler.disable``-d, a deliberate graph break (its CPU kernel is numba, which dynamo
+cannot trace), so it runs eagerly between compiled graphs and never triggers a recompile.
 
 Example:
     >>> import torch
@@ -39,7 +48,10 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 
     raise ImportError(f"droplab.torch needs PyTorch, which is not installed: {TORCH_HINT}.") from err
 
+from droplab.mc import MCResult
 from droplab.torch import functional
+from droplab.torch._random import get_rng_state, set_rng_state
+from droplab.torch.checkpoint import checkpoint, restore
 from droplab.torch.mc import MCPrediction, enable_mc_dropout, is_dropout, mc_predict, patch
 from droplab.torch.modules import (
     AlphaDropout,
@@ -64,6 +76,15 @@ __all__ = [
     "DropConnectLinear",
     "DropBlock2d", "DropPath", "LockedDropout", "ConcreteDropout", "regularization_loss", "variant",
     "Constant", "LinearRamp", "EarlyDropout", "RateScheduler",
-    "is_dropout", "enable_mc_dropout", "MCPrediction", "mc_predict", "patch",
-    "functional",
+    "is_dropout", "enable_mc_dropout", "MCResult", "MCPrediction", "mc_predict", "patch",
+    "get_rng_state", "set_rng_state", "checkpoint", "restore",
+    "functional", "doctor",
 ]
+
+
+def __getattr__(name: str):
+    if name == "doctor":  # dt.doctor(model, example_input): imported on first use (the doctor is heavy)
+        from droplab.doctor import check_torch_model
+
+        return check_torch_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,35 +1,45 @@
-"""The mechanism behind every ``droplab.torch`` variant: streams, the noise of one call and one
-autograd Function.
+"""The mechanism behind every ``droplab.torch`` variant: the noise of one call, computed where
+it must be, and the autograd Functions that apply it.
 
 What a variant is (its checks, noise shape, scale, edges and noise) is its spec in
-:mod:`droplab.family`, shared with the NumPy engine; a module holds a
-:class:`droplab._rng.NoiseStream` and, at each training forward, applies the spec's noise for
-the stream's next :class:`~droplab._rng.Draw`. The bits are the NumPy engine's:
+:mod:`droplab.family`, shared with the NumPy engine; where its randomness comes from is
+:mod:`droplab.torch._random` (PyTorch's rules). A training forward applies the spec's noise
+for one :class:`~droplab._rng.Draw`. The bits are the NumPy engine's everywhere:
 
 * **CPU fast path** (a Bernoulli variant whose mask has the input's full shape, float32/float64
-  CPU tensor): :meth:`Draw.apply` (the kernels) runs on zero-copy ``numpy()`` views, forward and
-  backward; the Function saves the draw (two Python ints), no tensor, and backward regenerates
-  the mask.
-* **Everything else on the CPU** (broadcast masks, other dtypes, Gaussian, Alpha, DropBlock):
-  the spec computes ``(mult, shift)`` at the noise shape in NumPy (float32 for float16 and
-  bfloat16, as PyTorch computes them) and torch multiplies; backward recomputes ``mult``.
-* **Other devices (CUDA)**: Bernoulli masks come from :func:`philox_words`, a pure-torch
-  Philox4x32-10 on int64 tensors that gives the kernels' 32-bit words on the device; the
-  other noises are computed by the spec on the CPU and copied (the same bits everywhere).
+  plain CPU tensor): :meth:`Draw.apply` (the kernels) runs on zero-copy ``numpy()`` views,
+  forward and backward; the Function saves the noise's Python values, no tensor, and backward
+  regenerates the mask.
+* **Other CPU cases** (broadcast masks, other dtypes, Gaussian, Alpha, DropBlock): the spec
+  computes ``(mult, shift)`` at the noise shape in NumPy and torch multiplies; backward
+  recomputes ``mult``.
+* **Pure torch** (other devices, captured graphs, draws whose words are tensors): the same
+  Philox4x32-10 words from :func:`philox_words` on int64 tensors, and droplab's formulas on
+  them in torch (Gaussian's Box-Muller and Concrete's logistic noise use torch's ``log``,
+  ``cos`` and ``tanh``, which may round the last bit differently from NumPy's).
+
+``NoiseFunction`` is written in the ``setup_context`` style so ``torch.func`` transforms work:
+``grad``/``vjp``/``jacrev`` (its backward is itself a ``NoiseFunction``, so second and higher
+derivatives are exact and nothing is ever saved), ``jvp``/``jacfwd`` (a ``jvp`` rule) and
+``vmap`` (a ``vmap`` rule honouring ``randomness=``: ``"error"`` raises, ``"same"`` shares one
+noise across the mapped dimension, ``"different"`` draws the noise of the stacked batch, equal
+to eager on the input with the mapped dimension merged into axis 0).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from droplab import _rng, _validate, kernels
-from droplab.family import Spec
+from droplab.family import Spec, variants
+from droplab.torch import _random
 
-__all__ = ["make_stream", "philox_words", "keep_tensor", "check_input", "Noise", "NoiseFunction", "apply"]
+__all__ = ["make_stream", "philox_words", "keep_tensor", "check_input", "Noise", "NoiseFunction", "DrawFunction",
+           "apply", "noise_tensors", "uniform_tensor"]
 
 _FAST_DTYPES = (torch.float32, torch.float64)
 _M32 = 0xFFFFFFFF
@@ -39,17 +49,24 @@ _PHILOX_W0, _PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 
 
 # -- streams -----------------------------------------------------------------------------------
-def make_stream(where: str, seed, generator, spec: Spec | None = None) -> _rng.NoiseStream:
-    """A module's noise stream: from ``seed`` (as the NumPy engine's layer of ``spec``) or a
-    ``torch.Generator``."""
-    if generator is not None:
-        if seed is not None:
-            raise ValueError(_validate.message(where, "generator", "None when `seed` is given", generator,
-                                               "Pass either seed= or generator=, not both."))
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(_validate.message(where, "generator", "a torch.Generator or None", generator))
-        k = torch.randint(0, 1 << 32, (2,), generator=generator, dtype=torch.int64, device=generator.device)
-        return _rng.NoiseStream.from_words(int(k[0]), int(k[1]))
+def check_generator(where: str, seed, generator) -> torch.Generator | None:
+    if generator is None:
+        return None
+    if seed is not None:
+        raise ValueError(_validate.message(where, "generator", "None when `seed` is given", generator,
+                                           "Pass either seed= or generator=, not both."))
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(_validate.message(where, "generator", "a torch.Generator or None", generator))
+    return generator
+
+
+def make_stream(where: str, seed, generator=None, spec: Spec | None = None) -> _rng.NoiseStream | None:
+    """A seeded module's noise stream, from ``seed`` exactly as the NumPy engine's layer of
+    ``spec``; None for an unseeded one (``seed=None``, with or without ``generator``), which
+    draws from torch's generator at each training forward (:mod:`droplab.torch._random`)."""
+    check_generator(where, seed, generator)
+    if seed is None:
+        return None
     ss = _rng.seed_sequence(seed, where)
     return _rng.NoiseStream.from_seed(spec.split_seed(ss)[0] if spec is not None else ss)
 
@@ -72,7 +89,7 @@ def _np(dtype: torch.dtype) -> np.dtype:
     return np.dtype(np.float64 if dtype == torch.float64 else np.float32)
 
 
-# -- the bits on any device ------------------------------------------------------------------------
+# -- the bits on any device, from Python or tensor draws -------------------------------------------
 def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     """High and low 32-bit words of ``a * m`` for uint32 values held in int64 (no overflow)."""
     t1 = (a & 0xFFFF) * m  # < 2**48
@@ -81,62 +98,164 @@ def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     return mid >> 16, ((mid & 0xFFFF) << 16) | (t1 & 0xFFFF)
 
 
-def philox_words(n: int, key: tuple[int, int], counter: int, device="cpu") -> torch.Tensor:
-    """The first ``n`` 32-bit words (int64 in [0, 2**32)) of call ``counter``, one per element:
-    pure torch. Bit-identical to :func:`droplab.kernels._reference.words` on any device.
-
-    Pass a draw's key and counter with ``draw.call(philox_words, n, device=device)``.
-    """
+def _philox(n: int, k0, k1, c2v, c3v, device) -> torch.Tensor:
+    """Words ``0 .. n-1`` of Philox4x32-10 with key ``(k0, k1)`` and counter words ``(c2v, c3v)``
+    (Python ints or 0-d int64 tensors): element ``i`` is word ``i % 4`` of block ``i // 4``."""
     blocks = -(-n // 4)
     j = torch.arange(blocks, dtype=torch.int64, device=device)
     c0, c1 = j & _M32, j >> 32
-    c2 = torch.full_like(j, counter & _M32)
-    c3 = torch.full_like(j, counter >> 32)
-    k0, k1 = key[0] & _M32, key[1] & _M32
+    c2 = torch.zeros_like(j) + c2v
+    c3 = torch.zeros_like(j) + c3v
     for r in range(10):
         if r:
             k0, k1 = (k0 + _PHILOX_W0) & _M32, (k1 + _PHILOX_W1) & _M32
         hi0, lo0 = _mulhilo(c0, _PHILOX_M0)
         hi1, lo1 = _mulhilo(c2, _PHILOX_M1)
         c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-    return torch.stack((c0, c1, c2, c3), dim=1).reshape(-1)[:n]  # element i: word i % 4 of block i // 4
+    return torch.stack((c0, c1, c2, c3), dim=1).reshape(-1)[:n]
 
 
-def keep_tensor(shape, p: float, draw: _rng.Draw, device) -> torch.Tensor:
+def philox_words(n: int, key: tuple[int, int], counter: int, device="cpu") -> torch.Tensor:
+    """The first ``n`` 32-bit words (int64 in [0, 2**32)) of call ``counter``, one per element:
+    pure torch. Bit-identical to :func:`droplab.kernels._reference.words` on any device.
+
+    Pass a draw's key and counter with ``draw.call(philox_words, n, device=device)``.
+    """
+    return _philox(n, key[0] & _M32, key[1] & _M32, counter & _M32, counter >> 32, device)
+
+
+def _draw_words(draw, n: int, device) -> torch.Tensor:
+    if isinstance(draw, _random.TensorDraw):
+        return _philox(n, *draw.parts(), device)
+    return draw.call(lambda key, counter: philox_words(n, key, counter, device))
+
+
+def keep_tensor(shape, p: float, draw, device) -> torch.Tensor:
     """Boolean keep-mask of ``shape`` on ``device``: the bits of ``draw.keep_mask``."""
     device = torch.device(device)
-    if device.type == "cpu":
-        return torch.from_numpy(draw.keep_mask(tuple(shape), p))
-    words = draw.call(lambda key, counter: philox_words(math.prod(shape), key, counter, device))
+    shape = tuple(shape)
+    if isinstance(draw, _rng.Draw) and device.type == "cpu" and not _random.capturing():
+        return torch.from_numpy(draw.keep_mask(shape, p))
+    words = _draw_words(draw, math.prod(shape), device)
     # int64 words against a threshold in [0, 2**32]: 0 keeps all, 2**32 drops all, as the kernels
-    return (words >= kernels.threshold(p)).reshape(tuple(shape))
+    return (words >= kernels.threshold(p)).reshape(shape)
 
 
-# -- the noise of one call (Python values only, never tensors) --------------------------------------
+def _u53(hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
+    return (((hi << 21) | (lo >> 11)).to(torch.float64) + 0.5) * 2.0**-53
+
+
+def _blocks(draw, n: int, device) -> torch.Tensor:
+    return _draw_words(draw.continuous(), 4 * n, device).reshape(n, 4)
+
+
+def uniform_tensor(draw, shape, device) -> torch.Tensor:
+    """float64 uniforms on (0, 1): :meth:`droplab._rng.Draw.uniform` in torch."""
+    shape = tuple(shape)
+    if isinstance(draw, _rng.Draw) and torch.device(device).type == "cpu" and not _random.capturing():
+        return torch.from_numpy(draw.uniform(shape))
+    b = _blocks(draw, math.prod(shape), device)
+    return _u53(b[:, 0], b[:, 1]).reshape(shape)
+
+
+def normal_tensor(draw, shape, device) -> torch.Tensor:
+    """float64 standard normals: :meth:`droplab._rng.Draw.normal` (Box-Muller) in torch."""
+    shape = tuple(shape)
+    b = _blocks(draw, math.prod(shape), device)
+    u1, u2 = _u53(b[:, 0], b[:, 1]), _u53(b[:, 2], b[:, 3])
+    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)).reshape(shape)
+
+
+def _dropblock_torch(spec, options, p, draw, shape, work, device):
+    n, c, H, W = shape
+    if 0 in shape:
+        return torch.ones(shape, dtype=work, device=device)
+    b = min(options["block_size"], H, W)
+    gamma = variants.dropblock_gamma(p, H, W, options["block_size"], options["gamma"])
+    seeds = (~keep_tensor((n, c, H - b + 1, W - b + 1), gamma, draw, device)).to(torch.uint8)
+    pad = torch.nn.functional.pad
+    rows = sum(pad(seeds, (0, 0, k, b - 1 - k)) for k in range(b))  # grow each seed down, then right
+    dropped = sum(pad(rows, (k, b - 1 - k)) for k in range(b)) > 0
+    numel = math.prod(shape)
+    kept = numel - dropped.sum()
+    scale = torch.where(kept > 0, numel / kept.clamp_min(1).to(torch.float64), torch.zeros((), dtype=torch.float64,
+                                                                                            device=device))
+    return torch.where(dropped, torch.zeros((), dtype=work, device=device), scale.to(work))
+
+
+def noise_tensors(where: str, spec: Spec, options: dict, p: float, draw, shape, dtype: torch.dtype, device):
+    """``(mult, shift)`` of the spec at ``shape``, on ``device``, in ``work_dtype(dtype)``.
+
+    A :class:`~droplab._rng.Draw` on the CPU outside a captured graph takes the spec's own NumPy
+    noise (bit-identical to ``droplab.nn``); otherwise the pure-torch implementation of the
+    registered noises computes the same words on the device."""
+    work = work_dtype(dtype)
+    device = torch.device(device)
+    shape = tuple(shape)
+    numpy_ok = isinstance(draw, _rng.Draw) and not _random.capturing()
+    if numpy_ok and (device.type == "cpu" or not spec.bernoulli):
+        mult, shift = spec.noise(options, p, draw, shape, _np(dtype))
+        move = (lambda a: torch.from_numpy(a)) if device.type == "cpu" else (lambda a: torch.from_numpy(a).to(device))
+        return move(mult), None if shift is None else move(shift)
+    zero = torch.zeros((), dtype=work, device=device)
+    if spec.bernoulli:
+        keep = keep_tensor(shape, p, draw, device)
+        return torch.where(keep, torch.full((), spec.scale(options, p), dtype=work, device=device), zero), None
+    noise = type(spec).noise
+    if noise is variants.GaussianSpec.noise:
+        sigma = math.sqrt(p / (1.0 - p))
+        return (1.0 + sigma * normal_tensor(draw, shape, device)).to(work), None
+    if noise is variants.AlphaSpec.noise:
+        a, b, fill = variants.alpha_coefficients(p)
+        keep = keep_tensor(shape, p, draw, device)
+        t = lambda v: torch.full((), v, dtype=work, device=device)  # noqa: E731
+        return torch.where(keep, t(a), zero), torch.where(keep, t(b), t(fill))
+    if noise is variants.DropBlockSpec.noise:
+        return _dropblock_torch(spec, options, p, draw, shape, work, device), None
+    raise RuntimeError(f"{where}: this variant's noise is computed in NumPy only ({type(spec).__name__}.noise), "
+                       "which a captured graph or another device cannot run. Use it eagerly on the CPU, or "
+                       "register a Bernoulli spec.")
+
+
+# -- the noise of one call ------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class Noise:
-    """One training forward's noise: a spec with its options and ``p``, the draw, the noise shape."""
+    """One training forward's noise: the spec with its options and ``p``, the draw, the noise
+    shape (per sample of any ``vmap``), the leading dimensions ``vmap(randomness="different")``
+    stacked in front (``lead``), and ``grad``: this is the replay of a forward's noise for its
+    gradient (linear, no shift; every ``vmap`` slice gets the same noise)."""
 
+    where: str
     spec: Spec
     options: dict = field(repr=False)
     p: float
-    draw: _rng.Draw
+    draw: object
     shape: tuple[int, ...]
+    lead: tuple[int, ...] = ()
+    grad: bool = False
+
+    def full_shape(self) -> tuple[int, ...]:
+        return self.lead + self.shape
 
     def fused(self, x: torch.Tensor) -> bool:
-        return (self.spec.bernoulli and x.device.type == "cpu" and x.dtype in _FAST_DTYPES
-                and x.layout == torch.strided and tuple(x.shape) == self.shape)
+        return (self.spec.bernoulli and isinstance(self.draw, _rng.Draw) and _random.plain(x)
+                and x.device.type == "cpu" and x.dtype in _FAST_DTYPES and x.layout == torch.strided
+                and tuple(x.shape) == self.full_shape() and not _random.capturing())
 
     def tensors(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(mult, shift)`` at the noise shape on ``like``'s device, in the work dtype."""
-        spec, work = self.spec, work_dtype(like.dtype)
-        if spec.bernoulli and like.device.type != "cpu":
-            keep = keep_tensor(self.shape, self.p, self.draw, like.device)
-            return keep.to(work) * spec.scale(self.options, self.p), None
-        mult, shift = spec.noise(self.options, self.p, self.draw, self.shape, _np(like.dtype))
-        move = (lambda a: torch.from_numpy(a)) if like.device.type == "cpu" else (
-            lambda a: torch.from_numpy(a).to(like.device))
-        return move(mult), None if shift is None else move(shift)
+        """``(mult, shift)`` on ``like``'s device, in the work dtype, at the full shape (the
+        stacked ``lead`` merged into axis 0 while drawing: eager's bits for the stacked batch)."""
+        full = self.full_shape()
+        calc = full
+        if self.lead:
+            first = math.prod(self.lead) * (self.shape[0] if self.shape else 1)
+            calc = (first,) + self.shape[1:]
+        mult, shift = noise_tensors(self.where, self.spec, self.options, self.p, self.draw, calc, like.dtype,
+                                    like.device)
+        if calc != full:
+            mult = mult.reshape(full)
+            shift = None if shift is None else shift.reshape(full)
+        return mult, None if self.grad else shift
 
 
 def _fused_apply(x: torch.Tensor, noise: Noise, layout_like: torch.Tensor | None) -> torch.Tensor:
@@ -156,46 +275,115 @@ def _fused_apply(x: torch.Tensor, noise: Noise, layout_like: torch.Tensor | None
     return out
 
 
-class NoiseFunction(torch.autograd.Function):
-    """``y = x * mult + shift`` with ``mult`` regenerated in backward from the :class:`Noise`.
+def _vmap_error(where: str) -> RuntimeError:
+    return RuntimeError(f"{where}: vmap(randomness='error') refuses random operations, and a training-mode "
+                        f"{where} draws noise. Pass randomness='different' (independent noise per mapped "
+                        "slice) or 'same' (one noise shared), or put the module in eval mode.")
 
-    The Noise holds Python values only (spec, key, counter, probability, shapes), so nothing is
-    saved for backward but those: ``y.grad_fn`` holds no mask tensor.
+
+class NoiseFunction(torch.autograd.Function):
+    """``y = x * mult + shift`` with ``mult`` regenerated from the :class:`Noise` for the gradient.
+
+    The Noise holds Python values (spec, key, counter, probability, shapes), so nothing is
+    saved for backward: ``y.grad_fn`` holds no mask tensor. The gradient ``dy * mult`` is
+    itself a ``NoiseFunction`` (the same noise, linear), so every order of derivative is exact.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, noise: Noise) -> torch.Tensor:
-        ctx.noise = noise
-        ctx.strides = None if x.is_contiguous() else (tuple(x.shape), tuple(torch.empty_like(x).stride()))
+    def forward(x: torch.Tensor, noise: Noise) -> torch.Tensor:
         if noise.fused(x):
             return _fused_apply(x, noise, x)
         mult, shift = noise.tensors(x)
         y = x * mult
-        y = y if shift is None else y.add_(shift)
+        y = y if shift is None else y + shift
         return y.to(x.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, noise = inputs
+        ctx.noise = noise if noise.grad else replace(noise, grad=True)
+        ctx.strides = None if x.is_contiguous() else (tuple(x.shape), tuple(torch.empty_like(x).stride()))
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
         noise = ctx.noise
-        if noise.fused(dy):
-            dx = _fused_apply(dy, noise, None)
-            if ctx.strides is not None:  # give the gradient the input's layout, as PyTorch does
-                shaped = torch.empty_strided(*ctx.strides, dtype=dx.dtype)
-                shaped.copy_(dx)
-                dx = shaped
+        if torch.is_grad_enabled() or not noise.fused(dy):  # create_graph, transforms, other paths
+            dx = NoiseFunction.apply(dy, noise)
         else:
-            dx = (dy * noise.tensors(dy)[0]).to(dy.dtype)
+            dx = _fused_apply(dy, noise, None)
+        if ctx.strides is not None and _random.plain(dx) and tuple(dx.stride()) != ctx.strides[1]:
+            shaped = torch.empty_strided(*ctx.strides, dtype=dx.dtype, device=dx.device)  # the input's layout
+            shaped.copy_(dx)
+            dx = shaped
         return dx, None
+
+    @staticmethod
+    def jvp(ctx, dx: torch.Tensor, _noise):
+        return NoiseFunction.apply(dx, ctx.noise)
+
+    @staticmethod
+    def vmap(info, in_dims, x: torch.Tensor, noise: Noise):
+        d = in_dims[0]
+        if d is None:
+            return NoiseFunction.apply(x, noise), None
+        x = x.movedim(d, 0)
+        if noise.grad or info.randomness == "same":  # one noise, broadcast over the mapped slices
+            return NoiseFunction.apply(x, noise), 0
+        if info.randomness == "error":
+            raise _vmap_error(noise.where)
+        return NoiseFunction.apply(x, replace(noise, lead=(int(info.batch_size),) + noise.lead)), 0
+
+
+class DrawFunction(torch.autograd.Function):
+    """A noise tensor of one call (no gradient), made by ``make(lead)`` at ``lead + shape``:
+    a Function only so that ``vmap`` can tell it how to batch (``randomness=``). ``anchor`` is
+    any input that ``vmap`` maps (it is not read)."""
+
+    @staticmethod
+    def forward(anchor: torch.Tensor, make, where: str) -> torch.Tensor:
+        return make(())
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.mark_non_differentiable(output)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, None
+
+    @staticmethod
+    def vmap(info, in_dims, anchor, make, where):
+        d = in_dims[0]
+        if d is None or info.randomness == "same":
+            return DrawFunction.apply(anchor, make, where), None
+        if info.randomness == "error":
+            raise _vmap_error(where)
+        batch = int(info.batch_size)
+        return DrawFunction.apply(anchor.movedim(d, 0), lambda lead: make((batch,) + lead), where), 0
+
+
+def draw_tensor(anchor: torch.Tensor, make, where: str) -> torch.Tensor:
+    """``make(())`` eagerly; through :class:`DrawFunction` under ``torch.func`` transforms (so
+    ``vmap`` batches it by its ``randomness=``); directly in a captured graph."""
+    if _random.capturing() or _random.plain(anchor):
+        return make(())
+    return DrawFunction.apply(anchor, make, where)
 
 
 def apply(where: str, spec: Spec, options: dict, p: float, x, training: bool, next_draw) -> torch.Tensor:
     """The whole forward of an element-wise variant (modules and functional forms alike):
     check the input, take the noise shape (the rank rule holds in every mode and at every
-    ``p``), then the identity (or the evaluation factor) or ``NoiseFunction`` with
-    ``next_draw()``."""
+    ``p``), then the identity (or the evaluation factor), or the noise of ``next_draw(x)``:
+    through :class:`NoiseFunction`, or as plain torch operations in a captured graph (so the
+    graph holds the draw and the Philox, and draws anew at each execution)."""
     x = check_input(where, x)
     shape = spec.noise_shape(where, options, tuple(x.shape))
     if not training or p == 0:
         factor = spec.eval_factor(options, p) if not training else 1.0
         return x if factor == 1.0 else x * factor
-    return NoiseFunction.apply(x, Noise(spec, options, p, next_draw(), shape))
+    noise = Noise(where, spec, options, p, next_draw(x), shape)
+    if _random.capturing():
+        mult, shift = noise.tensors(x)
+        y = x * mult
+        return (y if shift is None else y + shift).to(x.dtype)
+    return NoiseFunction.apply(x, noise)

@@ -1,10 +1,15 @@
 """Functional forms of the ``droplab.torch`` family: one call, one draw.
 
-Each is the registered spec's forward (:mod:`droplab.family`) without a module: it takes
-``seed`` (int | numpy Generator | None, turned into a noise stream exactly as the NumPy engine
-does) and ``counter`` (which call of that stream to draw, default 0), so the same
-``(seed, counter)`` gives the same noise as a module or a NumPy layer seeded alike. The
-options are the module's (``axes=``, ``mode=``, ``block_size=``...), keyword-only.
+Each is the registered spec's forward (:mod:`droplab.family`) without a module. Its noise
+comes from, as for the modules (:mod:`droplab.torch._random`):
+
+* ``seed`` (int | numpy Generator) and ``counter`` (which call of that stream, default 0): a
+  pure function of ``(seed, counter)``, the same noise as a module or a NumPy layer seeded
+  alike (a captured graph replays it, as asked);
+* else ``generator`` (a ``torch.Generator``) or, by default, torch's default generator, drawn
+  at each call, so ``torch.manual_seed`` makes it reproducible as ``torch.nn.functional.dropout``.
+
+The options are the module's (``axes=``, ``mode=``, ``block_size=``...), keyword-only.
 
 ``p`` is always the probability that an element is zeroed (not the keep probability).
 
@@ -26,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from droplab import _rng, _validate, family
-from droplab.torch import _core
+from droplab.torch import _core, _random
 
 __all__ = [
     "apply", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "gaussian_dropout",
@@ -35,26 +40,40 @@ __all__ = [
 
 
 def apply(name: str, x: torch.Tensor, p: float | None = None, training: bool = True, *, seed=None, counter: int = 0,
-          **options) -> torch.Tensor:
-    """The element-wise variant registered as ``name``, applied once (see the module doc)."""
+          generator: torch.Generator | None = None, **options) -> torch.Tensor:
+    """The element-wise variant registered as ``name``, applied once (see the module doc).
+
+    Raises:
+        ValueError: a bad ``p`` or option, a negative ``counter``, ``counter`` without ``seed``,
+            both ``seed`` and ``generator``.
+        TypeError: ``generator`` not a ``torch.Generator``.
+    """
     spec = family.get(name)
     where = spec.name
     p, opts = spec.bind(where, () if p is None else (p,), options)
     counter = _validate.nonnegative_int(where, "counter", counter)
-    return _core.apply(where, spec, opts, p, x, training,
-                       lambda: _rng.NoiseStream.from_seed(seed, where).at(counter))
+    generator = _core.check_generator(where, seed, generator)
+    if seed is None:
+        if counter:
+            raise ValueError(_validate.message(where, "counter", "0 without `seed`", counter,
+                                               "A call counter selects a call of a seeded stream; pass seed= too."))
+        return _core.apply(where, spec, opts, p, x, training,
+                           lambda t: _random.fresh_draw(generator, t.device, _random.rank()))
+    _rng.check_seed(where, seed)
+    return _core.apply(where, spec, opts, p, x, training, lambda t: _rng.NoiseStream.from_seed(seed, where).at(counter))
 
 
 def _functional(name: str):
     spec = family.get(name)
 
     def fn(x: torch.Tensor, p: float = spec.p_default, training: bool = True, *, seed=None, counter: int = 0,
-           **options) -> torch.Tensor:
-        return apply(name, x, p, training, seed=seed, counter=counter, **options)
+           generator: torch.Generator | None = None, **options) -> torch.Tensor:
+        return apply(name, x, p, training, seed=seed, counter=counter, generator=generator, **options)
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = (f"{spec.summary}\n\nThe functional form of :class:`droplab.torch.{spec.class_name}` (its options "
-                  f"as keywords). ``p``: {spec.p_doc} (not the keep probability).")
+                  f"as keywords). ``p``: {spec.p_doc} (not the keep probability). Noise from ``seed`` and "
+                  "``counter``, else ``generator`` or torch's default generator (see the module doc).")
     return fn
 
 

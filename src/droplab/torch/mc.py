@@ -7,26 +7,34 @@ Example:
     ...                             torch.nn.Dropout(0.3), torch.nn.Linear(16, 3))
     >>> model = dt.patch(model, dt.Dropout, seed=0).eval()
     >>> model[3]
-    Dropout(p=0.3)
+    droplab.Dropout(p=0.3)
     >>> with dt.enable_mc_dropout(model):
     ...     print(model[1].training, model[3].training)
     False True
     >>> print(model[3].training)
     False
-    >>> pred = dt.mc_predict(model, torch.randn(5, 4), samples=20)
-    >>> pred.mean.shape, pred.entropy.shape, bool(torch.allclose(pred.mean.sum(1), torch.ones(5)))
+    >>> pred = dt.mc_predict(model, torch.randn(5, 4), samples=20, seed=0)
+    >>> pred.mean.shape, pred.entropy.shape, bool(torch.allclose(pred.mean.sum(1), torch.ones(5, dtype=torch.float64)))
     (torch.Size([5, 3]), torch.Size([5]), True)
+    >>> pred.kind, pred.T, pred.stacked
+    ('classification', 20, True)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import logging
 
+import numpy as np
 import torch
 
 from droplab import _rng, _validate
+from droplab.errors import ResourceLimitError
+from droplab.mc import MCResult, Stats, deterministic, outputs, result
 
-__all__ = ["is_dropout", "enable_mc_dropout", "MCPrediction", "mc_predict", "patch"]
+__all__ = ["is_dropout", "enable_mc_dropout", "MCResult", "MCPrediction", "mc_predict", "patch"]
+
+_log = logging.getLogger("droplab.torch")
 
 
 def is_dropout(module: torch.nn.Module) -> bool:
@@ -85,110 +93,194 @@ class enable_mc_dropout:
         self.restore()
 
 
-@dataclass
-class MCPrediction:
-    """MC dropout summary over ``T`` stochastic passes.
-
-    Attributes:
-        mean: ``(N, K)`` predictive probabilities (mean over passes).
-        std: ``(N, K)`` their standard deviation over passes.
-        entropy: ``(N,)`` predictive entropy ``H[mean]`` (nats).
-        mutual_information: ``(N,)`` ``H[mean] - mean_t H[p_t]`` (epistemic part, >= 0).
-        samples: ``(T, N, K)`` the per-pass probabilities.
-    """
-
-    mean: torch.Tensor
-    std: torch.Tensor
-    entropy: torch.Tensor
-    mutual_information: torch.Tensor
-    samples: torch.Tensor
+MCPrediction = MCResult  # the earlier name
 
 
-def _entropy(p: torch.Tensor) -> torch.Tensor:
-    return -(torch.where(p > 0, p * torch.log(p.clamp_min(1e-45)), torch.zeros_like(p))).sum(-1)
+def _sampling_forward_known(m: torch.nn.Module) -> bool:
+    """True when ``m``'s training forward is one droplab or torch.nn knows the noise of."""
+    from droplab.torch.modules import ConcreteDropout, DropConnect, Dropout, _Stateful
+
+    if isinstance(m, _Stateful):
+        return type(m).forward in (Dropout.forward, DropConnect.forward, ConcreteDropout.forward)
+    return type(m) in _TORCH_PER_ROW
 
 
-def mc_predict(model: torch.nn.Module, x: torch.Tensor, samples: int = 50, *, batch_size: int | None = None,
-               output: str = "logits") -> MCPrediction:
-    """Predictive mean, std, entropy and mutual information from ``samples`` MC dropout passes.
+_TORCH_PER_ROW = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout,
+                  torch.nn.FeatureAlphaDropout)
 
-    The passes are batched: ``x`` is stacked several times along the batch dimension so one
-    forward computes many passes (each row gets its own mask), up to ``batch_size`` rows per
-    forward. Models with noise not drawn per row (``DropConnect``, ``DropPath(mode="batch")``,
-    ``DropBlock2d``, ``axes`` sharing axis 0) fall back to one pass per forward. Runs under ``no_grad`` with
-    :class:`enable_mc_dropout`; modes are restored afterwards.
+
+def _rows_independent(m: torch.nn.Module) -> bool:
+    """Whether ``m`` draws independent noise for every row of its batch: droplab's modules
+    answer from their spec; ``torch.nn``'s dropouts draw per element or per (sample, channel);
+    anything else is assumed not to (the passes then run one by one)."""
+    if not _sampling_forward_known(m):
+        return False
+    return bool(getattr(m, "rows_independent", True))
+
+
+def _samples_nothing(m: torch.nn.Module) -> bool:
+    return _sampling_forward_known(m) and not hasattr(m, "p_logit") and float(m.p) == 0.0
+
+
+def mc_predict(model: torch.nn.Module, x: torch.Tensor, samples: int = 50, seed=None, batch_size: int | None = None,
+               keep_samples: bool | None = None, tau: float | None = None, *, output: str = "logits") -> MCResult:
+    """MC dropout prediction: ``samples`` stochastic passes with only dropout modules sampling.
+
+    The semantics of :func:`droplab.nn.mc_predict`, on a PyTorch model, with the same
+    :class:`~droplab.mc.MCResult` (its arrays as float64 tensors on ``x``'s device).
+    ``p`` of the dropout modules is the probability that a unit is zeroed; each pass is a
+    training-mode forward of the dropout modules only (:class:`enable_mc_dropout`: BatchNorm and
+    every other module stay in eval mode, ``model.train()`` is never called) under
+    ``torch.no_grad``; every module's mode is restored afterwards, also on error.
+
+    The passes are batched: a chunk of inputs is tiled ``samples`` times along the batch axis
+    and runs as one forward, which gives each copy its own noise only when EVERY sampling
+    module draws row-independent noise (droplab's modules answer from their spec,
+    ``rows_independent``; ``torch.nn``'s dropouts do). Otherwise (``axes`` sharing axis 0,
+    ``DropPath(mode="batch")``, ``DropBlock2d``, ``DropConnect(per="batch")``, an unknown
+    module) the passes run one by one. When no module samples (every dropout at ``p = 0``)
+    one evaluation-mode forward gives every pass, and ``std``, ``mutual_information`` and
+    ``variation_ratio`` are exactly 0.
+
+    Randomness: with ``seed`` (int | numpy Generator), droplab's modules draw from temporary
+    streams derived from it (the i-th module the i-th child of ``SeedSequence(seed)``) and
+    ``torch.nn``'s from a forked torch generator seeded from it; the model's own streams and
+    torch's generators are left exactly as they were, and the same seed, model, inputs,
+    ``samples`` and chunking give bit-identical results. With ``seed=None`` the modules draw as
+    training forwards do (seeded ones advance their streams, unseeded ones draw from torch's
+    generator), as :func:`droplab.nn.mc_predict` does.
 
     Args:
-        model (torch.nn.Module): a classifier with at least one dropout module.
+        model (torch.nn.Module): the network, with at least one dropout module.
         x (torch.Tensor): inputs ``(N, ...)``.
-        samples (int): number of passes ``T``, >= 1. Default 50.
-        batch_size (int | None): the most rows fed in one forward. Default None: all ``T * N``
-            rows at once when that is at most 65536, else as many copies as fit in that.
-        output (str): what the model returns: ``"logits"`` (softmax applied; default) or
-            ``"probs"``.
+        samples (int): number of passes ``T``, 1 to :data:`droplab.nn.mc.MAX_SAMPLES`. Default 50.
+        seed (int | np.random.Generator | None): see Randomness. Default None.
+        batch_size (int | None): inputs per stacked forward (each chunk runs ``T`` times as
+            many rows); None (default): as many as keep a forward within 65536 rows.
+        keep_samples (bool | None): keep the ``(T, N, K)`` passes (True) or not (False; the
+            statistics are the same). None (default): keep them when they take at most
+            :data:`droplab.nn.mc.SAMPLES_BUDGET` bytes.
+        tau (float | None): model precision for regression (``output="raw"``): adds ``1 / tau``
+            to the predictive variance. Default None.
+        output (str): what the model returns: ``"logits"`` (softmax applied; classification,
+            the default), ``"probs"`` (classification, taken as they are) or ``"raw"``
+            (regression).
 
     Returns:
-        :class:`MCPrediction`.
+        :class:`~droplab.mc.MCResult`.
 
     Raises:
-        ValueError: ``samples`` < 1, bad ``batch_size``/``output``, or no dropout module.
-        TypeError: ``model`` not a Module or ``x`` not a tensor.
+        ValueError: ``samples`` < 1 or too many, bad ``batch_size``/``output``/``tau``, or no
+            dropout module.
+        TypeError: ``model`` not a Module or ``x`` not a tensor; a bad ``seed`` or ``keep_samples``.
     """
+    from droplab.nn.mc import MAX_SAMPLES, SAMPLES_BUDGET
+    from droplab.torch.modules import _Stateful
+
     where = "mc_predict"
     _check_model(where, model)
     if not isinstance(x, torch.Tensor):
         raise TypeError(_validate.message(where, "x", "a torch.Tensor", type(x).__name__))
-    samples = _validate.positive_int(where, "samples", samples)
-    output = _validate.one_of(where, "output", output, ("logits", "probs"))
+    T = _validate.positive_int(where, "samples", samples)
+    if T > MAX_SAMPLES:
+        raise ResourceLimitError(_validate.message(
+            where, "samples", f"an integer in [1, {MAX_SAMPLES}]", samples,
+            "Estimates settle within hundreds of passes; average several calls for more."))
+    output = _validate.one_of(where, "output", output, ("logits", "probs", "raw"))
+    if keep_samples is not None and not isinstance(keep_samples, bool):
+        raise TypeError(_validate.message(where, "keep_samples", "True, False or None", keep_samples))
     if batch_size is not None:
         batch_size = _validate.positive_int(where, "batch_size", batch_size)
+    if tau is not None:
+        tau = _validate.positive_float(where, "tau", tau)
+    _rng.check_seed(where, seed)
     drops = [m for m in model.modules() if is_dropout(m)]
     if not drops:
         raise ValueError(_validate.message(where, "model", "a model with at least one dropout module",
                                            type(model).__name__, "Add dropout, or use droplab.torch.patch()."))
-    # torch.nn's dropout draws per element; droplab's modules answer from their spec
-    stackable = all(getattr(m, "rows_independent", True) for m in drops)
+    classification = output != "raw"
     n = int(x.shape[0])
-    rows = batch_size if batch_size is not None else max(n, 1 << 16)
-    chunk = max(1, min(n, rows))
-    outs = []
-    with torch.no_grad(), enable_mc_dropout(model):
-        for start in range(0, max(n, 1), chunk):
-            xc = x[start:start + chunk]
-            m = len(xc)
-            per_pass = max(1, rows // max(m, 1)) if stackable else 1
-            got = []
-            done = 0
-            while done < samples:
-                k = min(per_pass, samples - done)
-                y = model(xc.repeat(k, *([1] * (x.ndim - 1))) if k > 1 else xc)
-                got.append(y.reshape(k, m, *y.shape[1:]))
-                done += k
-            outs.append(torch.cat(got, 0))
-    logits = torch.cat(outs, 1)
-    probs = torch.softmax(logits, -1) if output == "logits" else logits
-    mean = probs.mean(0)
-    std = probs.std(0, unbiased=False)
-    entropy = _entropy(mean)
-    mutual = (entropy - _entropy(probs).mean(0)).clamp_min(0)
-    return MCPrediction(mean, std, entropy, mutual, probs)
+    to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(x.device)  # noqa: E731
+
+    def passes(inputs, t):
+        y = model(inputs.repeat(t, *([1] * (x.ndim - 1))) if t > 1 else inputs)
+        y = torch.softmax(y, -1) if output == "logits" else y
+        return outputs(y.detach().to(torch.float64).cpu().numpy(), t, len(inputs), classification)
+
+    if all(_samples_nothing(m) for m in drops):
+        was = [(m, m.training) for m in model.modules()]
+        try:
+            model.eval()
+            with torch.no_grad():
+                out = passes(x, 1)[0]
+        finally:
+            for m, mode in was:
+                m.training = mode
+        return deterministic(out, T, classification, keep_samples, tau, SAMPLES_BUDGET).map(to_tensor)
+
+    stacked = all(_rows_independent(m) for m in drops)
+    if batch_size is not None:
+        per_chunk = batch_size
+    else:
+        per_chunk = max(1, (1 << 16) // T) if stacked else max(n, 1)
+    t_chunk = T if stacked else 1
+    ours = [m for m in drops if isinstance(m, _Stateful)]
+    saved = [(m, m.rng) for m in ours] if seed is not None else []
+    fork = contextlib.nullcontext()
+    if seed is not None:
+        kids = _rng.seed_sequence(seed, where).spawn(len(ours) + 1)
+        for m, ss in zip(ours, kids):
+            m.rng = _rng.NoiseStream.from_seed(ss)  # a temporary stream; the module's own is put back
+        fork = torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else [])
+    parts = []
+    try:
+        with fork, torch.no_grad(), enable_mc_dropout(model):
+            if seed is not None:  # torch.nn's dropouts draw from torch's generator: a forked one
+                torch_seed = int(kids[-1].generate_state(1, np.uint64)[0] >> np.uint64(1))
+                torch.default_generator.manual_seed(torch_seed)
+                if x.device.type == "cuda":
+                    torch.cuda.manual_seed(torch_seed)
+            for start in range(0, max(n, 1), per_chunk):
+                xc = x[start:start + per_chunk]
+                stats, kept = None, []
+                for t0 in range(0, T, t_chunk):
+                    out = passes(xc, min(t_chunk, T - t0))
+                    if stats is None:
+                        stats = Stats(out.shape[1], out.shape[-1], classification)
+                        if keep_samples is None:
+                            keep_samples = T * n * out.shape[-1] * 8 <= SAMPLES_BUDGET
+                    stats.add(out)
+                    if keep_samples:
+                        kept.append(out)
+                parts.append({"stats": stats, "samples": np.concatenate(kept) if keep_samples else None})
+    finally:
+        for m, rng in saved:
+            m.rng = rng
+    return result(parts, T, classification, tau, bool(keep_samples), stacked).map(to_tensor)
 
 
-def patch(model: torch.nn.Module, variant: type, *, types=None, seed=None, **kwargs) -> torch.nn.Module:
-    """Replace ``model``'s ``torch.nn`` dropout modules by ``variant(p=<their p>, **kwargs)``, in place.
+def patch(model: torch.nn.Module, variant: type | None = None, *, types=None, seed=None, **kwargs) -> torch.nn.Module:
+    """Replace ``model``'s ``torch.nn`` dropout modules by droplab's, in place.
+
+    Every name a module is registered under is replaced (``self.attn_drop = self.drop`` stays
+    one module: the same new module under both names), each new module keeps the old one's
+    ``p`` and training mode, and ``print(model)`` shows ``droplab.<Class>`` where one was put.
+    What was replaced is logged (logger ``droplab.torch``, level INFO), one line per module.
 
     Args:
         model (torch.nn.Module): the network (modified in place and returned).
-        variant (type): a droplab module class (``droplab.torch.Dropout``, ``LockedDropout``...)
-            or any callable taking ``p=`` and ``seed=``.
+        variant (type | None): a droplab module class (``droplab.torch.Dropout``,
+            ``LockedDropout``...) or any callable taking ``p=`` and ``seed=``. Default
+            :class:`droplab.torch.Dropout`.
         types (type | tuple[type, ...] | None): which modules to replace. Default: every
             ``torch.nn`` dropout (Dropout, Dropout1d/2d/3d, AlphaDropout, FeatureAlphaDropout).
         seed (int | np.random.Generator | None): the ``i``-th replaced module gets the ``i``-th
-            child of ``SeedSequence(seed)``, so no two share masks. Default None.
+            child of ``SeedSequence(seed)``, so no two share masks. Default None: unseeded
+            modules, drawing from torch's generator as the ones they replace.
         **kwargs: passed to ``variant``; ``p=`` here overrides the old modules' rates.
 
     Returns:
-        ``model``. Each new module keeps the old one's training mode.
+        ``model``.
 
     Raises:
         ValueError: the model has no module of ``types``.
@@ -196,21 +288,31 @@ def patch(model: torch.nn.Module, variant: type, *, types=None, seed=None, **kwa
     """
     where = "patch"
     _check_model(where, model)
+    if variant is None:
+        from droplab.torch.modules import Dropout as variant
     if not callable(variant):
         raise TypeError(_validate.message(where, "variant", "a module class such as droplab.torch.Dropout", variant))
     types = torch.nn.modules.dropout._DropoutNd if types is None else types
-    targets = []
-    for parent in model.modules():
-        for name, child in parent.named_children():
+    sites: dict[int, list] = {}  # id(old module) -> [(parent, name, qualified name)], in model order
+    olds: dict[int, torch.nn.Module] = {}
+    seen = set()
+    for qual, parent in model.named_modules(remove_duplicate=False):
+        for name, child in parent._modules.items():
+            if child is None or (id(parent), name) in seen:
+                continue
+            seen.add((id(parent), name))
             if isinstance(child, types) and not getattr(type(child), "is_dropout", False):
-                targets.append((parent, name, child))
-    if not targets:
+                sites.setdefault(id(child), []).append((parent, name, f"{qual}.{name}" if qual else name))
+                olds[id(child)] = child
+    if not sites:
         raise ValueError(_validate.message(where, "model", "a model containing torch.nn dropout modules to replace",
                                            type(model).__name__))
-    seeds = _rng.seed_sequence(seed, where).spawn(len(targets)) if seed is not None else [None] * len(targets)
-    for (parent, name, child), s in zip(targets, seeds):
-        options = {"p": child.p, **kwargs}
-        new = variant(seed=s, **options)
-        new.train(child.training)
-        setattr(parent, name, new)
+    seeds = _rng.seed_sequence(seed, where).spawn(len(sites)) if seed is not None else [None] * len(sites)
+    for (key, places), s in zip(sites.items(), seeds):
+        old = olds[key]
+        new = variant(seed=s, **{"p": old.p, **kwargs})
+        new.train(old.training)
+        for parent, name, _ in places:
+            setattr(parent, name, new)
+        _log.info("patch: %s: %r -> %r", " = ".join(q for _, _, q in places), old, new)
     return model

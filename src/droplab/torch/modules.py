@@ -10,12 +10,15 @@ checks, defaults, ``config()``, noise and docstring are the NumPy engine's.
 and ``ConcreteDropout`` (a learned ``p``) are written here around their specs. ``p`` is always
 the probability of zeroing (not the keep probability).
 
-The stream's state travels in ``state_dict()`` (as extra state), so a reloaded model replays
-the same masks.
+Random state follows PyTorch's rules (:mod:`droplab.torch._random`): unseeded modules draw
+from torch's generator at each training forward; it is not in ``state_dict()`` (whose keys are
+those of the same model with ``torch.nn`` dropout), and travels through
+:func:`droplab.torch.get_rng_state` / :func:`~droplab.torch.set_rng_state`.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 
@@ -23,7 +26,7 @@ import torch
 
 from droplab import _rng, _validate, family
 from droplab.family import Spec
-from droplab.torch import _core
+from droplab.torch import _core, _random
 
 __all__ = [
     "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "GaussianDropout", "DropPath",
@@ -31,35 +34,104 @@ __all__ = [
     "variant",
 ]
 
-SEED_DOC = ("seed (int | np.random.Generator | None): seed of the noise (the NumPy engine's masks for the same "
-            "seed). Default None (fresh entropy).\n"
-            "    generator (torch.Generator | None): draw the stream's key from this generator instead of ``seed``.")
+SEED_DOC = ("seed (int | np.random.Generator | None): seed of the module's own noise stream (the NumPy "
+            "engine's masks for the same seed; under torch.distributed every rank passes the same seed and draws "
+            "its own lane). Default None: draw from torch's generator at each training forward, as "
+            "torch.nn.Dropout (torch.manual_seed makes it reproducible).\n"
+            "    generator (torch.Generator | None): with ``seed=None``, draw from this generator instead of "
+            "torch's default one. Default None.")
+
+_NO_STREAM = ("an unseeded module draws from torch's generator and has no counter; build it with seed= (or call "
+              "reseed(seed)) to replay calls")
 
 
 class _Stateful:
-    """What every droplab module shares: the stream, the counter and the stream's state."""
+    """What every droplab module shares: where its noise comes from (PyTorch's rules,
+    :mod:`droplab.torch._random`), cloning, replication and the refusals of captures that
+    would freeze its stream.
+
+    ``rng`` is the module's :class:`~droplab._rng.NoiseStream` when it is seeded, None when it
+    draws from torch's generator (``generator=``, or the default one).
+    """
 
     is_dropout = True
+    #: fold ``torch.distributed``'s rank into the draw (rule 4); False makes ranks repeat masks
+    rank_lanes = True
+
+    def _init_random(self, where: str, seed, generator) -> None:
+        generator = _core.check_generator(where, seed, generator)
+        self.rng = _core.make_stream(where, seed, None, self.spec)
+        self._generator = _random.SharedGenerator(generator)
 
     @property
-    def counter(self) -> int:
-        """``rng.counter``: the number of training forwards so far; setting it replays a call."""
-        return self.rng.counter
+    def generator(self) -> torch.Generator | None:
+        """The ``torch.Generator`` an unseeded module draws from (None: torch's default)."""
+        return self._generator.generator
+
+    @property
+    def counter(self) -> int | None:
+        """``rng.counter``: the number of the next training call of a seeded module (setting it
+        replays a call); None for an unseeded module."""
+        return None if self.rng is None else self.rng.counter
 
     @counter.setter
     def counter(self, value: int) -> None:
+        if self.rng is None:
+            raise RuntimeError(f"{type(self).__name__}: cannot set `counter`: {_NO_STREAM}.")
         self.rng.seek(value)
 
-    def get_extra_state(self):
-        return self.rng.state()
-
-    def set_extra_state(self, state) -> None:
-        self.rng = _rng.NoiseStream.from_state(state, type(self).__name__)
+    def next_draw(self, x: torch.Tensor):
+        """The draw of this training forward (PyTorch's rules, :mod:`droplab.torch._random`)."""
+        lane = _random.rank() if self.rank_lanes else 0
+        if self.rng is None:
+            return _random.fresh_draw(self._generator.generator, x.device, lane)
+        if _random.capturing():
+            name = type(self).__name__
+            raise RuntimeError(
+                f"{name}: a seeded {name} cannot be captured in training mode: its key and counter are Python "
+                "state that the captured graph would freeze (every execution would replay one mask). Build it "
+                "with seed=None (it then draws from torch's generator inside the graph), or capture in eval mode.")
+        return self.rng.next(lane)
 
     def reseed(self, seed=None, *, generator: torch.Generator | None = None):
-        """A new stream from ``seed`` / ``generator`` (counter 0); returns self."""
-        self.rng = _core.make_stream(type(self).__name__, seed, generator, self.spec)
+        """Make the module seeded from ``seed`` (counter 0), or unseeded (``seed=None``, drawing
+        from ``generator`` or torch's default one); returns self."""
+        self._init_random(type(self).__name__, seed, generator)
         return self
+
+    # -- clones, replicas, captures ----------------------------------------------------------------
+    def __deepcopy__(self, memo):
+        cls = type(self)
+        new = cls.__new__(cls)
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            if k != "rng":
+                new.__dict__[k] = copy.deepcopy(v, memo)
+        new.__dict__["rng"] = None if self.rng is None else self.rng.child()  # a clone never repeats masks
+        return new
+
+    def _replicate_for_data_parallel(self):
+        replica = super()._replicate_for_data_parallel()
+        if self.rng is not None:  # nn.DataParallel replicates at every step: each replica its own stream
+            replica.rng = self.rng.child()
+        return replica
+
+    def __prepare_scriptable__(self):
+        name = type(self).__name__
+        raise RuntimeError(f"{name}: torch.jit.script cannot compile droplab modules (their noise stream is Python "
+                           "state and their CPU kernel is numba). Use torch.compile(model), where droplab modules "
+                           "run eagerly between compiled graphs, or torch.export with unseeded modules.")
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        old = state_dict.pop(prefix + "_extra_state", None)  # checkpoints of droplab <= 0.x carried the stream
+        if isinstance(old, dict) and "key" in old:
+            self.rng = _rng.NoiseStream.from_state(old, type(self).__name__)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def _get_name(self) -> str:
+        return "droplab." + type(self).__name__  # print(model) tells droplab's modules from torch.nn's
 
     def __getattr__(self, name: str):
         options = self.__dict__.get("_options")
@@ -77,8 +149,8 @@ class Dropout(_Stateful, torch.nn.Module):
     __doc__ = family.get("dropout").docstring("torch", SEED_DOC) + """
 
 Attributes:
-    rng (droplab._rng.NoiseStream): the module's key and call counter.
-    counter (int): ``rng.counter``; setting it replays a mask.
+    rng (droplab._rng.NoiseStream | None): a seeded module's key and call counter (None: unseeded).
+    counter (int | None): ``rng.counter``; setting it replays a mask.
 """
 
     spec: Spec = family.get("dropout")
@@ -88,7 +160,7 @@ Attributes:
         where = type(self).__name__
         p, self._options = type(self).spec.bind(where, args, kwargs)
         self.p = p
-        self.rng = _core.make_stream(where, seed, generator, self.spec)
+        self._init_random(where, seed, generator)
 
     @property
     def p(self) -> float:
@@ -114,7 +186,7 @@ Attributes:
 
     @torch.compiler.disable  # a graph break: runs eagerly (the stream is Python state)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _core.apply(type(self).__name__, self.spec, self._options, self.p, x, self.training, self.rng.next)
+        return _core.apply(type(self).__name__, self.spec, self._options, self.p, x, self.training, self.next_draw)
 
 
 _P = inspect.Parameter
@@ -196,7 +268,7 @@ class DropConnect(_Stateful, torch.nn.Linear):
         if activation is not None and not isinstance(activation, torch.nn.Module):
             raise TypeError(_validate.message(where, "activation", "a torch.nn.Module or None", activation))
         self.activation = activation
-        self.rng = _core.make_stream(where, seed, generator, self.spec)
+        self._init_random(where, seed, generator)
 
     p = Dropout.p
 
@@ -219,13 +291,18 @@ class DropConnect(_Stateful, torch.nn.Linear):
         self.spec.input_shape(where, self._options, tuple(x.shape), self.in_features)
         W, b, p = self.weight, self.bias, self.p
         if self.training and p > 0:
-            draw = self.rng.next()
+            draw = self.next_draw(x)
             rows = math.prod(x.shape[:-1])
             shape = self.spec.mask_shape(self._options, self.in_features, self.out_features, rows)
-            mask = draw.mask_values(shape, p, self.spec.scale(self._options, p), _core._np(W.dtype))
-            M = torch.from_numpy(mask).to(device=W.device, dtype=W.dtype)  # (in, out) as the NumPy engine
-            if M.ndim == 2:
-                return self._act(torch.nn.functional.linear(x, W * M.T, b))
+
+            def make(lead):  # (in, out) as the NumPy engine (or (N, in, out)), after any vmap dimensions
+                mult, _ = _core.noise_tensors(where, self.spec, self._options, p, draw, lead + shape, W.dtype,
+                                              W.device)
+                return mult.to(W.dtype)
+
+            M = _core.draw_tensor(x, make, where)
+            if len(shape) == 2:
+                return self._act(torch.nn.functional.linear(x, W * M.transpose(-1, -2), b))
             u = torch.einsum("ni,nio->no", x, W.T.unsqueeze(0) * M)
             return self._act(u if b is None else u + b)
         mean = torch.nn.functional.linear(x, W, b)
@@ -234,40 +311,73 @@ class DropConnect(_Stateful, torch.nn.Linear):
         sd = torch.sqrt(p / (1 - p) * torch.nn.functional.linear(x * x, W * W))
         samples = self._options["samples"]
         rows = math.prod(x.shape[:-1])
-        z = self.spec.inference_noise(self.rng, rows, samples, self.out_features)
+        # a fixed side stream (never the training draws): the layer's own, or one shared by unseeded layers
+        z = self.spec.inference_noise(self.rng if self.rng is not None else _UNSEEDED_INFERENCE, rows, samples,
+                                      self.out_features)
         z = torch.from_numpy(z).to(device=x.device, dtype=mean.dtype).reshape(*x.shape[:-1], samples,
                                                                              self.out_features)
         return self._act(mean.unsqueeze(-2) + sd.unsqueeze(-2) * z).mean(-2)
 
 
 DropConnectLinear = DropConnect  # the earlier name
+_UNSEEDED_INFERENCE = _rng.NoiseStream.from_seed(0)
 
 
 # -- ConcreteDropout ----------------------------------------------------------------------------------
+def _concrete(x: torch.Tensor, p_logit: torch.Tensor, temperature: float, u: torch.Tensor):
+    """``(y, noise, s, p)`` of Concrete dropout in torch operations on the uniforms ``u`` (float64):
+    the spec's formula, differentiable to every order in ``x`` and ``p_logit``."""
+    logit = p_logit.to(torch.float64)
+    z = (logit + torch.log(u) - torch.log1p(-u)) / temperature
+    s = 0.5 * (1.0 + torch.tanh(0.5 * z))  # a sigmoid that cannot overflow
+    p = torch.sigmoid(logit)
+    noise = (1.0 - s) / (1.0 - p)
+    work = _core.work_dtype(x.dtype)
+    return (x.to(work) * noise.to(work)).to(x.dtype), noise, s, p
+
+
 class _Concrete(torch.autograd.Function):
     """``x * (1 - s) / (1 - p)`` with the relaxed ``s`` of the spec (the NumPy engine's float64
-    formula and gradients), differentiable in ``x`` and ``p_logit``."""
+    formula and gradients), differentiable in ``x`` and ``p_logit``. With ``create_graph`` (or
+    under a ``torch.func`` transform) the gradient is the same formula in torch operations, so
+    second derivatives are exact."""
 
     @staticmethod
-    def forward(ctx, x, p_logit, spec, temperature, draw):
+    def forward(x, p_logit, spec, temperature, draw):
         logit = float(p_logit.detach())
         noise, _ = spec.relaxed(logit, temperature, draw, tuple(x.shape))
-        ctx.save_for_backward(x)
-        ctx.args = (spec, temperature, draw, logit)
         work = _core.work_dtype(x.dtype)
         mult = torch.from_numpy(noise).to(device=x.device, dtype=work)
         return (x.to(work) * mult).to(x.dtype)
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, p_logit, spec, temperature, draw = inputs
+        ctx.save_for_backward(x, p_logit)
+        ctx.args = (spec, temperature, draw)
+
+    @staticmethod
     def backward(ctx, dy):
-        (x,) = ctx.saved_tensors
-        spec, temperature, draw, logit = ctx.args
+        x, p_logit = ctx.saved_tensors
+        spec, temperature, draw = ctx.args
+        if torch.is_grad_enabled() or not _random.plain(dy):
+            u = _core.uniform_tensor(draw, tuple(x.shape), x.device)
+            _, noise, s, p = _concrete(x, p_logit, temperature, u)
+            work = _core.work_dtype(dy.dtype)
+            dx = (dy.to(work) * noise.to(work)).to(dy.dtype)
+            dl = (dy.to(torch.float64) * x.to(torch.float64) * noise * (p - s / temperature)).sum()
+            return dx, dl.to(p_logit.dtype), None, None, None
+        logit = float(p_logit.detach())
         noise, s = spec.relaxed(logit, temperature, draw, tuple(x.shape))
         work = _core.work_dtype(dy.dtype)
         dx = (dy.to(work) * torch.from_numpy(noise).to(device=dy.device, dtype=work)).to(dy.dtype)
         as64 = lambda t: t.detach().to(torch.float64).cpu().numpy()  # noqa: E731
         g = spec.logit_grad(as64(dy), as64(x), noise, s, logit, temperature)
-        return dx, torch.tensor(g, dtype=torch.float32), None, None, None
+        return dx, torch.tensor(g, dtype=p_logit.dtype, device=p_logit.device), None, None, None
+
+
+def _wrapped(*tensors) -> bool:
+    return any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
 
 
 _CONCRETE_DOC = """layer (torch.nn.Module | None): the layer the dropped input feeds (its parameters enter
@@ -306,7 +416,7 @@ class ConcreteDropout(_Stateful, torch.nn.Module):
         self._init_p = p
         self.layer = layer
         self.p_logit = torch.nn.Parameter(torch.tensor(self.spec.logit_of(p), dtype=torch.float32))
-        self.rng = _core.make_stream(where, seed, generator, self.spec)
+        self._init_random(where, seed, generator)
         self._features = 0
 
     @property
@@ -329,7 +439,14 @@ class ConcreteDropout(_Stateful, torch.nn.Module):
         x = _core.check_input("ConcreteDropout", x)
         if self.training:
             self._features = int(math.prod(x.shape[1:])) if x.ndim > 1 else int(x.shape[0]) if x.ndim else 1
-            x = _Concrete.apply(x, self.p_logit, self.spec, self.temperature, self.rng.next())
+            draw = self.next_draw(x)
+            if _random.capturing() or _wrapped(x, self.p_logit):  # torch operations a transform can follow
+                shape, device = tuple(x.shape), x.device
+                u = _core.draw_tensor(x, lambda lead: _core.uniform_tensor(draw, lead + shape, device),
+                                      "ConcreteDropout")
+                x = _concrete(x, self.p_logit, self.temperature, u)[0]
+            else:
+                x = _Concrete.apply(x, self.p_logit, self.spec, self.temperature, draw)
         return x if self.layer is None else self.layer(x)
 
     def regularization_loss(self) -> torch.Tensor:

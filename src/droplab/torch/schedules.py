@@ -117,6 +117,22 @@ class RateScheduler:
         self._apply(self.last_step)
         return self.modules[0].p
 
+    def state_dict(self) -> dict:
+        """``{"last_step": n}``: with :meth:`load_state_dict`, a resumed run continues the
+        schedule where it stopped (as ``torch.optim.lr_scheduler``'s ``state_dict``)."""
+        return {"last_step": self.last_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Go to step ``state["last_step"]`` and set that step's ``p`` on every module.
+
+        Raises:
+            ValueError: ``state`` is not a dict with a non-negative integer ``last_step``.
+        """
+        if not isinstance(state, dict) or "last_step" not in state:
+            raise ValueError(_validate.message("RateScheduler", "state", "a dict with 'last_step'", state))
+        self.last_step = _validate.nonnegative_int("RateScheduler", "last_step", state["last_step"])
+        self._apply(self.last_step)
+
 
 def _settable(m) -> bool:
     prop = getattr(type(m), "p", None)
