@@ -379,9 +379,6 @@ def _check_divergence(epoch_loss: float, reference: float | None, divergence: fl
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
-_blas_controller = None
-
-
 def _fit_blas_threads():
     """One BLAS thread while fit trains, unless the user chose a count through the environment.
 
@@ -396,14 +393,13 @@ def _fit_blas_threads():
     """
     if any(os.environ.get(k) for k in _BLAS_ENV):
         return contextlib.nullcontext()
-    global _blas_controller
-    if _blas_controller is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-            return contextlib.nullcontext()
-        _blas_controller = ThreadpoolController()  # finding the libraries costs ~1 ms: once
-    return _blas_controller.limit(limits=1, user_api="blas")
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    # a fresh look at the loaded libraries each fit (~1 ms): a controller kept from an earlier
+    # fit misses a BLAS loaded since (numba loads scipy's OpenBLAS), which then ran 2 threads
+    return ThreadpoolController().limit(limits=1, user_api="blas")
 
 
 #: Free memory glibc keeps at the top of the heap instead of returning it (``M_TOP_PAD``).
