@@ -13,14 +13,15 @@ import argparse
 
 HELP = "speed and memory against baselines measured in the same run"
 
-_SECTIONS = ("dropout", "spiral", "blas", "compile", "torch", "mc", "conv1d")
+_SECTIONS = ("dropout", "spiral", "blas", "compile", "torch", "mc", "conv1d", "main_job")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from droplab._validate import bounds_help, flag_type
 
     parser.add_argument("--quick", action="store_true",
-                        help="one shape (3000x512), p = 0.5, 2 epochs per spiral repeat, warm compile only: under a minute")
+                        help="one shape (3000x512), p = 0.5, 2 epochs per spiral repeat, warm compile only, "
+                             "the main job at 10 epochs")
     parser.add_argument("--sections", default=",".join(_SECTIONS),
                         help="comma-separated subset of: " + ", ".join(_SECTIONS))
     parser.add_argument("--repeats", type=flag_type("bench_repeats"), default=0,
@@ -132,6 +133,33 @@ def bench_tables(res: dict) -> list[dict]:
                                 rows, note="ms: medians (quartiles in results.json); droplab on 1 BLAS thread, as fit "
                                            "trains, torch on 2; ratio: droplab's time over torch's (< 1: droplab "
                                            "faster)"))
+    mj = res.get("main_job")
+    if mj:
+        c = mj["config"]
+        floor = mj["floor_s"]
+        rows = []
+        threads = c["torch_threads"] or {}
+        for name in ("droplab", *threads):
+            label = (f"droplab compare --workers {c['workers']}" if name == "droplab" else
+                     f"PyTorch, {threads[name]} thread{'s' if threads[name] > 1 else ''}")
+            st = mj["seconds"].get(name)
+            if st is None:
+                rows.append([label, "skipped", "", ""])
+                continue
+            rows.append([label, f"{st['median_s']:.1f} [{st['min_s']:.1f}-{st['max_s']:.1f}]",
+                         f"{st['median_s'] / floor:.2f}x",
+                         f"{mj['droplab_vs_' + name]:.2f}x" if name != "droplab" else ""])
+        rows.append([f"GEMM-bound floor ({mj['gemm_flop_per_s'] / 1e9:.0f} GFLOP/s)", f"{floor:.1f}", "1.00x", ""])
+        acc = mj["accuracy"]
+        arows = [[impl, arm, f"{v['mean'] * 100:.1f}", f"{v['min'] * 100:.1f}-{v['max'] * 100:.1f}"]
+                 for impl, arms in acc.items() for arm, v in arms.items() if v["mean"] is not None]
+        out.append(tables.table(
+            f"main job: {c['dataset']} MLP {'-'.join(map(str, c['widths']))}, {len(c['seeds'])} seeds x "
+            f"{len(c['arms'])} arms, {c['epochs']} epochs, batch {c['batch_size']}",
+            ["impl", "s", "of floor", "droplab faster"], rows,
+            note=f"s: median [min-max] of {c['rounds']} round(s), taking turns; floor: {mj['flops']['total'] / 1e12:.2f} "
+                 "TFLOP of matrix products at the large-GEMM rate measured in this run"))
+        out.append(tables.table("main job: validation accuracy (%) per arm", ["impl", "arm", "mean", "range"], arows, left=2))
     return out
 
 
@@ -149,6 +177,15 @@ def _headlines(res: dict) -> list[str]:
         hl = mc["result"]["headline"]
         out.append(f"mc_predict vs a loop of {hl['T']} passes on N={hl['N']}: {hl['mc_predict']['median_s'] * 1e3:.1f} "
                    f"ms vs {hl['loop']['median_s'] * 1e3:.1f} ms ({hl['speedup']:.2f}x)")
+    mj = res.get("main_job")
+    if mj:
+        vs = (f", {mj['droplab_vs_torch']:.2f}x faster than PyTorch on the usable cores and "
+              f"{mj['droplab_vs_best_torch']:.2f}x faster than its faster thread count" if "droplab_vs_torch" in mj else "")
+        if "torch_extrapolated" in mj:
+            e = mj["torch_extrapolated"]
+            vs += f" (PyTorch timed on {e['timed_runs']} of {e['runs']} runs, scaled)"
+        out.append(f"main job: droplab compare {mj['seconds']['droplab']['median_s']:.1f} s, "
+                   f"{mj['droplab_over_floor']:.2f}x the GEMM-bound floor ({mj['floor_s']:.1f} s){vs}")
     h = res.get("headline") or {}
     if "forward_fraction_of_copyto" in h:
         def x(v):

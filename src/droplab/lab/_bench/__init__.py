@@ -17,6 +17,9 @@ Sections (each returns a JSON-ready dict):
 * ``compile``: numba's compile cost in a fresh process, cold (empty cache) and warm;
 * ``conv1d``: forward+backward of the MNIST-1D paper CNN's three ``Conv1d`` layers against
   PyTorch CPU on the same weights;
+* ``main_job``: the default ``droplab compare`` against the same experiment in plain PyTorch
+  (:mod:`droplab.lab._bench.torch_compare`) and the GEMM-bound floor
+  (:mod:`droplab.lab._bench.main_job`);
 * ``torch`` and ``mc``: ``bench_torch`` / ``bench_mc`` from ``benchmarks/torch_bench.py`` and
   ``benchmarks/mc_bench.py``, loaded from the checkout when present.
 """
@@ -588,7 +591,7 @@ def _external(name: str, func: str, kwargs: dict, needs_torch: bool = False) -> 
 
 # --- everything --------------------------------------------------------------------------------
 
-SECTIONS = ("dropout", "spiral", "blas", "compile", "torch", "mc", "conv1d")
+SECTIONS = ("dropout", "spiral", "blas", "compile", "torch", "mc", "conv1d", "main_job")
 
 
 def run_suite(*, quick: bool = False, tiny: bool = False, repeats: int | None = None,
@@ -639,6 +642,10 @@ def run_suite(*, quick: bool = False, tiny: bool = False, repeats: int | None = 
     if "conv1d" in sections:
         out["conv1d"] = bench_conv1d(reps, batches=(8,) if tiny else (100,) if quick else (100, 1000),
                                      progress=progress)
+    if "main_job" in sections:
+        from droplab.lab._bench.main_job import bench_main_job
+
+        out["main_job"] = bench_main_job(quick=quick, tiny=tiny, progress=progress)
     out["seconds"] = time.perf_counter() - t0
     out["headline"] = headline(out)
     return out
