@@ -247,7 +247,7 @@ _DC_EXAMPLE = """
 >>> layer(torch.ones(2, 4)).shape
 torch.Size([2, 3])
 >>> layer
-DropConnect(in_features=4, out_features=3, bias=True, p=0.5)
+droplab.DropConnect(in_features=4, out_features=3, bias=True, p=0.5)
 """
 
 
