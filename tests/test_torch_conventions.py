@@ -405,6 +405,7 @@ def test_fault9_vmap_grad_jacrev_and_export_run_in_training_mode(name):
     g = torch.func.grad(lambda t: m(t).sum())(x)
     assert g.shape == x.shape and bool(torch.isfinite(g).all())
     assert torch.func.jacrev(m)(x).shape[-len(shape):] == x.shape
+    assert torch.func.jacfwd(m)(x).shape[-len(shape):] == x.shape
     f = torch.export.export(m.train(), (x,)).module()
     a, b = f(x), f(x)
     assert a.shape == m(x).shape and not torch.equal(a, b)  # a fresh mask per execution
@@ -530,3 +531,18 @@ def test_importing_droplab_torch_does_not_import_the_doctor():
     from droplab.doctor import check_torch_model
 
     assert dt.doctor is check_torch_model
+
+
+def test_readme_migration_example_runs_as_written():
+    import contextlib
+    import io
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Using droplab with PyTorch"):readme.index("## The command line")]
+    code = next(b for b in re.findall(r"```python\n(.*?)```", section, re.S) if "dt.patch(Net())" in b)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    assert out.getvalue().splitlines() == ["droplab.Dropout(p=0.1) True", "torch.Size([64, 3]) classification True"]

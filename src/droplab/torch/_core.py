@@ -352,6 +352,10 @@ class DrawFunction(torch.autograd.Function):
         return None, None, None
 
     @staticmethod
+    def jvp(ctx, *tangents):
+        return None  # noise does not depend on the input: no tangent
+
+    @staticmethod
     def vmap(info, in_dims, anchor, make, where):
         d = in_dims[0]
         if d is None or info.randomness == "same":
