@@ -4,6 +4,10 @@ An update that would overflow (Adam's second moment holds squared gradients: flo
 overflows once a gradient passes about 1.8e19) raises ``DivergenceError`` instead of
 silently freezing the parameter.
 
+Adam and AdamW update each parameter in one compiled pass (:mod:`droplab.nn._optim_kernels`)
+when the numba kernels are in use, with NumPy's float32 (or float64) arithmetic bit for bit;
+elsewhere, and for subclasses, in NumPy.
+
 The learning rate decays as ``lr_t = lr / (1 + decay * t)`` with ``t`` the number of steps
 taken (the textbook's schedule); ``decay = 0`` keeps it constant. State (momenta, moments)
 is kept per parameter, in the order the parameters are given.
@@ -32,6 +36,34 @@ def _overflow(where: str, p: Parameter, g: np.ndarray) -> None:
                 "(the parameter would silently stop learning)")
     raise DivergenceError(f"{where}: the gradient of `{p.name or 'a parameter'}` {what}; standardise the inputs, "
                           "lower the learning rate, or use float64.")
+
+
+_KERNEL = None
+
+
+def _kernel():
+    """The compiled Adam update (numba is imported on first use)."""
+    global _KERNEL
+    if _KERNEL is None:
+        from droplab.nn._optim_kernels import adam
+
+        _KERNEL = adam
+    return _KERNEL
+
+
+def _fusable(params) -> bool:
+    """The compiled update applies: numba kernels in use, every value and gradient a contiguous
+    float32 or float64 array of one dtype."""
+    from droplab import kernels
+
+    if kernels.backend() != "numba":
+        return False
+    for p in params:
+        w, g = p.value, p.grad
+        if (w.dtype not in (np.float32, np.float64) or g.dtype != w.dtype or not w.flags.c_contiguous
+                or not g.flags.c_contiguous or w.shape != g.shape):
+            return False
+    return True
 
 
 class Optimizer:
@@ -135,6 +167,26 @@ class Adam(Optimizer):
                 raise ValueError(_validate.message(type(self).__name__, name, "in [0, 1)", b))
         self.beta1, self.beta2 = float(beta1), float(beta2)
         self.eps = _validate.positive_float(type(self).__name__, "eps", eps)
+
+    def step(self, params: list[Parameter]) -> None:
+        """Apply one update to every parameter, then advance the step counter."""
+        if type(self) not in (Adam, AdamW) or not _fusable(params):
+            return super().step(params)
+        lr = self.current_lr
+        t = self.iterations + 1
+        wd = getattr(self, "weight_decay", 0.0)
+        consts: dict = {}
+        for p in params:
+            m, v = self._slots(p, "m", "v")
+            dt = p.value.dtype
+            k = consts.get(dt)
+            if k is None:  # the constants as NumPy's arithmetic sees them (NEP 50: cast to the array's dtype)
+                k = consts[dt] = np.array([
+                    self.beta1, 1 - self.beta1, self.beta2, 1 - self.beta2, 1 - self.beta2**t,
+                    lr / (1 - self.beta1**t), self.eps, 1 - lr * wd if wd else 1.0, np.finfo(dt).max], dt)
+            if not _kernel()(p.value.reshape(-1), p.grad.reshape(-1), m.reshape(-1), v.reshape(-1), k):
+                _overflow(type(self).__name__, p, p.grad)
+        self.iterations += 1
 
     def _adam_step(self, p, lr):
         m, v = self._slots(p, "m", "v")
