@@ -60,7 +60,8 @@ def restore(ckpt: dict, model: torch.nn.Module, optimizer=None, scheduler=None) 
     """
     where = "restore"
     if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ValueError(_validate.message(where, "ckpt", "the dict droplab.torch.checkpoint returned", type(ckpt).__name__))
+        raise ValueError(_validate.message(where, "ckpt", "the dict droplab.torch.checkpoint returned",
+                                           type(ckpt).__name__))
     model.load_state_dict(ckpt["model"])
     if "rng" in ckpt:
         set_rng_state(model, ckpt["rng"])
