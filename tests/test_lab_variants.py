@@ -1,4 +1,4 @@
-"""The family in the lab: the variant registries, the CNN and RNN builders, `compare --model`."""
+"""The family in the lab: the variant registries, the CNN, RNN and GRU builders, `compare --model`."""
 
 import json
 
@@ -13,8 +13,14 @@ from droplab.lab import experiment, models
 def _build(model, variant, p, seed):
     if model == "mlp":
         return models.mlp(6, (8,), 3, p=p, variant=variant, seed=seed), (4, 6)
+    if model == "logistic":
+        return models.logistic(6, 3, p=p, seed=seed), (4, 6)
+    if model == "cnn" and variant in models.SIGNAL_ONLY:  # the 1-D network on a signal
+        return models.cnn((2, 12), 3, p=p, variant=variant, seed=seed), (4, 2, 12)
     if model == "cnn":
         return models.cnn((1, 8, 8), 3, p=p, variant=variant, seed=seed), (4, 1, 8, 8)
+    if model == "gru":
+        return models.gru(2, 5, 3, p=p, variant=variant, seed=seed), (4, 5, 2)
     return models.rnn(2, 5, 3, p=p, variant=variant, seed=seed), (4, 5, 2)
 
 
@@ -65,11 +71,17 @@ def test_rnn_run_reads_features_as_a_sequence(tmp_path, rng):
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["--model", "cnn", "--dataset", "spiral"], r"compare: `model` must be 'mlp' or 'rnn' for a data set without "
-                                                r"an image shape; got model='cnn'\. spiral has no"),
+    (["--model", "cnn", "--dataset", "spiral"], r"compare: `model` must be 'mlp', 'logistic', 'rnn' or 'gru' for a "
+                                                r"data set of fewer than 3 features; got model='cnn'\. spiral has 2"),
+    (["--model", "cnn", "--variant", "dropout2d"], r"compare: `variant` must be one of 'dropout', 'dropout1d', "
+                                                   r"'gaussian' for the CNN on a signal; got variant='dropout2d'"),
+    (["--model", "cnn", "--dataset", "digits", "--variant", "dropout1d"],
+     r"`variant` must be one of 'dropout', 'dropout2d', 'dropblock', 'gaussian' for the CNN on an image"),
+    (["--model", "logistic", "--variant", "locked"], r"`variant` must be one of 'dropout'; got variant='locked'"),
     (["--model", "rnn", "--variant", "dropblock"], r"`variant` must be one of 'dropout', 'locked'; got "
                                                    r"variant='dropblock'"),
-    (["--model", "transformer"], r"compare: `model` must be one of 'mlp', 'cnn', 'rnn'; got model='transformer'"),
+    (["--model", "transformer"], r"compare: `model` must be one of 'mlp', 'logistic', 'cnn', 'rnn', 'gru'; got "
+                                    r"model='transformer'"),
     (["--variant", "dropout2d"], r"`variant` must be one of 'dropout', 'classic', 'gaussian', 'alpha'"),
     (["--model", "cnn", "--engine", "torch"], r"compare: `model` must be 'mlp' with --engine torch; got model='cnn'"),
     (["--model", "cnn", "--backend", "torch"], r"compare: `model` must be 'mlp' with --engine torch; got model='cnn'"),

@@ -28,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from droplab import _validate
-    from droplab.lab import flags, runner
+    from droplab.lab import experiment, flags, runner
 
     where = "compare"
     flags.resolve(args, where, engine=True)
@@ -38,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
     for v in variants:
         flags.run_config(args, where, variant=v)
     ds = runner.dataset(base)  # bad names and files fail here, before anything is written
-    if base.model == "cnn" and ds.image_shape is None:
-        raise ValueError(_validate.message(where, "model", "'mlp' or 'rnn' for a data set without an image shape",
-                                           base.model, f"{ds.name} has no (C, H, W) layout; try --dataset digits."))
+    for v in variants:  # the model and each variant fit the data's shape (the CNN: an image or a signal)
+        experiment.sample_shape(ds, base.replace(variant=v), where)
     arms = [("no dropout", base, 0.0)]
     for v in variants:
         arms.append((f"{v} p={p:g}", base.replace(variant=v), p))

@@ -22,7 +22,7 @@ import numpy as np
 from droplab import _validate, nn
 from droplab.lab import models
 
-__all__ = ["RunConfig", "build", "train_run", "OPTIMIZERS", "ENGINES", "LAB_MODELS", "make_optimizer"]
+__all__ = ["RunConfig", "build", "sample_shape", "train_run", "OPTIMIZERS", "ENGINES", "LAB_MODELS", "make_optimizer"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 ENGINES = ("numpy", "torch")
@@ -38,7 +38,8 @@ class RunConfig:
     Attributes:
         dataset, label, data_options: what :func:`droplab.data.load` loads (``label``: the
             column of a .csv; ``data_options``: e.g. ``{"samples": 100}`` for spiral).
-        model: ``mlp``, ``cnn``, ``rnn`` (``--model``), or a lab network of ``LAB_MODELS``.
+        model: ``logistic``, ``mlp``, ``cnn``, ``rnn``, ``gru`` (``--model``), or a lab network
+            of ``LAB_MODELS``.
         hidden, activation, variant, input_p, input_layer, init: the network (see
             :func:`droplab.lab.models.mlp`; ``input_p`` applies only where p > 0 unless
             ``input_layer``, which keeps the input dropout layer in every arm).
@@ -49,7 +50,8 @@ class RunConfig:
             ``val_*``); off for timing studies.
         epoch_times: record each epoch's wall and CPU seconds (``epoch_seconds``,
             ``epoch_cpu_seconds``).
-        options: options of a lab network (``head``, ``head_units``; ``order``).
+        options: options of a network (``residual`` for ``mlp``: see
+            :func:`droplab.lab.models.mlp`; ``head``, ``head_units``; ``order``).
     """
 
     dataset: str = "mnist1d"
@@ -99,7 +101,10 @@ class RunConfig:
         if self.engine == "torch":
             if self.model != "mlp":
                 raise ValueError(_validate.message(where, "model", "'mlp' with --engine torch", self.model,
-                                                   "The cnn and rnn models train with the NumPy engine."))
+                                                   "The other models train with the NumPy engine."))
+            if self.options.get("residual"):
+                raise ValueError(_validate.message(where, "residual", "off with --engine torch", True,
+                                                   "The residual MLP trains with the NumPy engine."))
             for name, value, off in (("max_norm", self.max_norm, None), ("decay", self.decay, 0.0),
                                      ("first_l2", self.first_l2, 0.0), ("init", self.init, "auto")):
                 if value != off:
@@ -123,25 +128,56 @@ def make_optimizer(name: str, lr: float, decay: float = 0.0) -> nn.Optimizer:
     return {"adam": nn.Adam, "adamw": nn.AdamW}[name](lr, decay=decay)
 
 
-def build(ds, cfg: RunConfig, *, p: float, seed: int) -> tuple[nn.Module, tuple[int, ...]]:
-    """The network ``cfg.model`` for dataset ``ds`` and the shape one sample is fed in.
+def sample_shape(ds, cfg: RunConfig, where: str = "compare") -> tuple[int, ...]:
+    """The shape one sample of ``ds`` is fed to ``cfg.model`` in; raises the one-line error when
+    the model does not fit the data (before any run starts).
 
-    ``mlp``: flat features; ``cnn``: ``ds.image_shape`` (``digits``: 1 x 8 x 8); ``rnn``: the
-    flat features read as a sequence of ``(steps, 1)`` (MNIST-1D: 40 steps); ``bn-mlp`` and
-    ``ensemble``: flat features.
+    ``mlp``, ``logistic``, ``bn-mlp``, ``ensemble``: flat features. ``cnn``: ``ds.image_shape``
+    (``digits``: 1 x 8 x 8) on an image data set, else the flat features as a one-channel
+    signal ``(1, L)`` (MNIST-1D: 1 x 40). ``rnn`` and ``gru``: ``(T, F)`` samples as stored, or
+    the flat features read one per step ``(L, 1)`` (MNIST-1D: 40 x 1).
     """
     flat = int(np.prod(ds.input_shape))
     if cfg.model == "cnn":
-        if ds.image_shape is None:
-            raise ValueError(_validate.message("compare", "model", "'mlp' or 'rnn' for a data set without an "
-                                               "image shape", cfg.model, f"{ds.name} has no (C, H, W) layout; "
-                                               "try --dataset digits."))
-        shape = tuple(int(s) for s in ds.image_shape)
-        return models.cnn(shape, ds.classes, p=p, variant=cfg.variant, seed=seed), shape
-    if cfg.model == "rnn":  # (T, F) samples as stored, or flat features read one per step
+        if ds.image_shape is not None:
+            shape = tuple(int(s) for s in ds.image_shape)
+            bad = models.SIGNAL_ONLY
+        else:
+            shape = tuple(int(s) for s in ds.input_shape) if len(ds.input_shape) == 2 else (1, flat)
+            if models.cnn1d_length(shape[1]) < 1:
+                raise ValueError(_validate.message(where, "model", "'mlp', 'logistic', 'rnn' or 'gru' for a data set "
+                                                   "of fewer than 3 features", cfg.model,
+                                                   f"{ds.name} has {shape[1]} features: too short a signal for the "
+                                                   "1-D CNN, and no (C, H, W) image layout; try --dataset mnist1d "
+                                                   "or digits."))
+            bad = models.IMAGE_ONLY
+        if cfg.variant in bad:
+            kind = "an image" if ds.image_shape is not None else "a signal"
+            fits = [v for v in models.SPATIAL_VARIANTS if v not in bad]
+            raise ValueError(_validate.message(where, "variant", "one of " + ", ".join(map(repr, fits))
+                                               + f" for the CNN on {kind}", cfg.variant,
+                                               f"{ds.name} is {kind} of shape {shape}."))
+        return shape
+    if cfg.model in ("rnn", "gru"):  # (T, F) samples as stored, or flat features read one per step
         steps, features = ds.input_shape if len(ds.input_shape) == 2 else (flat, 1)
-        return (models.rnn(int(features), int(steps), ds.classes, p=p, variant=cfg.variant, seed=seed),
-                (int(steps), int(features)))
+        return int(steps), int(features)
+    return (flat,)
+
+
+def build(ds, cfg: RunConfig, *, p: float, seed: int) -> tuple[nn.Module, tuple[int, ...]]:
+    """The network ``cfg.model`` for dataset ``ds`` and the shape one sample is fed in
+    (:func:`sample_shape`: train_run reshapes the (N, 40) MNIST-1D signals to (N, 1, 40) for the
+    CNN and (N, 40, 1) for the recurrent models)."""
+    shape = sample_shape(ds, cfg)
+    flat = int(np.prod(ds.input_shape))
+    if cfg.model == "cnn":
+        return models.cnn(shape, ds.classes, p=p, variant=cfg.variant, init=cfg.init, seed=seed), shape
+    if cfg.model == "rnn":
+        return models.rnn(shape[1], shape[0], ds.classes, p=p, variant=cfg.variant, seed=seed), shape
+    if cfg.model == "gru":
+        return models.gru(shape[1], shape[0], ds.classes, p=p, variant=cfg.variant, init=cfg.init, seed=seed), shape
+    if cfg.model == "logistic":
+        return models.logistic(flat, ds.classes, p=p, init=cfg.init, seed=seed), shape
     if cfg.model == "bn-mlp":
         before = p if cfg.options.get("order") == "before" else 0.0
         after = p if cfg.options.get("order") in ("before", "after") else 0.0
@@ -153,7 +189,8 @@ def build(ds, cfg: RunConfig, *, p: float, seed: int) -> tuple[nn.Module, tuple[
     input_p = cfg.input_p if (p > 0 or cfg.input_layer) else 0.0
     model = models.mlp(flat, cfg.hidden, ds.classes, activation=cfg.activation, p=p, input_p=input_p,
                        variant=variant, l2=cfg.l2, first_l2=cfg.first_l2, init=cfg.init,
-                       input_layer=cfg.input_layer or cfg.input_p > 0, seed=seed)
+                       input_layer=cfg.input_layer or cfg.input_p > 0,
+                       residual=bool(cfg.options.get("residual", False)), seed=seed)
     return model, (flat,)
 
 
