@@ -8,7 +8,9 @@ departs from :class:`~droplab.lab.experiment.RunConfig`'s, then :func:`resolve` 
   ``--model-file``;
 * ``--engine numpy|torch`` trains with droplab's NumPy engine or PyTorch;
 * ``--backend loky|dask|ray`` and ``--address`` say where a command's independent runs execute,
-  with ``--workers`` processes (default: the usable cores);
+  with ``--workers`` processes (default: the usable cores, the most allowed); with a cluster
+  ``--address`` (or ``$DASK_SCHEDULER_ADDRESS`` / ``$RAY_ADDRESS``), ``--workers`` is the most
+  runs in flight on that cluster (default: its cores; up to :data:`MAX_CLUSTER_WORKERS`);
 * ``--seed`` (the first seed; run i uses seed + i) and ``--quick`` (a shortened setting; flags
   given explicitly still win) wherever randomness or run length applies.
 
@@ -27,7 +29,9 @@ from typing import Any
 
 from droplab import _validate
 
-__all__ = ["add", "resolve", "run_config", "deprecate", "hidden_list", "DEFAULTS"]
+__all__ = ["add", "resolve", "run_config", "deprecate", "hidden_list", "DEFAULTS", "MAX_CLUSTER_WORKERS"]
+
+MAX_CLUSTER_WORKERS = 100_000  # runs in flight on a cluster --address: a sweep has at most that many
 
 # the RunConfig defaults as the command line spells them (batch size 0: full batch)
 DEFAULTS: dict[str, Any] = {
@@ -53,10 +57,18 @@ _HELP = {
     "label": "label column of a .csv data set",
     "engine": "train with the NumPy engine or with PyTorch (droplab.torch; same weights, masks and shuffling; "
               "mlp only)",
-    "backend": "where independent runs execute: loky (local processes), dask or ray (when installed)",
-    "address": "address of a dask scheduler or ray cluster for --backend dask|ray (default: "
-               "$DASK_SCHEDULER_ADDRESS or $RAY_ADDRESS, else a local cluster)",
+    "backend": "where independent runs execute: loky (local processes), dask (a distributed cluster) or ray "
+               "(pip install 'dask[distributed]' or 'ray[default]'); every run's record is the same on each, "
+               "timings and host aside, and an interrupted command resumes on any of them",
+    "address": "a running cluster for --backend dask (scheduler: tcp://host:8786) or ray (host:6379, or "
+               "ray://host:10001); default: $DASK_SCHEDULER_ADDRESS or $RAY_ADDRESS, else a local cluster of "
+               "--workers processes started for the command; connect timeout 10 s, then one line and exit 2; "
+               "credentials in it are never written to results",
 }
+
+_WORKERS = ("parallel runs. loky: local processes ({cores}); dask or ray without --address: the size of the "
+            "local cluster started for the command ({cores}); with --address: the most runs in flight on that "
+            "cluster at once (1 to {most}; default: the cluster's cores), which does not resize the cluster")
 
 
 def _bounded(key: str, what: str) -> tuple[Any, str]:
@@ -115,9 +127,9 @@ def add(parser: argparse.ArgumentParser, names: Iterable[str], *, defaults: Mapp
                                      "--out/.droplab-work and an interrupted one resumes from its checkpoint)")
             continue
         if name == "workers":
-            kind, text = _bounded("workers", "parallel runs: processes, or cluster tasks")
-            parser.add_argument("--workers", type=kind, default=argparse.SUPPRESS,
-                                help=f"{text}; default: the usable cores, {_validate.usable_cores()} here")
+            cores = f"1 to the usable cores, {_validate.usable_cores()} here, the default"
+            parser.add_argument("--workers", type=_workers_flag, default=argparse.SUPPRESS,
+                                help=_WORKERS.format(cores=cores, most=MAX_CLUSTER_WORKERS))
             continue
         kw, text = _spec(name, grid)
         if not text:
@@ -127,6 +139,48 @@ def add(parser: argparse.ArgumentParser, names: Iterable[str], *, defaults: Mapp
         extra = f"; --quick: {quick[name]}" if name in quick else ""
         parser.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS,
                             help=f"{text} (default: {shown}{extra})", **kw)
+
+
+def _workers_flag(text: str) -> int:
+    """``--workers`` as typed: an integer in [1, MAX_CLUSTER_WORKERS]; the usable-cores cap
+    applies unless a cluster address is given, so it is checked by :func:`resolve`."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = 0
+    if not 1 <= value <= MAX_CLUSTER_WORKERS:
+        raise argparse.ArgumentTypeError(_validate.flag_error(
+            "--workers", f"an integer in [1, {_validate.usable_cores()}] (the usable cores), or up to "
+            f"{MAX_CLUSTER_WORKERS} runs in flight with a cluster --address", text))
+    return value
+
+
+_workers_flag.__name__ = "--workers"
+
+
+def _resolve_workers(args: argparse.Namespace, where: str) -> None:
+    """``--backend``, ``--address`` (or its environment variable) and ``--workers``, checked together."""
+    from droplab.lab import runner
+
+    backend = getattr(args, "backend", None)
+    if backend is not None:
+        args.backend = backend = runner.check_backend(backend, where)
+    typed = getattr(args, "address", None)
+    if typed is not None and backend == "loky":
+        raise ValueError(_validate.message(where, "address", "used with --backend dask or ray", typed,
+                                           "loky runs on this machine; add --backend dask or --backend ray."))
+    if hasattr(args, "address"):
+        args.address = runner.cluster_address(backend or "loky", typed)
+    if getattr(args, "address", None):
+        runner.check_address(backend, args.address, where)  # before anything is written
+        if getattr(args, "workers", None) is None:
+            args.workers = None  # the cluster's cores, known once connected
+        return  # a number: runs in flight on the cluster, not capped by this machine's cores
+    if getattr(args, "workers", None) is None:
+        args.workers = _validate.usable_cores()
+    elif not _validate.FLAG_BOUNDS["workers"].accepts(args.workers):
+        raise ValueError(_validate.flag_error("--workers", _validate.FLAG_BOUNDS["workers"].allowed()
+                                              + " without a cluster --address", args.workers))
 
 
 def deprecate(args: argparse.Namespace, text: str) -> None:
@@ -166,12 +220,7 @@ def resolve(args: argparse.Namespace, where: str, *, engine: bool = False, model
     for name, value in {**defaults, **quick}.items():
         if not hasattr(args, name):  # flags default to SUPPRESS: absent means not typed
             setattr(args, name, quick.get(name, value))
-    if getattr(args, "workers", None) is None:
-        args.workers = _validate.usable_cores()
-    if getattr(args, "backend", None) is not None:
-        from droplab.lab import runner
-
-        args.backend = runner.check_backend(args.backend, where)
+    _resolve_workers(args, where)
     if getattr(args, "engine", None) == "torch":
         import importlib.util
 

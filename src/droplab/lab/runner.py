@@ -4,22 +4,32 @@ Every command that trains several networks (compare, sweep, ensemble, every stud
 them as :class:`Task` values (a :class:`~droplab.lab.experiment.RunConfig`, a drop
 probability, a seed and the record's labels) and calls :func:`execute`:
 
-* **Where runs execute** (``--backend``): ``loky`` runs them in local worker processes
-  (``--workers``, default: the usable cores), through joblib; ``--workers 1`` runs them one
-  after another in this process. ``dask`` and ``ray`` (``--address``) go through joblib's
-  backends of those packages (:func:`backend`: the one place a cluster backend plugs in).
-  Each local worker dies with its parent (``PR_SET_PDEATHSIG``) and computes with one BLAS
-  thread and one numba thread, so N workers use N cores without oversubscription.
+* **Where runs execute** (``--backend``, :func:`backend`: the one place a backend plugs in):
+  ``loky`` runs them in local worker processes (``--workers``, default: the usable cores),
+  through joblib; ``--workers 1`` runs them one after another in this process. Each local
+  worker dies with its parent (``PR_SET_PDEATHSIG``). ``dask`` submits each run to a
+  ``distributed`` cluster and collects them with ``distributed.as_completed``; ``ray`` submits
+  remote tasks and collects them with ``ray.wait``. Without ``--address`` (nor
+  ``$DASK_SCHEDULER_ADDRESS`` / ``$RAY_ADDRESS``) a local cluster of ``--workers`` one-thread
+  processes is started for the command and stopped after it; with one, ``--workers`` is the
+  most runs in flight on that cluster at once (default: its cores), and the cluster is not
+  resized. The address is probed first (:data:`CONNECT_TIMEOUT` seconds at most). Cluster
+  workers get the data set's arrays from the client (loaded and validated once there), never
+  a path, so a relative ``--dataset`` works on workers in another directory or machine. Every
+  run computes with one BLAS thread and one numba thread, so N workers use N cores without
+  oversubscription. Each record names the ``host`` it ran on.
 * **Results do not depend on the worker count**: a run's weights, masks and shuffling come
   from its seed alone, every run is computed with one thread (BLAS and numba) wherever it
   runs, and records are returned in task order. ``compare --workers 1`` and ``--workers 2``
   write identical records, timings aside (tested).
-* **One resume design** (:class:`Journal`): each finished run is appended to a journal
+* **One resume design** (:class:`Journal`), whatever the backend: each finished run is
+  streamed back to this process and appended to a journal
   (``runs.jsonl``: one JSON line per record, one ``write`` on an ``O_APPEND`` descriptor, then
   ``fsync``) by the parent alone, as it arrives; the run in progress is checkpointed every
   ``checkpoint_every`` epochs (NumPy engine). The journal is stamped with the hash of what is
   computed. Rerunning the same command with the same flags on the same ``--out`` resumes:
-  finished runs are reused, interrupted ones continue bit-identically from their checkpoint,
+  finished runs are reused, interrupted ones continue bit-identically from their checkpoint
+  (local backend; a cluster run starts again, as its worker's disk is not this one's),
   and a torn line or a damaged checkpoint is named and only that run is computed again.
   ``--resume`` asks for exactly that and refuses a journal of other flags; without it, a
   journal of other flags is discarded (the sweep, whose journal is its results folder,
@@ -35,6 +45,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,11 +53,16 @@ from pathlib import Path
 from typing import Any
 
 from droplab import _validate
+from droplab.errors import DroplabError
 
 __all__ = ["Task", "Journal", "Ran", "execute", "run_key", "digest", "dataset", "BACKENDS", "check_backend",
-           "backend", "append_record", "load_runs", "progress_bar"]
+           "backend", "append_record", "load_runs", "progress_bar", "CONNECT_TIMEOUT", "ADDRESS_ENV",
+           "cluster_address", "public_address", "check_address", "WorkerError"]
 
 BACKENDS = ("loky", "dask", "ray")
+CONNECT_TIMEOUT = 10  # seconds to reach a cluster's --address before giving up with one line
+ADDRESS_ENV = {"dask": "DASK_SCHEDULER_ADDRESS", "ray": "RAY_ADDRESS"}  # where --address defaults from
+_DEFAULT_PORT = {"dask": 8786, "ray": 6379}
 FORMAT = 1  # version of the run-key recipe
 
 
@@ -343,10 +359,14 @@ def _train(ds, task: Task, ckpt: Path | None, every: int, notes: list[str], on_e
                                     checkpoint_every=every)
 
 
-def _work(task: Task, ckpt: Path | None, model_out: Path | None, every: int, on_epoch=None) -> dict:
-    """One run, start to record: train (resuming from ``ckpt``), measure, keep the model."""
+def _work(task: Task, ckpt: Path | None, model_out: Path | None, every: int, on_epoch=None, ds=None) -> dict:
+    """One run, start to record: train (resuming from ``ckpt``), measure, keep the model.
+
+    ``ds``: the data set as the client loaded it (cluster workers); None loads it here.
+    """
     _warm_kernels()
-    ds = dataset(task.cfg)
+    if ds is None:
+        ds = dataset(task.cfg)
     notes: list[str] = []
     if str(task.cfg.variant).startswith("bug-"):
         ckpt = None  # the bug gallery's broken layers are not droplab.nn classes: no checkpoint file
@@ -360,7 +380,7 @@ def _work(task: Task, ckpt: Path | None, model_out: Path | None, every: int, on_
                              "history": None}, None
         if task.measure is not None and model is not None and not record.get("error"):
             record.update(task.measure(model, ds, task))
-    out = {"key": task.key, **task.fields, **record}
+    out = {"key": task.key, **task.fields, **record, "host": socket.gethostname()}
     if task.cfg.engine == "torch" and "backend" in out:
         out["engine"] = out.pop("backend")  # droplab.torch's records name the engine "backend"
         out["backend"] = out["engine"]  # (deprecated key, kept for one release)
@@ -378,6 +398,10 @@ def _work(task: Task, ckpt: Path | None, model_out: Path | None, every: int, on_
 # where runs execute
 
 
+class WorkerError(DroplabError, RuntimeError):
+    """A run that failed on a cluster worker (its exception, or the worker died): one line, exit 2."""
+
+
 def check_backend(name: str, where: str) -> str:
     """``--backend``, refused with one line when unknown or when its package is missing."""
     name = _validate.one_of(where, "backend", name, BACKENDS)
@@ -392,36 +416,285 @@ def check_backend(name: str, where: str) -> str:
     return name
 
 
-@contextlib.contextmanager
-def backend(name: str, workers: int, address: str | None = None) -> Iterator[None]:
-    """joblib's configuration for ``--backend name`` with ``workers`` processes or tasks."""
+def cluster_address(name: str, address: str | None) -> str | None:
+    """The cluster to use: ``--address``, else ``$DASK_SCHEDULER_ADDRESS`` / ``$RAY_ADDRESS``, else None
+    (a local cluster started for the command). Always None for ``loky``."""
+    if name not in ADDRESS_ENV:
+        return None
+    return address or os.environ.get(ADDRESS_ENV[name]) or None
+
+
+def _parts(address: str) -> tuple[str, str]:
+    """``(scheme, host[:port])`` of an address, without credentials, path or query."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "", address
+    return scheme, rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+
+
+def public_address(address: str | None) -> str | None:
+    """An address fit to be written down: credentials (``user:secret@``), path and query stripped.
+
+    Example:
+        >>> public_address("tls://alice:s3cret@scheduler:8786/?token=x")
+        'tls://scheduler:8786'
+    """
+    if not address:
+        return address
+    scheme, where = _parts(address)
+    return f"{scheme}://{where}" if scheme else where
+
+
+def check_address(name: str, address: str, where: str) -> None:
+    """Refuse, with one line, an address nothing answers on within :data:`CONNECT_TIMEOUT` seconds."""
+    scheme, netloc = _parts(address)
+    if address in ("auto", "local") or scheme not in ("", "tcp", "tls", "ray"):
+        return  # ray's own discovery, or a transport this check cannot open (inproc, ucx): the library's
+    example = {"dask": "tcp://host:8786", "ray": "host:6379 or ray://host:10001"}[name]
+    host, port = netloc, ""
+    if netloc.startswith("["):  # [IPv6]:port
+        host, _, tail = netloc[1:].partition("]")
+        port = tail.lstrip(":")
+    elif netloc.count(":") == 1:
+        host, _, port = netloc.partition(":")
+    try:
+        port_n = int(port) if port else (10001 if scheme == "ray" else _DEFAULT_PORT[name])
+    except ValueError:
+        port_n = -1
+    if not host or not 0 < port_n < 65536:
+        raise ValueError(_validate.message(where, "address", f"a {name} address like {example}",
+                                           public_address(address)))
+    try:
+        socket.create_connection((host, port_n), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc) or type(exc).__name__)
+        env = ADDRESS_ENV[name]
+        raise ValueError(_validate.message(
+            where, "address", f"a reachable {name} {'scheduler' if name == 'dask' else 'cluster'}",
+            public_address(address),
+            f"{host}:{port_n} gave '{reason}' within {CONNECT_TIMEOUT} s; start the cluster, fix --address "
+            f"(or ${env}), or drop both for a local cluster.")) from None
+    if name == "dask" and scheme in ("", "tcp"):  # tls needs the client's security settings: the Client checks it
+        _dask_hello(address if scheme else f"tcp://{host}:{port_n}", where)
+
+
+def _dask_hello(address: str, where: str) -> None:
+    """Ask the scheduler who it is, in :data:`CONNECT_TIMEOUT` seconds: distributed's own
+    ``Client(timeout=)`` waits forever on a port that accepts but never answers."""
+    import asyncio
+    import threading
+
+    from distributed.comm import connect
+
+    async def hello() -> Any:
+        comm = await connect(address, timeout=CONNECT_TIMEOUT)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    result: list[Any] = []
+
+    def ask() -> None:
+        try:
+            result.append(asyncio.run(asyncio.wait_for(hello(), CONNECT_TIMEOUT)))
+        except BaseException as exc:  # noqa: BLE001 - reported below as one line
+            result.append(exc)
+
+    thread = threading.Thread(target=ask, name="droplab-dask-hello", daemon=True)
+    thread.start()  # its own event loop: the caller may be inside one (a notebook)
+    thread.join(CONNECT_TIMEOUT + 1)
+    reply = result[0] if result else TimeoutError()
+    if isinstance(reply, BaseException) or not isinstance(reply, dict):
+        why = "no answer" if isinstance(reply, (TimeoutError, asyncio.TimeoutError)) else (
+            f"{type(reply).__name__}: {' '.join(str(reply).split())[:160]}" if isinstance(reply, BaseException)
+            else "not a dask scheduler's answer")
+        raise ValueError(_validate.message(
+            where, "address", "a reachable dask scheduler", public_address(address),
+            f"It gave {why} within {CONNECT_TIMEOUT} s; start the cluster, fix --address (or "
+            "$DASK_SCHEDULER_ADDRESS), or drop both for a local cluster."))
+
+
+def _failed(where: str, name: str, task: Task, exc: BaseException) -> WorkerError:
+    text = " ".join(str(exc).split()) or "(no message)"
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return WorkerError(f"{where}: run {task.key} (p={task.p:g}, seed={task.seed}) failed on the {name} cluster: "
+                       f"{type(exc).__name__}: {text}; the finished runs are kept: rerun the same command to "
+                       "continue.")
+
+
+def _local_records(todo, paths, every, workers):
+    """loky: joblib's unordered generator over local worker processes."""
     import joblib
 
+    jobs = (joblib.delayed(_work)(t, *paths(t), every) for t in todo)
+    yield from joblib.Parallel(n_jobs=workers, return_as="generator_unordered", batch_size=1)(jobs)
+
+
+def _dask_records(client, todo, workers, where):
+    """dask: at most ``workers`` runs in flight, each record handed back as it finishes."""
+    from distributed import as_completed
+
+    shipped: dict[str, Any] = {}
+    for t in todo:  # the client's arrays, once per data set; workers never open a path
+        k = _data_key(t.cfg)
+        if k not in shipped:
+            shipped[k] = client.scatter(dataset(t.cfg), hash=False)
+    queue = list(todo)
+    owner: dict[str, Task] = {}
+
+    def submit():
+        t = queue.pop(0)
+        fut = client.submit(_work, t, None, None, 1, ds=shipped[_data_key(t.cfg)], pure=False)
+        owner[fut.key] = t
+        return fut
+
+    running = as_completed([submit() for _ in range(min(workers, len(queue)))])
+    try:
+        for fut in running:
+            t = owner.pop(fut.key)
+            try:
+                rec = fut.result()
+            except Exception as exc:  # noqa: BLE001 - the worker's exception, or KilledWorker
+                raise _failed(where, "dask", t, exc) from exc
+            if queue:
+                running.add(submit())
+            yield rec
+    finally:
+        for fut in running.futures:  # interrupted: the cluster stops what this client no longer wants
+            fut.cancel()
+
+
+def _ray_records(todo, workers, where):
+    """ray: remote tasks, at most ``workers`` in flight, collected with ``ray.wait`` as they finish."""
+    import ray
+
+    remote = ray.remote(num_cpus=1)(_work)
+    shipped: dict[str, Any] = {}
+    for t in todo:
+        k = _data_key(t.cfg)
+        if k not in shipped:
+            shipped[k] = ray.put(dataset(t.cfg))
+    queue = list(todo)
+    owner: dict[Any, Task] = {}
+
+    def submit() -> None:
+        t = queue.pop(0)
+        owner[remote.remote(t, None, None, 1, ds=shipped[_data_key(t.cfg)])] = t
+
+    for _ in range(min(workers, len(queue))):
+        submit()
+    try:
+        while owner:
+            ready, _ = ray.wait(list(owner), num_returns=1)
+            t = owner.pop(ready[0])
+            try:
+                rec = ray.get(ready[0])
+            except Exception as exc:  # noqa: BLE001 - RayTaskError, WorkerCrashedError
+                raise _failed(where, "ray", t, getattr(exc, "cause", None) or exc) from exc
+            if queue:
+                submit()
+            yield rec
+    finally:
+        for ref in owner:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+
+
+def _quiet_dask() -> None:
+    import logging
+
+    for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny",
+                 "distributed.core", "distributed.comm", "distributed.client", "distributed.batched"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def backend(name: str, workers: int | None, address: str | None = None, where: str = "lab"
+            ) -> Iterator[tuple[Callable[..., Iterator[dict]], int]]:
+    """Where runs execute: yields ``(records, workers)``, where ``records(todo, paths, every)``
+    computes the tasks ``todo`` and yields each record as it finishes (any order).
+
+    ``loky``: ``workers`` local processes. ``dask`` / ``ray``: the cluster at ``address`` (probed
+    for :data:`CONNECT_TIMEOUT` seconds; ``workers`` runs in flight, None: the cluster's cores), or
+    without one a local cluster of ``workers`` one-thread processes, stopped on the way out.
+    """
     if name == "loky":
+        import joblib
+
+        workers = workers or _validate.usable_cores()
         try:
             with joblib.parallel_config(backend="loky", n_jobs=workers, initializer=_worker_init,
                                         initargs=(os.getpid(),)):
-                yield
+                yield (lambda todo, paths, every: _local_records(todo, paths, every, workers)), workers
         finally:  # stop the worker processes now rather than after loky's idle timeout
             from joblib.externals.loky import get_reusable_executor
 
             get_reusable_executor().shutdown(wait=True)
-    elif name == "dask":  # pragma: no cover - needs dask.distributed
-        from dask.distributed import Client
+        return
+    if address:
+        check_address(name, address, where)
+    if name == "dask":
+        from distributed import Client, LocalCluster
 
-        address = address or os.environ.get("DASK_SCHEDULER_ADDRESS")
-        with (Client(address) if address else Client(n_workers=workers, threads_per_worker=1)):
-            with joblib.parallel_config(backend="dask", n_jobs=workers):
-                yield
-    else:  # pragma: no cover - needs ray
-        import ray
-        from ray.util.joblib import register_ray
+        _quiet_dask()
+        with contextlib.ExitStack() as stack:
+            try:
+                if address:
+                    client = stack.enter_context(Client(address, timeout=CONNECT_TIMEOUT))
+                else:
+                    workers = workers or _validate.usable_cores()
+                    cluster = stack.enter_context(LocalCluster(
+                        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                        dashboard_address=":0", silence_logs=40))
+                    client = stack.enter_context(Client(cluster, timeout=CONNECT_TIMEOUT))
+            except (OSError, TimeoutError) as exc:
+                raise ValueError(_validate.message(
+                    where, "address", "a reachable dask scheduler", public_address(address) or "(local cluster)",
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}.")) from None
+            if workers is None:
+                workers = max(1, sum(client.nthreads().values()))
+            yield (lambda todo, paths, every: _dask_records(client, todo, workers, where)), workers
+        return
+    import logging
 
-        if address and not ray.is_initialized():
-            ray.init(address=address)
-        register_ray()
-        with joblib.parallel_config(backend="ray", n_jobs=workers):
-            yield
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        try:
+            if address:
+                ray.init(address=address, **kw)
+            else:
+                workers = workers or _validate.usable_cores()
+                # RAY_ADDRESS would make ray.init join that cluster: a local one was asked for
+                with _unset(ADDRESS_ENV["ray"]):
+                    ray.init(num_cpus=workers, **kw)
+        except (ConnectionError, OSError, TimeoutError, RuntimeError) as exc:
+            raise ValueError(_validate.message(
+                where, "address", "a reachable ray cluster", public_address(address) or "(local cluster)",
+                f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}.")) from None
+        started = True
+    try:
+        if workers is None:
+            workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        yield (lambda todo, paths, every: _ray_records(todo, workers, where)), workers
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def _unset(var: str) -> Iterator[None]:
+    old = os.environ.pop(var, None)
+    try:
+        yield
+    finally:
+        if old is not None:
+            os.environ[var] = old
 
 
 def progress_bar(console, quiet: bool, *, transient: bool = True):
@@ -441,13 +714,15 @@ class Ran:
     reused: int = 0
 
 
-def execute(tasks: Sequence[Task], *, workers: int = 1, backend_name: str = "loky", address: str | None = None,
-            journal: Journal | None = None, resume: bool = False, console=None, quiet: bool = True,
-            description: str = "runs", checkpoint_every: int = 10) -> Ran:
+def execute(tasks: Sequence[Task], *, workers: int | None = 1, backend_name: str = "loky",
+            address: str | None = None, journal: Journal | None = None, resume: bool = False, console=None,
+            quiet: bool = True, description: str = "runs", checkpoint_every: int = 10, where: str = "lab") -> Ran:
     """Run ``tasks`` (skipping those the journal holds) and return their records in task order.
 
     Validation, data loading and the results folder are the caller's; this runs, journals,
-    shows progress and resumes. ``workers == 1`` with loky runs in this process.
+    shows progress and resumes. ``workers == 1`` with loky runs in this process. ``address``
+    (or its environment variable, :func:`cluster_address`) names a dask or ray cluster;
+    ``workers`` None there means the cluster's cores.
     """
     from droplab import nn
 
@@ -492,21 +767,33 @@ def execute(tasks: Sequence[Task], *, workers: int = 1, backend_name: str = "lok
         model = rec.pop("_model", None)
         key = rec["key"]
         if journal is not None:
-            journal.append(rec)
             mpath = journal.model(index[key])
-            if tasks[index[key]].keep_model and model is None and mpath.exists():
+            t = tasks[index[key]]
+            if t.keep_model and model is not None and t.cfg.engine == "numpy" and not rec.get("error"):
+                model.save(mpath)  # a cluster run's model came back in memory: kept here for a resume
+            journal.append(rec)
+            if t.keep_model and model is None and mpath.exists():
                 model = nn.load(mpath)
         if model is not None:
             models[key] = model
         done[key] = rec
 
-    workers = max(1, min(int(workers), len(todo) or 1))
+    address = cluster_address(backend_name, address)
+    if workers is None and not address:
+        workers = _validate.usable_cores()
+    if workers is not None:
+        workers = max(1, min(int(workers), len(todo) or 1))
     in_process = backend_name == "loky" and workers == 1
     bar = progress_bar(console, quiet)
+
+    def title(n: int) -> str:
+        where_ = "" if backend_name == "loky" else f"{backend_name}, "
+        return f"{description} ({where_}{n} worker{'s' if n > 1 else ''})"
+
     try:
         with bar:
-            what = f"{description} ({workers} worker{'s' if workers > 1 else ''})"
-            task_id = bar.add_task(what, total=total, completed=sum(tasks[index[k]].epochs for k in done))
+            task_id = bar.add_task(title(workers or 1), total=total,
+                                   completed=sum(tasks[index[k]].epochs for k in done))
             if in_process:
                 for t in todo:
                     ckpt, mpath = paths(t)
@@ -515,11 +802,9 @@ def execute(tasks: Sequence[Task], *, workers: int = 1, backend_name: str = "lok
                     bar.update(task_id, completed=before + t.epochs)
                     finished(rec)
             elif todo:
-                import joblib
-
-                with backend(backend_name, workers, address):
-                    jobs = (joblib.delayed(_work)(t, *paths(t), checkpoint_every) for t in todo)
-                    for rec in joblib.Parallel(return_as="generator_unordered", batch_size=1)(jobs):
+                with backend(backend_name, workers, address, where) as (records, n):
+                    bar.update(task_id, description=title(n))
+                    for rec in records(todo, paths, checkpoint_every):
                         finished(rec)  # the parent alone writes, as each run finishes
                         bar.advance(task_id, tasks[index[rec["key"]]].epochs)
     except KeyboardInterrupt:

@@ -13,7 +13,13 @@ probability (not the keep probability). Every run is a task of the lab's one run
 the run.
 
 Runs execute where ``--backend`` says: local processes (loky) with ``--workers`` (default: the
-usable cores), or a dask or ray cluster (``--address``) when those packages are installed.
+usable cores), or a dask or ray cluster when those packages are installed: a local one of
+``--workers`` processes, or the one at ``--address`` (``$DASK_SCHEDULER_ADDRESS``,
+``$RAY_ADDRESS``), where ``--workers`` is the most runs in flight. Each finished run comes back
+to this process and is appended to ``runs.jsonl`` as it arrives, whatever the backend, so a
+killed sweep resumes on any of them; the workers get the data set's arrays, not its path.
+``results.json`` names the backend, the address (credentials stripped) and the hosts the runs
+ran on; each record names its ``host``.
 Seed ``s`` of every grid point starts from the same initial weights, so points are compared
 on common random numbers, and a record does not depend on the worker or the order it ran in.
 
@@ -420,7 +426,7 @@ def run(args: argparse.Namespace) -> int:
     flags.resolve(args, WHERE)
     grid, n_seeds, label = build_grid(args)
     seed = _validate.nonnegative_int(WHERE, "seed", args.seed)
-    workers = _validate.within(WHERE, "workers", _validate.positive_int(WHERE, "workers", args.workers))
+    workers = args.workers  # bounded by flags.resolve: usable cores, or runs in flight on a cluster (None: its cores)
     seeds = [seed + i for i in range(n_seeds)]
     points = expand(grid)
     for point in points:
@@ -466,14 +472,16 @@ def _sweep(args, out, config, tasks, points, grid, seeds, workers, force) -> int
     journal = runner.Journal(out / "runs.jsonl", out / "sweep.json", out / _results.WORK, config["hash"], WHERE)
     ran = runner.execute(tasks, workers=workers, backend_name=args.backend, address=args.address, journal=journal,
                          console=console, quiet=args.quiet, description="sweep",
-                         checkpoint_every=args.checkpoint_every)
+                         checkpoint_every=args.checkpoint_every, where=WHERE)
     runs = ran.records
+    hosts = sorted({r["host"] for r in runs if r.get("host")})
     summary = summarize_points(runs, points)
     table = _table(summary, grid, len(seeds))
     reading = _reading(runs, summary, grid)
     results = {"command": "sweep",
                "config": {k: v for k, v in config.items() if k != "command"} | {
-                   "workers": workers, "backend": args.backend, "address": args.address},
+                   "workers": workers, "backend": args.backend,
+                   "address": runner.public_address(args.address), "hosts": hosts},
                "versions": versions(), "runs": runs, "summary": summary, "tables": [table], "reading": reading,
                "statistics": stats.HEADER, "best": best_points(summary, grid)}
     write_json(out / "results.json", results)
