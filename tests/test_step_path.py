@@ -185,3 +185,12 @@ def test_subclasses_and_odd_arrays_take_the_numpy_update(rng, monkeypatch):
     _numpy_steps(nn.Adam(1e-2), b)
     for p, r in zip(a, b):
         np.testing.assert_array_equal(p.value, r.value)
+
+
+def test_main_job_cpu_figures_come_from_this_run(section):
+    s = section
+    cmed = {k: v["median_s"] for k, v in s["cpu_s"].items()}
+    assert s["floor_core_s"] == pytest.approx(s["floor_s"] * s["config"]["workers"])
+    assert s["droplab_cpu_over_floor"] == pytest.approx(cmed["droplab"] / s["floor_core_s"])
+    for name in s["config"]["torch_threads"]:
+        assert s[f"droplab_cpu_vs_{name}"] == pytest.approx(cmed[name] / cmed["droplab"])

@@ -144,21 +144,26 @@ def bench_tables(res: dict) -> list[dict]:
                      f"PyTorch, {threads[name]} thread{'s' if threads[name] > 1 else ''}")
             st = mj["seconds"].get(name)
             if st is None:
-                rows.append([label, "skipped", "", ""])
+                rows.append([label, "skipped", "", "", "", ""])
                 continue
+            cs = mj.get("cpu_s", {}).get(name)
             rows.append([label, f"{st['median_s']:.1f} [{st['min_s']:.1f}-{st['max_s']:.1f}]",
                          f"{st['median_s'] / floor:.2f}x",
-                         f"{mj['droplab_vs_' + name]:.2f}x" if name != "droplab" else ""])
-        rows.append([f"GEMM-bound floor ({mj['gemm_flop_per_s'] / 1e9:.0f} GFLOP/s)", f"{floor:.1f}", "1.00x", ""])
+                         f"{mj['droplab_vs_' + name]:.2f}x" if name != "droplab" else "",
+                         f"{cs['median_s']:.1f}" if cs else "",
+                         f"{mj['droplab_cpu_vs_' + name]:.2f}x" if cs and name != "droplab" else ""])
+        rows.append([f"GEMM floor, {mj['gemm_flop_per_s'] / 1e9:.0f} GF/s", f"{floor:.1f}", "1.00x", "",
+                     f"{mj['floor_core_s']:.1f}" if "floor_core_s" in mj else "", ""])
         acc = mj["accuracy"]
         arows = [[impl, arm, f"{v['mean'] * 100:.1f}", f"{v['min'] * 100:.1f}-{v['max'] * 100:.1f}"]
                  for impl, arms in acc.items() for arm, v in arms.items() if v["mean"] is not None]
         out.append(tables.table(
             f"main job: {c['dataset']} MLP {'-'.join(map(str, c['widths']))}, {len(c['seeds'])} seeds x "
             f"{len(c['arms'])} arms, {c['epochs']} epochs, batch {c['batch_size']}",
-            ["impl", "s", "of floor", "droplab faster"], rows,
-            note=f"s: median [min-max] of {c['rounds']} round(s), taking turns; floor: {mj['flops']['total'] / 1e12:.2f} "
-                 "TFLOP of matrix products at the large-GEMM rate measured in this run"))
+            ["impl", "s", "of floor", "droplab faster", "cpu s", "cpu ratio"], rows, drop=("cpu ratio", "cpu s"),
+            note=f"s: wall, median [min-max] of {c['rounds']} round(s), taking turns; cpu s: CPU seconds of every "
+                 f"thread and worker (floor: in core-seconds); floor: {mj['flops']['total'] / 1e12:.2f} TFLOP of "
+                 "matrix products at the large-GEMM rate measured in this run"))
         out.append(tables.table("main job: validation accuracy (%) per arm", ["impl", "arm", "mean", "range"], arows, left=2))
     return out
 
@@ -186,6 +191,11 @@ def _headlines(res: dict) -> list[str]:
             vs += f" (PyTorch timed on {e['timed_runs']} of {e['runs']} runs, scaled)"
         out.append(f"main job: droplab compare {mj['seconds']['droplab']['median_s']:.1f} s, "
                    f"{mj['droplab_over_floor']:.2f}x the GEMM-bound floor ({mj['floor_s']:.1f} s){vs}")
+        if "droplab_cpu_over_floor" in mj:
+            cpu = ", ".join(f"{mj['droplab_cpu_vs_' + n]:.2f}x less than {n}" for n in (mj["config"]["torch_threads"] or {})
+                            if "droplab_cpu_vs_" + n in mj)
+            out.append(f"main job, CPU seconds: droplab {mj['cpu_s']['droplab']['median_s']:.1f} "
+                       f"({mj['droplab_cpu_over_floor']:.2f}x the floor's core-seconds){', ' + cpu if cpu else ''}")
     h = res.get("headline") or {}
     if "forward_fraction_of_copyto" in h:
         def x(v):

@@ -6,6 +6,9 @@ plain PyTorch and against the GEMM-bound floor, all measured in one run.
   including worker start-up, journaling, results and plots.
 * PyTorch: :mod:`droplab.lab._bench.torch_compare`, the same runs one after the other in
   this process on the usable cores.
+* CPU seconds of each side (this process and the reaped workers) beside the wall times: on a
+  loaded machine they are the steadier figure; the floor in core-seconds is the floor's
+  seconds times the cores.
 * floor: the FLOPs of every matrix product the experiment needs (each training step's forward,
   its weight gradients and the input gradients of every layer but the first; each epoch's
   validation forward; the final train and validation forwards) divided by the throughput of
@@ -88,6 +91,16 @@ def gemm_throughput(threads: int, n: int = GEMM_N, repeats: int = 7) -> dict:
     return out
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its reaped children (loky's workers, once shut down)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not Unix
+        return time.process_time()
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
 def _droplab_compare(epochs: int, workers: int, seed: int) -> dict:
     from droplab.cli import main
 
@@ -96,13 +109,15 @@ def _droplab_compare(epochs: int, workers: int, seed: int) -> dict:
         argv = ["compare", "--quiet", "--out", str(out), "--workers", str(workers), "--seed", str(seed),
                 "--epochs", str(epochs)]
         load = os.getloadavg()
-        t0 = time.perf_counter()
+        c0, t0 = _cpu_seconds(), time.perf_counter()
         rc = main(argv)
         seconds = time.perf_counter() - t0
+        cpu = _cpu_seconds() - c0
         if rc != 0:
             raise RuntimeError(f"bench main_job: droplab {' '.join(argv)} exited {rc}")
         res = json.loads((out / "results.json").read_text())
-    return {"seconds": seconds, "load_average_before": list(load), "argv": argv, "runs": res["runs"],
+    return {"seconds": seconds, "cpu_seconds": cpu, "load_average_before": list(load), "argv": argv,
+            "runs": res["runs"],
             "config": res["config"]}
 
 
@@ -164,6 +179,7 @@ def bench_main_job(*, quick: bool = False, tiny: bool = False, progress=None, se
         progress("main job: GEMM throughput")
     gemm = [gemm_throughput(cores)]
     times: dict[str, list[float]] = {"droplab": [], **({v: [] for v in variants} if torch is not None else {})}
+    cpu: dict[str, list[float]] = {name: [] for name in times}
     loads: dict[str, list] = {name: [] for name in times}
     last: dict[str, dict] = {}
     for r in range(rounds):
@@ -171,6 +187,7 @@ def bench_main_job(*, quick: bool = False, tiny: bool = False, progress=None, se
             progress(f"main job: droplab compare, round {r + 1} of {rounds}")
         d = _droplab_compare(epochs, cores, seed)
         times["droplab"].append(d["seconds"])
+        cpu["droplab"].append(d["cpu_seconds"])
         loads["droplab"].append(d["load_average_before"])
         last["droplab"] = d
         if torch is None:
@@ -180,11 +197,13 @@ def bench_main_job(*, quick: bool = False, tiny: bool = False, progress=None, se
                 progress(f"main job: PyTorch on {threads} thread(s), round {r + 1} of {rounds}")
             load = os.getloadavg()
             runs, secs = [], 0.0
+            c0 = _cpu_seconds()
             for label, pp, s in pairs:
                 t = _torch_compare(torch, ds, cfg, [(label, pp)], [s], epochs, threads)
                 runs += t["runs"]
                 secs += t["seconds"]
             times[name].append(secs * n_runs / k)
+            cpu[name].append((_cpu_seconds() - c0) * n_runs / k)
             loads[name].append(list(load))
             last[name] = {"runs": runs}
     gemm.append(gemm_throughput(cores))
@@ -204,6 +223,10 @@ def bench_main_job(*, quick: bool = False, tiny: bool = False, progress=None, se
         "floor_s": floor,
         "seconds": {name: stats(v) for name, v in times.items() if v},
         "rounds_s": times,
+        # CPU seconds (every thread and worker): steadier than wall time on a loaded machine, and
+        # what a spinning thread pool wastes counts too
+        "cpu_s": {name: stats(v) for name, v in cpu.items() if v},
+        "floor_core_s": floor * cores,
         "load_average_before": loads,
         "droplab_train_seconds": sum(r["metrics"]["seconds_per_epoch"] * epochs for r in d_runs if r.get("metrics")),
         "droplab_over_floor": med["droplab"] / floor,
@@ -215,8 +238,11 @@ def bench_main_job(*, quick: bool = False, tiny: bool = False, progress=None, se
         return out
     if k < n_runs:
         out["torch_extrapolated"] = {"timed_runs": k, "runs": n_runs}
+    cmed = {name: float(np.median(v)) for name, v in cpu.items() if v}
+    out["droplab_cpu_over_floor"] = cmed["droplab"] / (floor * cores)
     for name in variants:
         out[f"droplab_vs_{name}"] = med[name] / med["droplab"]
+        out[f"droplab_cpu_vs_{name}"] = cmed[name] / cmed["droplab"]
         out[f"{name}_over_floor"] = med[name] / floor
         out["accuracy"][name] = _accuracy(last[name]["runs"], arms)
     out["droplab_vs_best_torch"] = min(med[name] for name in variants) / med["droplab"]
