@@ -805,10 +805,12 @@ def study_mnist1d(scale: str, seed: int, ctx: Ctx) -> StudyResult:
 
     Protocol (mnist1d's ``train.py``): Adam, lr 1e-2, batches of 100, 6000 steps (150 epochs of
     the 4000 training samples), the FINAL model's accuracy on the 1000 test samples (droplab's
-    validation split), PyTorch's default initialisation. Models (its ``models.py``): a linear
-    layer; a 40-100-100-10 ReLU MLP whose second layer is residual; three Conv1d layers of 25
-    maps (kernels 5, 3, 3, stride 2, padding 1) and a linear head on the 125 features; a
-    bidirectional GRU of 6 units per direction with a linear head on all 40 steps' outputs.
+    validation split), PyTorch's default initialisation for the linear and convolution layers
+    (the GRU keeps droplab's Glorot-uniform input and orthogonal recurrent weights). Models
+    (its ``models.py``): a linear layer; a 40-100-100-10 ReLU MLP whose second layer is
+    residual; three Conv1d layers of 25 maps (kernels 5, 3, 3, stride 2, padding 1) and a
+    linear head on the 125 features; a bidirectional GRU of 6 units per direction with a
+    linear head on all 40 steps' outputs.
     Dropout: ``dropout`` after each MLP hidden layer, ``dropout1d`` (whole channels) on the
     CNN's last maps, ``locked`` on the GRU's output sequence. Runs are paired by seed (same
     initial weights in both arms) and the longest (the GRU's) are queued first.
