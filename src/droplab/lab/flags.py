@@ -167,12 +167,13 @@ def _resolve_workers(args: argparse.Namespace, where: str) -> None:
         args.backend = backend = runner.check_backend(backend, where)
     typed = getattr(args, "address", None)
     if typed is not None and backend == "loky":
-        raise ValueError(_validate.message(where, "address", "used with --backend dask or ray", typed,
+        raise ValueError(_validate.message(where, "address", "used with --backend dask or ray",
+                                           runner.public_address(typed),
                                            "loky runs on this machine; add --backend dask or --backend ray."))
-    if hasattr(args, "address"):
-        args.address = runner.cluster_address(backend or "loky", typed)
-    if getattr(args, "address", None):
-        runner.check_address(backend, args.address, where)  # before anything is written
+    # the environment's address is used, never copied into args (commands write args.address to results)
+    address = runner.cluster_address(backend or "loky", typed) if hasattr(args, "address") else None
+    if address:
+        runner.check_address(backend, address, where)  # before anything is written
         if getattr(args, "workers", None) is None:
             args.workers = None  # the cluster's cores, known once connected
         return  # a number: runs in flight on the cluster, not capped by this machine's cores

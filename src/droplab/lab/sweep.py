@@ -481,7 +481,8 @@ def _sweep(args, out, config, tasks, points, grid, seeds, workers, force) -> int
     results = {"command": "sweep",
                "config": {k: v for k, v in config.items() if k != "command"} | {
                    "workers": workers, "backend": args.backend,
-                   "address": runner.public_address(args.address), "hosts": hosts},
+                   "address": runner.public_address(runner.cluster_address(args.backend, args.address)),
+                   "hosts": hosts},
                "versions": versions(), "runs": runs, "summary": summary, "tables": [table], "reading": reading,
                "statistics": stats.HEADER, "best": best_points(summary, grid)}
     write_json(out / "results.json", results)
