@@ -62,8 +62,8 @@ _HELP = {
                "timings and host aside, and an interrupted command resumes on any of them",
     "address": "a running cluster for --backend dask (scheduler: tcp://host:8786) or ray (host:6379, or "
                "ray://host:10001); default: $DASK_SCHEDULER_ADDRESS or $RAY_ADDRESS, else a local cluster of "
-               "--workers processes started for the command; connect timeout 10 s, then one line and exit 2; "
-               "credentials in it are never written to results",
+               "--workers processes started for the command; connect timeout 10 s, then one line and exit 2 "
+               "(sweep's results.json records it without credentials)",
 }
 
 _WORKERS = ("parallel runs. loky: local processes ({cores}); dask or ray without --address: the size of the "
