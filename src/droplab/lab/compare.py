@@ -82,7 +82,8 @@ def _execute(args, ds, arms, seeds) -> int:
             "dataset": ds.name, "dataset_description": ds.description, "seed": args.seed, "seeds": seeds,
             "p": arms[-1][2], "arms": labels, **base.to_dict(),
             "backend": base.engine,  # deprecated: the engine's old key, kept for one release
-            "execution": {"backend": args.backend, "workers": args.workers, "address": args.address}},
+            "execution": {"backend": args.backend, "workers": args.workers,
+                          "address": runner.public_address(args.address)}},
             runs=runs, summary=summary, tables=[table], reading=reading, statistics=stats.HEADER)
         _plots(tmp, ds, arms, runs, ran.models, seeds, files)
     journal.close()

@@ -433,7 +433,8 @@ def run(args: argparse.Namespace) -> int:
                   "units": units, "p": p, "heads": heads, "head_units": head_units, "epochs": args.epochs,
                   "batch_size": batch, "lr": args.lr, "optimizer": "adam", "T": Ts, "repeats": repeats,
                   "quick": bool(args.quick),
-                  "execution": {"backend": args.backend, "workers": args.workers, "address": args.address}}
+                  "execution": {"backend": args.backend, "workers": args.workers,
+                                "address": runner.public_address(args.address)}}
         summary = _summary(estimates, heads)
         reading = _reading(estimates, heads, p, units)
         table = tables.table(f"droplab ensemble: validation error and NLL, {len(seeds)} network(s) per head",
