@@ -3,7 +3,7 @@
 Each table sits between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->`` in README.md,
 followed inside the block by a stamp line (commit, machine, BLAS kernel, numpy, date).
 ``make figures`` (``.ci/figures``) reruns every command and rewrites the blocks;
-``tests/test_readme_figures.py`` (slow) reruns them and fails when a stamped accuracy is off by
+``tests/test_readme_figures.py`` (slow) reruns those in :data:`CHECKED` and fails when a stamped accuracy is off by
 more than :data:`TOLERANCE_POINTS`. The two CPUs seen so far (Intel SkylakeX and AMD Haswell
 OpenBLAS kernels) differ by at most 0.5 points on these figures.
 """
@@ -31,6 +31,11 @@ FIGURES: dict[str, list[str]] = {
     "spiral": ["compare", "--dataset", "spiral", "--hidden", "64", "--p", "0.1", "--init", "small",
                "--first-l2", "5e-4", "--lr", "0.05", "--decay", "5e-5", "--batch-size", "0", "--epochs", "10001"],
 }
+#: the figures the slow test reruns and holds to TOLERANCE_POINTS. The default experiment's
+#: arms vary by under a point between seeds and CPUs; the spiral's dropout arm varies by about
+#: 15 points between seeds over 10,001 full-batch epochs, so a last-bit difference in one
+#: CPU's BLAS can move its 3-seed mean by more than the tolerance: it is stamped, not gated.
+CHECKED = ("compare",)
 #: the accuracy columns (fractions in results.json, points in the README), in table order.
 ACCURACIES = ("train_accuracy", "val_accuracy", "gap")
 
