@@ -46,6 +46,7 @@ import math
 import numbers
 from typing import Any, Callable, Union
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 import numpy as np
 
 from droplab._validate import message
@@ -72,9 +73,9 @@ def check_seed(where: str, seed: object) -> None:
     if seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence)):
         return
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(message(where, "seed", "an int, a numpy Generator or None", seed))
+        raise InvalidTypeError(message(where, "seed", "an int, a numpy Generator or None", seed))
     if seed < 0:
-        raise ValueError(message(where, "seed", "a non-negative integer", seed))
+        raise InvalidValueError(message(where, "seed", "a non-negative integer", seed))
 
 
 def seed_sequence(seed: Seed, where: str = "seed") -> np.random.SeedSequence:
@@ -106,15 +107,15 @@ def _check_key(where: str, key: Any) -> tuple[int, int]:
     ok = (isinstance(key, (tuple, list)) and len(key) == 2
           and all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and 0 <= k <= _M32 for k in key))
     if not ok:
-        raise ValueError(message(where, "key", "two integers in [0, 2**32)", key))
+        raise InvalidValueError(message(where, "key", "two integers in [0, 2**32)", key))
     return int(key[0]), int(key[1])
 
 
 def _check_counter(where: str, counter: Any) -> int:
     if isinstance(counter, bool) or not isinstance(counter, numbers.Integral):
-        raise TypeError(message(where, "counter", "an integer in [0, 2**64)", counter))
+        raise InvalidTypeError(message(where, "counter", "an integer in [0, 2**64)", counter))
     if not 0 <= counter < 1 << 64:
-        raise ValueError(message(where, "counter", "an integer in [0, 2**64)", counter))
+        raise InvalidValueError(message(where, "counter", "an integer in [0, 2**64)", counter))
     return int(counter)
 
 
@@ -230,7 +231,7 @@ class NoiseStream:
     def from_state(cls, state: Any, where: str = "NoiseStream") -> NoiseStream:
         """The stream of :meth:`state` (a dict ``{"key": [k0, k1], "counter": c}``), checked."""
         if not isinstance(state, dict) or "key" not in state:
-            raise ValueError(message(where, "state", "a dict with 'key' and 'counter'", state))
+            raise InvalidValueError(message(where, "state", "a dict with 'key' and 'counter'", state))
         return cls(_check_key(where, state["key"]), _check_counter(where, state.get("counter", 0)))
 
     def state(self) -> dict:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from droplab.errors import InvalidTypeError, InvalidValueError
+from droplab.errors import InvalidTypeError, InvalidValueError, ResourceLimitError
 
 __all__ = [
     "message",
@@ -366,3 +366,17 @@ def samples_flag(text: str) -> str:
 
 
 samples_flag.__name__ = "--samples-list"
+
+
+#: Parameter elements one layer or model may hold (2**27: 512 MiB in float32), far above the
+#: models droplab trains. Layer constructors and nn.load share this one budget, so neither a
+#: typo (``Dense(30000, 30000)``) nor a crafted file allocates gigabytes.
+MAX_PARAMETERS = 1 << 27
+
+
+def parameter_budget(where: str, name: str, count: int) -> None:
+    """Refuse a layer whose parameters (``count`` elements, from sizes ``name``) exceed the
+    budget, before anything is allocated."""
+    if count > MAX_PARAMETERS:
+        raise ResourceLimitError(message(where, name, f"sizes giving at most {MAX_PARAMETERS} (2**27) parameters",
+                                         f"{count} parameters"))

@@ -635,6 +635,9 @@ def _encode_labels(path: Path, parts: list[tuple[str, np.ndarray]]) -> tuple[lis
     if len(values) > MAX_CLASSES:
         raise _file_error(path, f"the labels have {len(values)} distinct values; at most {MAX_CLASSES} classes "
                                 "are supported")
+    if len(values) < 2:
+        found_one = f"one distinct value ({values[0]!r})" if values else "no values"
+        raise _file_error(path, f"the labels have {found_one}; classification needs at least 2 classes")
     index = {v: i for i, v in enumerate(values)}
     encoded = [np.array([index[v] for v in vals], dtype=np.int64)[inverse] for _, inverse, vals in found]
     return encoded, tuple(values), strings == {True}
@@ -689,8 +692,11 @@ def _read_npz(path: Path, f: io.BufferedReader) -> dict[str, np.ndarray]:
     try:
         loaded = np.load(f, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - a damaged file may fail anywhere inside zipfile
-        if isinstance(exc, ValueError) and "pickle" in str(exc):
-            problem = "not an .npz archive (it holds pickled data, which is never loaded)"
+        if isinstance(exc, ValueError) and "pickle" in str(exc):  # numpy's word for "not zip, not .npy"
+            f.seek(0)
+            pickled = f.read(1) == b"\x80"  # the pickle protocol opcode (protocols 2 and up)
+            problem = ("not an .npz archive (it holds pickled data, which is never loaded)" if pickled
+                       else "not an .npz archive (not a zip archive)")
             raise _file_error(path, problem) from None
         raise _file_error(path, "not a readable .npz archive (truncated or damaged?)") from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from droplab.errors import InvalidValueError
 import numpy as np
 
 from droplab import _validate as v
@@ -49,9 +50,9 @@ def _probs(
     arr = v.finite_array(where, name, value)
     if arr.ndim not in ndims:
         allowed = " or ".join({2: "a 2-D (N, K) array", 3: "a 3-D (T, N, K) array"}[d] for d in ndims)
-        raise ValueError(v.message(where, name, allowed, f"array of shape {arr.shape}"))
+        raise InvalidValueError(v.message(where, name, allowed, f"array of shape {arr.shape}"))
     if arr.shape[-1] < min_classes:
-        raise ValueError(
+        raise InvalidValueError(
             v.message(where, name, f"an array with K >= {min_classes} classes (last axis)", f"array of shape {arr.shape}")
         )
     arr = arr.astype(np.float64, copy=False)
@@ -66,14 +67,14 @@ def _probs(
         flat = int(np.argmax(out.any(axis=-1).ravel()))
         bad = arr.reshape(-1, arr.shape[-1])[flat]
         worst = float(bad[(bad < 0.0) | (bad > 1.0)][0])
-        raise ValueError(
+        raise InvalidValueError(
             v.message(where, name, "probabilities in [0, 1]", f"{where_is(flat)} containing {worst:.6g}", _PROBS_HINT)
         )
     sums = arr.sum(axis=-1)
     off = np.abs(sums - 1.0) > _ROW_SUM_TOL
     if off.any():
         flat = int(np.argmax(off.ravel()))
-        raise ValueError(
+        raise InvalidValueError(
             v.message(
                 where,
                 name,
@@ -93,7 +94,7 @@ def _scored(where: str, probs, y) -> tuple[np.ndarray, np.ndarray]:
     n, k = p.shape
     labels = v.labels(where, "y", y, classes=k)
     if labels.shape != (n,):
-        raise ValueError(
+        raise InvalidValueError(
             v.message(where, "y", f"a 1-D array of {n} labels (one per row of probs)", f"array of shape {labels.shape}")
         )
     return p, labels
@@ -164,7 +165,7 @@ def nll(probs, y, eps: float = 1e-12) -> float:
     """
     e = v._real("nll", "eps", eps)
     if not (0.0 < e < 1.0):
-        raise ValueError(v.message("nll", "eps", "a number in (0, 1)", eps))
+        raise InvalidValueError(v.message("nll", "eps", "a number in (0, 1)", eps))
     p, labels = _scored("nll", probs, y)
     picked = p[np.arange(p.shape[0]), labels]
     return float(-np.mean(np.log(np.clip(picked, e, 1.0))))
@@ -422,7 +423,7 @@ def variation_ratio(samples) -> np.ndarray:
 def _scores(where: str, name: str, value) -> np.ndarray:
     arr = v.finite_array(where, name, value)
     if arr.ndim != 1:
-        raise ValueError(v.message(where, name, "a 1-D array of scores", f"array of shape {arr.shape}"))
+        raise InvalidValueError(v.message(where, name, "a 1-D array of scores", f"array of shape {arr.shape}"))
     if arr.dtype.kind == "b":
         arr = arr.astype(np.int64)
     return arr

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 from droplab import _validate
 from droplab.family._spec import Option, Spec, rank_error
 from droplab.family.variants import (ALPHA_PRIME, SELU_ALPHA, SELU_SCALE, SPECS, alpha_coefficients, dropblock_gamma,
@@ -39,11 +40,11 @@ def register(spec: Spec) -> Spec:
         ValueError: a name or class name already registered to another spec.
     """
     if not isinstance(spec, Spec) or not spec.name or not spec.class_name:
-        raise TypeError(_validate.message("family.register", "spec", "a Spec with a name and a class_name", spec))
+        raise InvalidTypeError(_validate.message("family.register", "spec", "a Spec with a name and a class_name", spec))
     for key in (spec.name, spec.class_name):
         other = _REGISTRY.get(key)
         if other is not None and other is not spec:
-            raise ValueError(_validate.message("family.register", "spec", "a new name", key,
+            raise InvalidValueError(_validate.message("family.register", "spec", "a new name", key,
                                                f"{key!r} is already {type(other).__name__}."))
     _REGISTRY[spec.name] = spec
     _REGISTRY[spec.class_name] = spec
@@ -63,7 +64,7 @@ def get(name: str) -> Spec:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         names = sorted({s.name for s in _REGISTRY.values()})
-        raise ValueError(_validate.message("droplab.family", "variant", "one of " + ", ".join(map(repr, names)),
+        raise InvalidValueError(_validate.message("droplab.family", "variant", "one of " + ", ".join(map(repr, names)),
                                            name)) from None
 
 

@@ -35,6 +35,7 @@ import numbers
 import os
 import sys
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 import numpy as np
 
 from droplab._validate import message, one_of, probability
@@ -162,7 +163,7 @@ def _check_key(where: str, key) -> tuple[int, int]:
         isinstance(k, numbers.Integral) and not isinstance(k, bool) and 0 <= k < 1 << 32 for k in key
     )
     if not ok:
-        raise ValueError(message(where, "key", "a pair of integers in [0, 2**32)", key))
+        raise InvalidValueError(message(where, "key", "a pair of integers in [0, 2**32)", key))
     return int(key[0]), int(key[1])
 
 
@@ -170,9 +171,9 @@ def _check_counter(where: str, counter) -> int:
     if type(counter) is int and 0 <= counter < 1 << 64:
         return counter
     if isinstance(counter, bool) or not isinstance(counter, numbers.Integral):
-        raise TypeError(message(where, "counter", "an integer in [0, 2**64)", counter))
+        raise InvalidTypeError(message(where, "counter", "an integer in [0, 2**64)", counter))
     if not 0 <= counter < 1 << 64:
-        raise ValueError(message(where, "counter", "an integer in [0, 2**64)", counter))
+        raise InvalidValueError(message(where, "counter", "an integer in [0, 2**64)", counter))
     return int(counter)
 
 
@@ -182,9 +183,9 @@ def _check_shape(where: str, shape) -> tuple[int, ...]:
     try:
         out = tuple(int(s) for s in shape)
     except TypeError:
-        raise TypeError(message(where, "shape", "a tuple of non-negative integers", shape)) from None
+        raise InvalidTypeError(message(where, "shape", "a tuple of non-negative integers", shape)) from None
     if any(s < 0 for s in out):
-        raise ValueError(message(where, "shape", "a tuple of non-negative integers", shape))
+        raise InvalidValueError(message(where, "shape", "a tuple of non-negative integers", shape))
     return out
 
 
@@ -194,7 +195,7 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 def _check_dtype(where: str, name: str, dtype) -> np.dtype:
     dt = dtype if type(dtype) in (type(_FLOATS[0]), type(_FLOATS[1])) else np.dtype(dtype)
     if dt not in _FLOATS:
-        raise TypeError(message(where, name, "float32 or float64", dt.name))
+        raise InvalidTypeError(message(where, name, "float32 or float64", dt.name))
     return dt
 
 
@@ -292,9 +293,9 @@ def apply(x: np.ndarray, p: float, key: tuple[int, int], counter: int, scale: fl
     if out is not None:
         if not isinstance(out, np.ndarray) or out.dtype != dt:
             got = getattr(out, "dtype", type(out).__name__)
-            raise TypeError(message(where, "out", f"an ndarray of dtype {dt.name}", got))
+            raise InvalidTypeError(message(where, "out", f"an ndarray of dtype {dt.name}", got))
         if out.shape != x.shape or not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError(
+            raise InvalidValueError(
                 message(where, "out", f"a writeable C-contiguous array of shape {x.shape}", f"shape {out.shape}")
             )
     fast = _resolve()

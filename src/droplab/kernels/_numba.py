@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import threading
 
+from droplab.errors import InvalidValueError
 import numpy as np
 from numba import njit, prange
 
@@ -214,7 +215,7 @@ def _counter_words(counter):
 def _check_chunk(chunk: int) -> None:
     # A chunk must start on a block boundary: its first word is lane 0 of its first block.
     if chunk < LANES or chunk % LANES:
-        raise ValueError(f"chunk must be a positive multiple of {LANES}; got chunk={chunk!r}.")
+        raise InvalidValueError(f"chunk must be a positive multiple of {LANES}; got chunk={chunk!r}.")
 
 
 def apply(x, out, threshold, scale, zero, key, counter, chunk=CHUNK):

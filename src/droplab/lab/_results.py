@@ -45,7 +45,7 @@ from typing import Any
 
 from droplab import _validate
 from droplab._files import TEMP_INFIX, atomic_open
-from droplab.errors import FileError, InvalidValueError
+from droplab.errors import FileError, InvalidTypeError, InvalidValueError
 
 __all__ = ["results_dir", "write_json", "write_results", "done_line", "versions", "check_out", "lock", "owner",
            "force_flag", "file_error",
@@ -88,7 +88,7 @@ def _default(o: Any):
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    raise InvalidTypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -205,10 +205,17 @@ def check_out(out: str | os.PathLike | None, command: str, *, force: bool = Fals
         others = _others(path)
     except OSError as exc:
         raise file_error(command, path, exc) from None
-    if force or not others:
+    if not others:
         return path
     found = owner(path)
-    if (accept(path) if accept is not None else found == command):
+    if force and accept is None:
+        if found is not None and found != command:  # --force never mixes two commands' results
+            raise InvalidValueError(_validate.message(
+                command, "out", "a folder without another command's results (even with --force)", str(path),
+                f"It holds {found} results, which {command} would break; pick another --out."))
+        _refuse_collisions(path, command, ["results.json"])
+        return path
+    if force or (accept(path) if accept is not None else found == command):
         return path
     _refuse_if_busy(path, command)  # "another command is writing there" says more than "it holds ..."
     what = f"{found} results" if found else ", ".join(others[:3]) + ("..." if len(others) > 3 else "")
@@ -278,10 +285,30 @@ def write_manifest(out: Path, command: str, files: Iterable[str]) -> None:
                                 "note": "written by droplab: the files it may replace here"})
 
 
+def _collisions(out: Path, command: str, names: Iterable[str]) -> list[str]:
+    """Names in ``names`` that exist in ``out`` but are not this command's own files."""
+    man = _manifest(out)
+    if man is None and owner(out) == command:  # this command's folder from before the manifest
+        return []
+    own = set(man["files"]) if man is not None and man["command"] == command else set()
+    return [n for n in names if n not in own and os.path.lexists(out / n)]
+
+
+def _refuse_collisions(out: Path, command: str, names: Iterable[str]) -> None:
+    clash = _collisions(out, command, names)
+    if clash:
+        raise InvalidValueError(_validate.message(
+            command, "out", "a folder whose files of droplab's names are droplab's own", str(out),
+            f"{clash[0]!r} there was not written by droplab {command}, and --force never replaces your "
+            "files; move it or pick another --out."))
+
+
 def _switch(out: Path, stage: Path, command: str) -> None:
     """Move the staged files into ``out``, each atomically, ``results.json`` last; remove this
-    command's old files that the new set lacks; touch nothing else."""
+    command's old files that the new set lacks; touch nothing else (a user's file that bears
+    the name of a new one is refused before anything moves)."""
     new = sorted(p.name for p in stage.iterdir())
+    _refuse_collisions(out, command, new)
     new.sort(key=lambda n: n == "results.json")
     man = _manifest(out)
     old = set(man["files"]) if man is not None and man["command"] == command else set()

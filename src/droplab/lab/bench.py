@@ -8,6 +8,7 @@ taken between medians of the same run. ``p`` is the drop probability throughout.
 """
 
 from __future__ import annotations
+from droplab.errors import InvalidValueError
 
 import argparse
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     for s in sections:
         _validate.one_of(where, "sections", s, _SECTIONS)
     if not sections:
-        raise ValueError(_validate.message(where, "sections", "one or more of " + ", ".join(_SECTIONS),
+        raise InvalidValueError(_validate.message(where, "sections", "one or more of " + ", ".join(_SECTIONS),
                                            args.sections))
     repeats = args.repeats
     if repeats != 0:

@@ -31,6 +31,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 import numpy as np
 
 from droplab import _validate, kernels, nn
@@ -88,16 +89,16 @@ def split(model: nn.Module) -> Split:
         ValueError: no dropout layer, or more than one.
     """
     if not isinstance(model, nn.Sequential):
-        raise TypeError(_validate.message(WHERE, "model", "an nn.Sequential", type(model).__name__))
+        raise InvalidTypeError(_validate.message(WHERE, "model", "an nn.Sequential", type(model).__name__))
     layers = list(model.layers)
     found = [i for i, layer in enumerate(layers) for m in layer.modules() if m.is_dropout]
     if len(found) != 1:
-        raise ValueError(_validate.message(WHERE, "model", "a network with exactly one dropout layer",
+        raise InvalidValueError(_validate.message(WHERE, "model", "a network with exactly one dropout layer",
                                            f"{len(found)} dropout layers"))
     i = found[0]
     layer = layers[i]
     if type(layer) is not nn.Dropout or layer.axes is not None:
-        raise TypeError(_validate.message(
+        raise InvalidTypeError(_validate.message(
             WHERE, "model", "a network whose dropout layer is nn.Dropout with axes=None",
             repr(layer), "Enumeration needs one independent Bernoulli mask value per unit."))
     return Split(layers[:i], layer, layers[i + 1:])
@@ -180,11 +181,11 @@ def exact_means(model: nn.Module, X, *, chunk_elements: int = 1 << 22) -> ExactM
     with _EvalMode(model):
         h = np.asarray(_forward(parts.body, X))
         if h.ndim != 2:
-            raise ValueError(_validate.message(WHERE, "model", "a dropout layer on (N, n) activations",
+            raise InvalidValueError(_validate.message(WHERE, "model", "a dropout layer on (N, n) activations",
                                                f"activations of shape {h.shape}"))
         n_rows, units = h.shape
         if units > MAX_UNITS:
-            raise ValueError(_validate.message(WHERE, "units", f"at most {MAX_UNITS} (2**{MAX_UNITS} sub-networks)",
+            raise InvalidValueError(_validate.message(WHERE, "units", f"at most {MAX_UNITS} (2**{MAX_UNITS} sub-networks)",
                                                units))
         layer = parts.dropout
         p_eff = kernels.effective_p(layer.p)
@@ -403,7 +404,7 @@ def run(args: argparse.Namespace) -> int:
             setattr(args, name, QUICK[name] if args.quick else default)
     units = _validate.positive_int(WHERE, "units", args.units)
     if units > MAX_UNITS:
-        raise ValueError(_validate.message(WHERE, "units", f"at most {MAX_UNITS} (2**{MAX_UNITS} sub-networks)",
+        raise InvalidValueError(_validate.message(WHERE, "units", f"at most {MAX_UNITS} (2**{MAX_UNITS} sub-networks)",
                                            units))
     p = _validate.probability(WHERE, "p", args.p, allow_one=False)
     heads = ["softmax", "relu"] if args.head == "both" else [_validate.one_of(WHERE, "head", args.head,

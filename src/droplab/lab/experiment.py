@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
+from droplab.errors import InvalidValueError
 import numpy as np
 
 from droplab import _validate, nn
@@ -100,15 +101,15 @@ class RunConfig:
         _validate.one_of(where, "engine", self.engine, ENGINES)
         if self.engine == "torch":
             if self.model != "mlp":
-                raise ValueError(_validate.message(where, "model", "'mlp' with --engine torch", self.model,
+                raise InvalidValueError(_validate.message(where, "model", "'mlp' with --engine torch", self.model,
                                                    "The other models train with the NumPy engine."))
             if self.options.get("residual"):
-                raise ValueError(_validate.message(where, "residual", "off with --engine torch", True,
+                raise InvalidValueError(_validate.message(where, "residual", "off with --engine torch", True,
                                                    "The residual MLP trains with the NumPy engine."))
             for name, value, off in (("max_norm", self.max_norm, None), ("decay", self.decay, 0.0),
                                      ("first_l2", self.first_l2, 0.0), ("init", self.init, "auto")):
                 if value != off:
-                    raise ValueError(_validate.message(where, name, f"{off if off is not None else 0} with "
+                    raise InvalidValueError(_validate.message(where, name, f"{off if off is not None else 0} with "
                                                        "--engine torch", value,
                                                        "This setting is applied by the NumPy engine only."))
         return self
@@ -145,7 +146,7 @@ def sample_shape(ds, cfg: RunConfig, where: str = "compare") -> tuple[int, ...]:
         else:
             shape = tuple(int(s) for s in ds.input_shape) if len(ds.input_shape) == 2 else (1, flat)
             if models.cnn1d_length(shape[1]) < 1:
-                raise ValueError(_validate.message(where, "model", "'mlp', 'logistic', 'rnn' or 'gru' for a data set "
+                raise InvalidValueError(_validate.message(where, "model", "'mlp', 'logistic', 'rnn' or 'gru' for a data set "
                                                    "of fewer than 3 features", cfg.model,
                                                    f"{ds.name} has {shape[1]} features: too short a signal for the "
                                                    "1-D CNN, and no (C, H, W) image layout; try --dataset mnist1d "
@@ -154,7 +155,7 @@ def sample_shape(ds, cfg: RunConfig, where: str = "compare") -> tuple[int, ...]:
         if cfg.variant in bad:
             kind = "an image" if ds.image_shape is not None else "a signal"
             fits = [v for v in models.SPATIAL_VARIANTS if v not in bad]
-            raise ValueError(_validate.message(where, "variant", "one of " + ", ".join(map(repr, fits))
+            raise InvalidValueError(_validate.message(where, "variant", "one of " + ", ".join(map(repr, fits))
                                                + f" for the CNN on {kind}", cfg.variant,
                                                f"{ds.name} is {kind} of shape {shape}."))
         return shape

@@ -27,6 +27,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from droplab.errors import InvalidValueError
 from droplab import _validate
 
 __all__ = ["add", "resolve", "run_config", "deprecate", "hidden_list", "DEFAULTS", "MAX_CLUSTER_WORKERS"]
@@ -167,7 +168,7 @@ def _resolve_workers(args: argparse.Namespace, where: str) -> None:
         args.backend = backend = runner.check_backend(backend, where)
     typed = getattr(args, "address", None)
     if typed is not None and backend == "loky":
-        raise ValueError(_validate.message(where, "address", "used with --backend dask or ray",
+        raise InvalidValueError(_validate.message(where, "address", "used with --backend dask or ray",
                                            runner.public_address(typed),
                                            "loky runs on this machine; add --backend dask or --backend ray."))
     # the environment's address is used, never copied into args (commands write args.address to results)
@@ -180,7 +181,7 @@ def _resolve_workers(args: argparse.Namespace, where: str) -> None:
     if getattr(args, "workers", None) is None:
         args.workers = _validate.usable_cores()
     elif not _validate.FLAG_BOUNDS["workers"].accepts(args.workers):
-        raise ValueError(_validate.flag_error("--workers", _validate.FLAG_BOUNDS["workers"].allowed()
+        raise InvalidValueError(_validate.flag_error("--workers", _validate.FLAG_BOUNDS["workers"].allowed()
                                               + " without a cluster --address", args.workers))
 
 
@@ -228,7 +229,7 @@ def resolve(args: argparse.Namespace, where: str, *, engine: bool = False, model
         if importlib.util.find_spec("torch") is None:
             from droplab._install import TORCH_HINT
 
-            raise ValueError(_validate.message(where, "engine", "'numpy' here (PyTorch is not installed)", "torch",
+            raise InvalidValueError(_validate.message(where, "engine", "'numpy' here (PyTorch is not installed)", "torch",
                                                f"To use it, {TORCH_HINT}."))
     return args
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from droplab.errors import InvalidValueError
 from droplab import _validate, nn
 from droplab.nn.dropout import variant as nn_variant
 
@@ -117,10 +118,10 @@ def parse_hidden(text: str | Sequence[int]) -> tuple[int, ...]:
     try:
         sizes = tuple(int(t) for t in parts)
     except ValueError:
-        raise ValueError(_validate.message("--hidden", "hidden", "comma-separated positive integers like 256,256",
+        raise InvalidValueError(_validate.message("--hidden", "hidden", "comma-separated positive integers like 256,256",
                                            text)) from None
     if any(s < 1 for s in sizes):
-        raise ValueError(_validate.message("--hidden", "hidden", "comma-separated positive integers like 256,256",
+        raise InvalidValueError(_validate.message("--hidden", "hidden", "comma-separated positive integers like 256,256",
                                            text))
     return sizes
 
@@ -284,11 +285,11 @@ def cnn(sample_shape: Sequence[int], outputs: int, *, p: float = 0.0, variant: s
         return cnn1d(shape, outputs, p=p, variant=variant or "dropout1d", channels=channels or 25, init=init,
                      seed=seed)
     if len(shape) != 3:
-        raise ValueError(_validate.message("cnn", "sample_shape", "(C, H, W) for an image or (C, L) for a signal",
+        raise InvalidValueError(_validate.message("cnn", "sample_shape", "(C, H, W) for an image or (C, L) for a signal",
                                            sample_shape))
     variant = _validate.one_of("cnn", "variant", variant or "dropout2d", SPATIAL_VARIANTS)
     if variant in SIGNAL_ONLY:
-        raise ValueError(_validate.message("cnn", "variant", "one of " + ", ".join(
+        raise InvalidValueError(_validate.message("cnn", "variant", "one of " + ", ".join(
             repr(v) for v in SPATIAL_VARIANTS if v not in SIGNAL_ONLY) + " on images", variant,
             "dropout1d drops channels of (N, C, L) signals; on images use dropout2d."))
     init = _validate.one_of("cnn", "init", init, INIT_CHOICES)
@@ -361,7 +362,7 @@ def cnn1d(signal_shape: Sequence[int], outputs: int, *, p: float = 0.0, variant:
     """
     variant = _validate.one_of("cnn", "variant", variant, SPATIAL_VARIANTS)
     if variant in IMAGE_ONLY:
-        raise ValueError(_validate.message("cnn", "variant", "one of " + ", ".join(
+        raise InvalidValueError(_validate.message("cnn", "variant", "one of " + ", ".join(
             repr(v) for v in SPATIAL_VARIANTS if v not in IMAGE_ONLY) + " on signals", variant,
             f"{variant} drops parts of (N, C, H, W) images; on (N, C, L) signals use dropout1d."))
     init = _validate.one_of("cnn", "init", init, INIT_CHOICES)
@@ -369,7 +370,7 @@ def cnn1d(signal_shape: Sequence[int], outputs: int, *, p: float = 0.0, variant:
     c, length = (int(s) for s in signal_shape)
     out = cnn1d_length(length)
     if out < 1:
-        raise ValueError(_validate.message("cnn", "signal length", "at least 3 samples for the 1-D CNN", length))
+        raise InvalidValueError(_validate.message("cnn", "signal length", "at least 3 samples for the 1-D CNN", length))
     layers: list[nn.Module] = []
     width = c
     for k, s, pad in CNN1D_LAYERS:

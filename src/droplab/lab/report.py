@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from droplab.errors import InvalidValueError
 from droplab._files import atomic_open
 from droplab import _validate
 
@@ -136,21 +137,21 @@ def load_results(folder: str | os.PathLike) -> dict[str, Any]:
     """``results.json`` of ``folder``; for a sweep without one, its config and finished runs."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(_validate.message(WHERE, "dir", "an existing results folder", str(folder)))
+        raise InvalidValueError(_validate.message(WHERE, "dir", "an existing results folder", str(folder)))
     res_path = folder / "results.json"
     if res_path.exists():
         try:
             res = json.loads(res_path.read_text())
         except ValueError as exc:
-            raise ValueError(_validate.message(WHERE, "dir", "a folder whose results.json is valid JSON",
+            raise InvalidValueError(_validate.message(WHERE, "dir", "a folder whose results.json is valid JSON",
                                                str(folder), f"{exc}.")) from None
         if not isinstance(res, dict):
-            raise ValueError(_validate.message(WHERE, "dir", "a folder whose results.json holds an object",
+            raise InvalidValueError(_validate.message(WHERE, "dir", "a folder whose results.json holds an object",
                                                str(folder)))
         return _check_shape(folder, res)
     if (folder / "runs.jsonl").exists() and (folder / "sweep.json").exists():
         return _unfinished_sweep(folder)
-    raise ValueError(_validate.message(WHERE, "dir", "a results folder holding results.json", str(folder),
+    raise InvalidValueError(_validate.message(WHERE, "dir", "a results folder holding results.json", str(folder),
                                        "Run a droplab command with --out there first."))
 
 
@@ -184,7 +185,7 @@ def _unfinished_sweep(folder: Path) -> dict[str, Any]:
     try:
         config = json.loads((folder / "sweep.json").read_text())
     except ValueError:
-        raise ValueError(_validate.message(WHERE, "dir", "a sweep folder with a valid sweep.json", str(folder))
+        raise InvalidValueError(_validate.message(WHERE, "dir", "a sweep folder with a valid sweep.json", str(folder))
                          ) from None
     runs, seen = [], set()
     for line in (folder / "runs.jsonl").read_bytes().split(b"\n")[:-1]:  # the part after the last newline is torn

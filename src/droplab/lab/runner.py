@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from droplab import _validate
-from droplab.errors import DroplabError
+from droplab.errors import DroplabError, InvalidValueError
 
 __all__ = ["Task", "Journal", "Ran", "execute", "run_key", "digest", "dataset", "BACKENDS", "check_backend",
            "backend", "append_record", "load_runs", "progress_bar", "CONNECT_TIMEOUT", "ADDRESS_ENV",
@@ -232,7 +232,7 @@ class Journal:
                      "again")
             return done
         if resume and self.work.is_dir():
-            raise ValueError(_validate.message(
+            raise InvalidValueError(_validate.message(
                 self.where, "resume", "used with the flags of the interrupted run", True,
                 f"{self.work} was made by a different command line (or its {self.stamp.name} is damaged); "
                 "rerun without --resume to start afresh."))
@@ -411,7 +411,7 @@ def check_backend(name: str, where: str) -> str:
 
         module, how = need[name]
         if importlib.util.find_spec(module) is None:
-            raise ValueError(_validate.message(where, "backend", "loky, or a backend whose package is installed",
+            raise InvalidValueError(_validate.message(where, "backend", "loky, or a backend whose package is installed",
                                                name, f"{module} is not installed: {how}, or use --backend loky."))
     return name
 
@@ -462,14 +462,14 @@ def check_address(name: str, address: str, where: str) -> None:
     except ValueError:
         port_n = -1
     if not host or not 0 < port_n < 65536:
-        raise ValueError(_validate.message(where, "address", f"a {name} address like {example}",
+        raise InvalidValueError(_validate.message(where, "address", f"a {name} address like {example}",
                                            public_address(address)))
     try:
         socket.create_connection((host, port_n), timeout=CONNECT_TIMEOUT).close()
     except OSError as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc) or type(exc).__name__)
         env = ADDRESS_ENV[name]
-        raise ValueError(_validate.message(
+        raise InvalidValueError(_validate.message(
             where, "address", f"a reachable {name} {'scheduler' if name == 'dask' else 'cluster'}",
             public_address(address),
             f"{host}:{port_n} gave '{reason}' within {CONNECT_TIMEOUT} s; start the cluster, fix --address "
@@ -510,7 +510,7 @@ def _dask_hello(address: str, where: str) -> None:
         why = "no answer" if isinstance(reply, (TimeoutError, asyncio.TimeoutError)) else (
             f"{type(reply).__name__}: {' '.join(str(reply).split())[:160]}" if isinstance(reply, BaseException)
             else "not a dask scheduler's answer")
-        raise ValueError(_validate.message(
+        raise InvalidValueError(_validate.message(
             where, "address", "a reachable dask scheduler", public_address(address),
             f"It gave {why} within {CONNECT_TIMEOUT} s; start the cluster, fix --address (or "
             "$DASK_SCHEDULER_ADDRESS), or drop both for a local cluster."))
@@ -651,7 +651,7 @@ def backend(name: str, workers: int | None, address: str | None = None, where: s
                         dashboard_address=":0", silence_logs=40))
                     client = stack.enter_context(Client(cluster, timeout=CONNECT_TIMEOUT))
             except (OSError, TimeoutError) as exc:
-                raise ValueError(_validate.message(
+                raise InvalidValueError(_validate.message(
                     where, "address", "a reachable dask scheduler", public_address(address) or "(local cluster)",
                     f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}.")) from None
             if workers is None:
@@ -674,7 +674,7 @@ def backend(name: str, workers: int | None, address: str | None = None, where: s
                 with _unset(ADDRESS_ENV["ray"]):
                     ray.init(num_cpus=workers, **kw)
         except (ConnectionError, OSError, TimeoutError, RuntimeError) as exc:
-            raise ValueError(_validate.message(
+            raise InvalidValueError(_validate.message(
                 where, "address", "a reachable ray cluster", public_address(address) or "(local cluster)",
                 f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}.")) from None
         started = True

@@ -61,7 +61,7 @@ from typing import Any
 
 from droplab._files import atomic_open
 from droplab import _validate
-from droplab.errors import FileError, InvalidValueError
+from droplab.errors import FileError, InvalidTypeError, InvalidValueError
 
 __all__ = ["KNOBS", "DEFAULTS", "expand", "config_hash", "load_runs", "append_record", "summarize_points",
            "run_config", "HELP"]
@@ -162,7 +162,7 @@ def _canon(knob: str, value: Any, where: str) -> Any:
     if knob == "hidden":
         if isinstance(value, str) or (isinstance(value, (list, tuple))):
             return list(_validate.hidden_sizes(where, "hidden", models.parse_hidden(value)))
-        raise TypeError(_validate.message(where, "hidden", "a list of layer sizes like [256, 256]", value))
+        raise InvalidTypeError(_validate.message(where, "hidden", "a list of layer sizes like [256, 256]", value))
     if knob in _FLOATS:
         if knob in ("p", "input_p"):
             return _validate.within(where, knob, _validate.probability(where, knob, value))
@@ -174,7 +174,7 @@ def _canon(knob: str, value: Any, where: str) -> Any:
     if knob == "batch_size":
         return _validate.within(where, knob, _validate.nonnegative_int(where, knob, value))
     if not isinstance(value, str):
-        raise TypeError(_validate.message(where, knob, "a string", value))
+        raise InvalidTypeError(_validate.message(where, knob, "a string", value))
     if knob == "variant":
         return _validate.one_of(where, knob, value, list(dict.fromkeys(v for reg in models.MODELS.values()
                                                                        for v in reg)))
@@ -198,7 +198,7 @@ def _from_flag(knob: str, text: Any) -> list[Any]:
     if knob != "hidden":
         parts = [t for t in parts if t]
     if not parts:
-        raise ValueError(_validate.message(WHERE, knob, "at least one value", text))
+        raise InvalidValueError(_validate.message(WHERE, knob, "at least one value", text))
     out = []
     for t in parts:
         if knob in _FLOATS or knob in _INTS:
@@ -206,7 +206,7 @@ def _from_flag(knob: str, text: Any) -> list[Any]:
             try:
                 v = kind(t)
             except ValueError:
-                raise ValueError(_validate.message(WHERE, knob, f"comma-separated numbers like {example} ({flag})",
+                raise InvalidValueError(_validate.message(WHERE, knob, f"comma-separated numbers like {example} ({flag})",
                                                    text)) from None
             out.append(v)
         else:
@@ -234,7 +234,7 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
         try:
             import tomli as tomllib
         except ModuleNotFoundError:
-            raise ValueError(_validate.message(WHERE, "config", "readable with tomllib (Python >= 3.11)", str(path),
+            raise InvalidValueError(_validate.message(WHERE, "config", "readable with tomllib (Python >= 3.11)", str(path),
                                                "On Python 3.10, pip install tomli or give the grid as flags.")
                              ) from None
     path = Path(path)
@@ -242,9 +242,9 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
         with open(path, "rb") as f:
             doc = tomllib.load(f)
     except FileNotFoundError:
-        raise ValueError(_validate.message(WHERE, "config", "an existing TOML file", str(path))) from None
+        raise InvalidValueError(_validate.message(WHERE, "config", "an existing TOML file", str(path))) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(_validate.message(WHERE, "config", "a valid TOML file", str(path), f"{exc}.")) from None
+        raise InvalidValueError(_validate.message(WHERE, "config", "a valid TOML file", str(path), f"{exc}.")) from None
     allowed = (*KNOBS, *_TOML_EXTRA)
     out = {}
     for key, value in doc.items():
@@ -252,7 +252,7 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
         if name not in allowed:
             close = difflib.get_close_matches(name, allowed, n=1)
             hint = f"Did you mean {close[0]!r}?" if close else f"Known keys: {', '.join(allowed)}."
-            raise ValueError(_validate.message(f"{WHERE} ({path.name})", "key", "a knob of the grid", key, hint))
+            raise InvalidValueError(_validate.message(f"{WHERE} ({path.name})", "key", "a knob of the grid", key, hint))
         out[name] = value
     return out
 
@@ -307,7 +307,7 @@ def build_grid(args: argparse.Namespace) -> tuple[dict[str, list[Any]], int, str
         else:
             raw, where = DEFAULTS[knob], WHERE
         if not raw:
-            raise ValueError(_validate.message(where, knob, "at least one value", raw))
+            raise InvalidValueError(_validate.message(where, knob, "at least one value", raw))
         values = []
         for v in raw:
             c = _canon(knob, v, where)
@@ -324,7 +324,7 @@ def build_grid(args: argparse.Namespace) -> tuple[dict[str, list[Any]], int, str
             "Split the grid into several sweeps."))
     label = label if label is not None else file.get("label", "label")
     if not isinstance(label, str):
-        raise TypeError(_validate.message(where_file, "label", "a column name (string)", label))
+        raise InvalidTypeError(_validate.message(where_file, "label", "a column name (string)", label))
     return grid, seeds, label
 
 
@@ -368,7 +368,7 @@ def prepare_out(out: Path, config: dict[str, Any], force: bool) -> None:
             old_hash = None
         if old_hash != config["hash"]:
             if not force:
-                raise ValueError(_validate.message(
+                raise InvalidValueError(_validate.message(
                     WHERE, "out", "a new folder or one holding a sweep of the same grid and seeds", str(out),
                     f"It holds a sweep of another grid (config hash {old_hash} != {config['hash']}); "
                     "rerun with --force to start over there (only the sweep's own files are replaced), "
@@ -377,13 +377,13 @@ def prepare_out(out: Path, config: dict[str, Any], force: bool) -> None:
                 with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                     (out / name).unlink()
     elif not force and owner(out) not in (None, "sweep"):
-        raise ValueError(_validate.message(
+        raise InvalidValueError(_validate.message(
             WHERE, "out", "an empty folder or a sweep's folder", str(out),
             f"It holds {owner(out)} results; rerun with --force to add the sweep's files there (nothing of "
             "yours is deleted), or pick another --out."))
     elif not force and _others(out):
         others = _others(out)
-        raise ValueError(_validate.message(
+        raise InvalidValueError(_validate.message(
             WHERE, "out", "an empty folder or a sweep's folder", str(out),
             f"It holds {', '.join(others[:3])}{'...' if len(others) > 3 else ''}; rerun with --force to add the "
             "sweep's files there (nothing of yours is deleted), or pick another --out."))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from droplab.errors import InvalidValueError
 import numpy as np
 import torch
 
@@ -62,7 +63,7 @@ def to_torch(model: nn.Sequential) -> torch.nn.Sequential:
         elif (act := _activation(layer)) is not None:
             layers.append(act)
         else:
-            raise ValueError(_validate.message(
+            raise InvalidValueError(_validate.message(
                 "compare --backend torch", "model", "an MLP of Dense, activations and Dropout layers",
                 f"layer {i} {type(layer).__name__}", "Use --backend numpy for this variant."))
     return torch.nn.Sequential(*layers)

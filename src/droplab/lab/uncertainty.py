@@ -28,6 +28,7 @@ Reference:
 """
 
 from __future__ import annotations
+from droplab.errors import InvalidValueError
 
 import argparse
 
@@ -69,9 +70,9 @@ def _parse_ts(text: str) -> list[int]:
     try:
         ts = [int(t) for t in str(text).split(",") if t.strip()]
     except ValueError:
-        raise ValueError(_validate.message("uncertainty", "samples_list", allowed, text)) from None
+        raise InvalidValueError(_validate.message("uncertainty", "samples_list", allowed, text)) from None
     if not ts or any(t < 1 for t in ts):
-        raise ValueError(_validate.message("uncertainty", "samples_list", allowed, text))
+        raise InvalidValueError(_validate.message("uncertainty", "samples_list", allowed, text))
     return sorted(set(ts))
 
 
@@ -104,11 +105,11 @@ def _load_model(path: str):
     from droplab import _validate, nn
 
     if not Path(path).is_file():
-        raise ValueError(_validate.message("--model-file", "model_file", "an existing model file (saved with "
+        raise InvalidValueError(_validate.message("--model-file", "model_file", "an existing model file (saved with "
                                            "model.save)", path))
     model = nn.load(path)
     if not any(m.is_dropout for m in model.modules()):
-        raise ValueError(_validate.message("--model-file", "model_file", "a model with at least one dropout layer",
+        raise InvalidValueError(_validate.message("--model-file", "model_file", "a model with at least one dropout layer",
                                            path, "MC dropout needs layers that sample."))
     return model
 
@@ -123,10 +124,10 @@ def _check_model_fits(model, ds, path: str) -> None:
     try:
         out = _forward_eval(model, x, None)  # eval mode, the layers' modes restored afterwards
     except (ValueError, TypeError) as exc:
-        raise ValueError(_validate.message("--model-file", "model_file", f"a model taking {ds.name}'s inputs of "
+        raise InvalidValueError(_validate.message("--model-file", "model_file", f"a model taking {ds.name}'s inputs of "
                                            f"shape {tuple(ds.input_shape)}", path, f"({exc})")) from None
     if out.ndim != 2 or out.shape[1] != ds.classes:
-        raise ValueError(_validate.message("--model-file", "model_file", f"a model with {ds.classes} outputs (the "
+        raise InvalidValueError(_validate.message("--model-file", "model_file", f"a model with {ds.classes} outputs (the "
                                            f"classes of {ds.name})", path))
 
 

@@ -26,6 +26,7 @@ spiral epoch takes 8.7 ms, against 63 ms for the float64 textbook code and 28 ms
 
 from __future__ import annotations
 
+from droplab.errors import InvalidValueError
 import numpy as np
 
 from droplab import kernels
@@ -172,7 +173,7 @@ class Block:
         d, y = self.dense, self._y
         dy = np.asarray(dy)
         if dy.shape != y.shape:
-            raise ValueError(f"{type(self.relu).__name__}: backward got dy of shape {dy.shape}; "
+            raise InvalidValueError(f"{type(self.relu).__name__}: backward got dy of shape {dy.shape}; "
                              f"the forward output had shape {y.shape}.")
         dy = np.ascontiguousarray(dy, dtype=y.dtype)
         colsum = np.empty(y.shape[1], y.dtype)

@@ -18,6 +18,7 @@ import math
 import numbers
 from typing import Any
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -39,9 +40,9 @@ def _ints(where: str, name: str, value: Any, nd: int, *, minimum: int = 1) -> tu
     if (not isinstance(items, (tuple, list)) or len(items) != nd
             or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items)
             or isinstance(value, bool)):
-        raise TypeError(_validate.message(where, name, allowed, value))
+        raise InvalidTypeError(_validate.message(where, name, allowed, value))
     if min(items) < minimum:
-        raise ValueError(_validate.message(where, name, allowed, value))
+        raise InvalidValueError(_validate.message(where, name, allowed, value))
     return tuple(int(v) for v in items)
 
 
@@ -49,7 +50,7 @@ def _check_input(where: str, x: np.ndarray, channels: int | None, nd: int = 2) -
     """An ``(N, C, *spatial)`` input with ``nd`` spatial axes (and ``channels`` channels when given)."""
     c = "C" if channels is None else str(channels)
     if x.ndim != nd + 2 or (channels is not None and x.shape[1] != channels):
-        raise ValueError(f"{where}: input must have shape (N, {c}, {_AXES[nd]}); got shape {x.shape}.")
+        raise InvalidValueError(f"{where}: input must have shape (N, {c}, {_AXES[nd]}); got shape {x.shape}.")
 
 
 def _out_size(where: str, size: tuple[int, ...], extent: tuple[int, ...], stride: tuple[int, ...],
@@ -58,7 +59,7 @@ def _out_size(where: str, size: tuple[int, ...], extent: tuple[int, ...], stride
     an empty output."""
     if any(s < e for s, e in zip(size, extent)):
         kernel = extent if len(extent) > 1 else extent[0]
-        raise ValueError(
+        raise InvalidValueError(
             f"{where}: input must be at least the {what} {kernel} in {_AXES[len(extent)].replace(', ', ' and ')} "
             f"(after any padding); got shape {shape}."
         )
@@ -109,11 +110,13 @@ class _ConvNd(Module):
         self.padding = _ints(where, "padding", padding, nd, minimum=0)
         self.dilation = _ints(where, "dilation", dilation, nd)
         if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(_validate.message(where, "bias", "True or False", bias))
+            raise InvalidTypeError(_validate.message(where, "bias", "True or False", bias))
         self.use_bias = bool(bias)
         self.l2 = _validate.nonnegative_float(where, "l2", l2)
         self.init = _validate.one_of(where, "init", init, _INITS)
         self.dtype = _validate.float_dtype(where, dtype)
+        _validate.parameter_budget(where, "out_channels * in_channels * kernel_size",
+                                   self.out_channels * self.in_channels * math.prod(self.kernel_size))
         self.weight = Parameter(np.zeros((self.out_channels, self.in_channels, *self.kernel_size), self.dtype),
                                 "weight")
         self.bias = Parameter(np.zeros(self.out_channels, self.dtype), "bias")
@@ -578,7 +581,7 @@ class GlobalAvgPool1d(Module):
     def __init__(self, keepdims: bool = False) -> None:
         super().__init__()
         if not isinstance(keepdims, (bool, np.bool_)):
-            raise TypeError(_validate.message("GlobalAvgPool1d", "keepdims", "True or False", keepdims))
+            raise InvalidTypeError(_validate.message("GlobalAvgPool1d", "keepdims", "True or False", keepdims))
         self.keepdims = bool(keepdims)
         self._config = dict(keepdims=self.keepdims)
         self._xshape: tuple[int, ...] | None = None
@@ -586,7 +589,7 @@ class GlobalAvgPool1d(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = _as_float("GlobalAvgPool1d", x)
         if x.ndim != 3 or x.shape[2] == 0:
-            raise ValueError(f"GlobalAvgPool1d: input must have shape (N, C, L) with L >= 1; got shape {x.shape}.")
+            raise InvalidValueError(f"GlobalAvgPool1d: input must have shape (N, C, L) with L >= 1; got shape {x.shape}.")
         self._xshape = x.shape
         return x.mean(axis=2, keepdims=self.keepdims)
 

@@ -24,7 +24,7 @@ import inspect
 import numpy as np
 
 from droplab import _rng, _validate, family
-from droplab.errors import InvalidTypeError
+from droplab.errors import InvalidTypeError, InvalidValueError
 from droplab.family import Spec
 from droplab.nn.module import Module, _as_float
 
@@ -160,7 +160,7 @@ Attributes:
             return dy if factor == 1.0 else _scaled(dy, factor)
         _, draw, shape, in_shape = self._state
         if dy.shape != in_shape:
-            raise ValueError(_validate.message(
+            raise InvalidValueError(_validate.message(
                 type(self).__name__, "dy", f"an array of the forward input's shape {in_shape}",
                 f"array of shape {dy.shape}"))
         return self._noise(dy, draw, shape, False)
@@ -188,7 +188,7 @@ def variant(name: str | Spec) -> type:
     if cls is not None:
         return cls
     if spec.kind != "noise":
-        raise ValueError(_validate.message("droplab.nn.variant", "name", "an element-wise variant or one with a "
+        raise InvalidValueError(_validate.message("droplab.nn.variant", "name", "an element-wise variant or one with a "
                                            "hand-written NumPy class", spec.name))
 
     def __init__(self, *args, seed: _rng.Seed = None, **kwargs) -> None:

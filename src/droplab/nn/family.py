@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from droplab.errors import InvalidTypeError
 import numpy as np
 
 from droplab import _rng, _validate, family
@@ -61,7 +62,7 @@ class DropConnect(Dropout):
         where = "DropConnect"
         self.dense = Dense(in_features, out_features, init=init, seed=0, dtype=dtype)
         if activation is not None and not isinstance(activation, Module):
-            raise TypeError(_validate.message(where, "activation", "a droplab Module or None", activation))
+            raise InvalidTypeError(_validate.message(where, "activation", "a droplab Module or None", activation))
         self.activation = activation
         self._init = init
         super().__init__(p, per=per, inference=inference, samples=samples, seed=seed)
@@ -174,7 +175,7 @@ class ConcreteDropout(Dropout):
                  seed: _rng.Seed = None, init_p: float | None = None) -> None:
         where = "ConcreteDropout"
         if layer is not None and not isinstance(layer, Module):
-            raise TypeError(_validate.message(where, "layer", "a droplab Module (e.g. nn.Dense) or None", layer))
+            raise InvalidTypeError(_validate.message(where, "layer", "a droplab Module (e.g. nn.Dense) or None", layer))
         self.layer = layer
         dtype = getattr(layer, "dtype", np.dtype(np.float32))
         self.p_logit = Parameter(np.zeros(1, dtype), "p_logit")

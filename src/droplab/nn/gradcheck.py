@@ -24,6 +24,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from droplab.errors import InvalidTypeError
 import numpy as np
 
 from droplab import _validate
@@ -95,7 +96,7 @@ def check_gradients(module: Module, x: np.ndarray, *, eps: float = 1e-6, rtol: f
     x = np.array(x, dtype=np.float64)
     if not _is_float64(module):
         if extra_loss is not None:  # a closure over the module's own parameters: no copy can serve
-            raise TypeError(_validate.message(
+            raise InvalidTypeError(_validate.message(
                 "check_gradients", "module", "float64 when `extra_loss` is given", type(module).__name__,
                 "Build it with dtype=np.float64, or leave extra_loss unset."))
         module = _float64_copy(module)

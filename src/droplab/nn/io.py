@@ -99,8 +99,8 @@ _ALLOWED_DTYPES = {np.dtype(np.float32), np.dtype(np.float64)}
 _ARRAY_DTYPES = _ALLOWED_DTYPES | {np.dtype(np.int64), np.dtype(np.uint8)}
 _DTYPE_NAMES = {d.name: d for d in _ARRAY_DTYPES}
 
-#: Parameter elements in one model (512 MiB of float32): far above the models droplab trains.
-MAX_PARAMETERS = 1 << 27
+#: Parameter elements in one model: the budget layer constructors use too (_validate).
+MAX_PARAMETERS = _validate.MAX_PARAMETERS
 #: Bytes of all the arrays of one file: parameters with Adam's two moments, the early-stopping
 #: copy and buffers, in float64.
 MAX_ARRAY_BYTES = 4 << 30

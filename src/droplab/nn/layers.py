@@ -64,6 +64,7 @@ class Dense(Module):
         where = "Dense"
         self.in_features = _validate.positive_int(where, "in_features", in_features)
         self.out_features = _validate.positive_int(where, "out_features", out_features)
+        _validate.parameter_budget(where, "in_features * out_features", self.in_features * self.out_features)
         self.l1 = _validate.nonnegative_float(where, "l1", l1)
         self.l2 = _validate.nonnegative_float(where, "l2", l2)
         self.bias_l1 = _validate.nonnegative_float(where, "bias_l1", bias_l1)
@@ -108,7 +109,7 @@ class Dense(Module):
     def _check_input(self, x) -> np.ndarray:
         x = np.asarray(x, dtype=self.dtype)
         if x.ndim != 2 or x.shape[1] != self.in_features:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Dense: input must have shape (N, {self.in_features}); got shape {x.shape}."
             )
         return x

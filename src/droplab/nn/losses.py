@@ -7,6 +7,7 @@ so ``fit``/``predict``/``evaluate`` can report accuracy and probabilities.
 
 from __future__ import annotations
 
+from droplab.errors import InvalidValueError
 import numpy as np
 
 from droplab import _validate
@@ -73,7 +74,7 @@ class SoftmaxCrossEntropy(Loss):
     def forward(self, pred, target) -> float:
         z = np.asarray(pred)
         if z.ndim != 2 or z.shape[1] < 2:
-            raise ValueError(_validate.message("SoftmaxCrossEntropy", "pred", "logits of shape (N, K) with K >= 2",
+            raise InvalidValueError(_validate.message("SoftmaxCrossEntropy", "pred", "logits of shape (N, K) with K >= 2",
                                                f"array of shape {z.shape}"))
         n, k = z.shape
         t = np.asarray(target)
@@ -84,7 +85,7 @@ class SoftmaxCrossEntropy(Loss):
         if t.ndim == 1:
             t = _validate.labels("SoftmaxCrossEntropy", "target", t, k)
             if t.shape[0] != n:
-                raise ValueError(_validate.message("SoftmaxCrossEntropy", "target", f"{n} labels (one per row of pred)",
+                raise InvalidValueError(_validate.message("SoftmaxCrossEntropy", "target", f"{n} labels (one per row of pred)",
                                                    f"{t.shape[0]} labels"))
             value = -logp[np.arange(n), t].mean()
             probs[np.arange(n), t] -= 1
@@ -92,7 +93,7 @@ class SoftmaxCrossEntropy(Loss):
             value = -(t * logp).sum(axis=1).mean()
             probs -= t
         else:
-            raise ValueError(_validate.message("SoftmaxCrossEntropy", "target",
+            raise InvalidValueError(_validate.message("SoftmaxCrossEntropy", "target",
                                                f"labels of shape ({n},) or targets of shape {z.shape}",
                                                f"array of shape {t.shape}"))
         probs /= n
@@ -130,7 +131,7 @@ class BinaryCrossEntropy(Loss):
         if t.ndim == z.ndim - 1 and z.shape[-1] == 1:
             t = t[..., None]
         if t.shape != z.shape:
-            raise ValueError(_validate.message("BinaryCrossEntropy", "target", f"an array of shape {z.shape}",
+            raise InvalidValueError(_validate.message("BinaryCrossEntropy", "target", f"an array of shape {z.shape}",
                                                f"array of shape {t.shape}"))
         if self.from_logits:
             # log(1 + exp(-|z|)) + max(z, 0) - z t: no overflow for any z
@@ -169,7 +170,7 @@ class MSELoss(Loss):
         if t.ndim == z.ndim - 1 and z.shape[-1] == 1:
             t = t[..., None]
         if t.shape != z.shape:
-            raise ValueError(_validate.message("MSELoss", "target", f"an array of shape {z.shape}",
+            raise InvalidValueError(_validate.message("MSELoss", "target", f"an array of shape {z.shape}",
                                                f"array of shape {t.shape}"))
         d = z - t
         self._grad = (2.0 / z.size) * d

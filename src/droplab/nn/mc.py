@@ -29,7 +29,7 @@ import copy
 import numpy as np
 
 from droplab import _rng, _validate
-from droplab.errors import ResourceLimitError
+from droplab.errors import InvalidTypeError, InvalidValueError, ResourceLimitError
 from droplab.mc import MCResult, Stats, deterministic, outputs, result
 from droplab.nn.dropout import Dropout, variant
 from droplab.nn.losses import Loss
@@ -241,14 +241,14 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
     """
     where = "mc_predict"
     if not isinstance(model, Module):
-        raise TypeError(_validate.message(where, "model", "a droplab Module", type(model).__name__))
+        raise InvalidTypeError(_validate.message(where, "model", "a droplab Module", type(model).__name__))
     T = _validate.positive_int(where, "samples", samples)
     if T > MAX_SAMPLES:
         raise ResourceLimitError(_validate.message(
             where, "samples", f"an integer in [1, {MAX_SAMPLES}]", samples,
             "Estimates settle within hundreds of passes; average several calls for more."))
     if keep_samples is not None and not isinstance(keep_samples, (bool, np.bool_)):
-        raise TypeError(_validate.message(where, "keep_samples", "True, False or None", keep_samples))
+        raise InvalidTypeError(_validate.message(where, "keep_samples", "True, False or None", keep_samples))
     if batch_size is not None:
         batch_size = _validate.positive_int(where, "batch_size", batch_size)
     if tau is not None:
@@ -257,12 +257,12 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
     if loss is None:
         loss = getattr(model, "_loss", None)
     elif not isinstance(loss, Loss):
-        raise TypeError(_validate.message(where, "loss", "a droplab loss (e.g. nn.SoftmaxCrossEntropy())", loss))
+        raise InvalidTypeError(_validate.message(where, "loss", "a droplab loss (e.g. nn.SoftmaxCrossEntropy())", loss))
     X = _validate.finite_array(where, "X", X)
     mods = list(model.modules())
     droppers = [m for m in mods if m.is_dropout]
     if not droppers:
-        raise ValueError(_validate.message(
+        raise InvalidValueError(_validate.message(
             where, "model", "a network with at least one dropout-family layer", type(model).__name__,
             "Without dropout every pass is the same; use model.predict(X)."))
     stacked = all(_batch_independent(m) for m in droppers)

@@ -360,7 +360,7 @@ class Sequential(Module):
         super().__init__()
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
-                raise TypeError(
+                raise InvalidTypeError(
                     f"Sequential: every layer must be a droplab Module; got layer {i}={layer!r}."
                 )
         self.layers = list(layers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 import numpy as np
 
 from droplab import _validate
@@ -33,9 +34,9 @@ class _BatchNorm(Module):
         self._size_name = size_name
         self.num_features = _validate.positive_int(where, size_name, size)
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
-            raise TypeError(_validate.message(where, "momentum", "a number in [0, 1]", momentum))
+            raise InvalidTypeError(_validate.message(where, "momentum", "a number in [0, 1]", momentum))
         if not (math.isfinite(momentum) and 0.0 <= momentum <= 1.0):
-            raise ValueError(_validate.message(where, "momentum", "a number in [0, 1]", momentum))
+            raise InvalidValueError(_validate.message(where, "momentum", "a number in [0, 1]", momentum))
         self.momentum = float(momentum)
         self.eps = _validate.positive_float(where, "eps", eps)
         self.dtype = _validate.float_dtype(where, dtype)
@@ -69,11 +70,11 @@ class _BatchNorm(Module):
         ndim = len(self._axes) + 1
         if x.ndim != ndim or x.shape[1] != self.num_features:
             expected = self._layout.format(self.num_features)
-            raise ValueError(f"{type(self).__name__}: input must have shape {expected}; got shape {x.shape}.")
+            raise InvalidValueError(f"{type(self).__name__}: input must have shape {expected}; got shape {x.shape}.")
         if self.training:
             n = x.size // self.num_features
             if n < 2:
-                raise ValueError(
+                raise InvalidValueError(
                     f"{type(self).__name__}: training needs more than one value per feature to take batch "
                     f"statistics; got shape {x.shape}. Use a larger batch, or call eval()."
                 )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+from droplab.errors import InvalidValueError
 import numpy as np
 
 from droplab import _validate
@@ -124,7 +125,7 @@ class SGD(Optimizer):
         super().__init__(lr, decay)
         m = _validate.nonnegative_float("SGD", "momentum", momentum)
         if m >= 1:
-            raise ValueError(_validate.message("SGD", "momentum", "in [0, 1)", momentum))
+            raise InvalidValueError(_validate.message("SGD", "momentum", "in [0, 1)", momentum))
         self.momentum = m
         self.nesterov = bool(nesterov)
 
@@ -164,7 +165,7 @@ class Adam(Optimizer):
         for name, b in (("beta1", beta1), ("beta2", beta2)):
             v = _validate.nonnegative_float(type(self).__name__, name, b)
             if v >= 1:
-                raise ValueError(_validate.message(type(self).__name__, name, "in [0, 1)", b))
+                raise InvalidValueError(_validate.message(type(self).__name__, name, "in [0, 1)", b))
         self.beta1, self.beta2 = float(beta1), float(beta2)
         self.eps = _validate.positive_float(type(self).__name__, "eps", eps)
 

@@ -11,6 +11,7 @@ step is one batched product for both and the Python cost per step does not doubl
 
 from __future__ import annotations
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 import numpy as np
 
 from droplab import _rng, _validate
@@ -32,7 +33,7 @@ def _orthogonal(g: np.random.Generator, n: int) -> np.ndarray:
 
 def _flag(where: str, name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(_validate.message(where, name, "True or False", value))
+        raise InvalidTypeError(_validate.message(where, name, "True or False", value))
     return bool(value)
 
 
@@ -69,6 +70,7 @@ class _Recurrent(Module):
                             return_sequences=self.return_sequences, bidirectional=self.bidirectional,
                             dtype=self.dtype.name)
         f, h, k = self.input_size, self.hidden_size, self._gates * self.hidden_size
+        _validate.parameter_budget(where, "input_size, hidden_size", len(self._suffixes()) * k * (f + h + 2))
         shapes = {"weight_ih": (f, k), "weight_hh": (h, k), "bias_ih": (k,), "bias_hh": (k,)}
         for suffix in self._suffixes():
             for name in self._names():
@@ -125,7 +127,7 @@ class _Recurrent(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=self.dtype)
         if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[1] == 0:
-            raise ValueError(
+            raise InvalidValueError(
                 f"{type(self).__name__}: input must have shape (N, T, {self.input_size}) with T >= 1; "
                 f"got shape {x.shape}."
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 import numpy as np
 
 from droplab import _validate
@@ -41,7 +42,7 @@ class Residual(Module):
     def __init__(self, block: Module) -> None:
         super().__init__()
         if not isinstance(block, Module):
-            raise TypeError(_validate.message("Residual", "block", "a droplab Module", block))
+            raise InvalidTypeError(_validate.message("Residual", "block", "a droplab Module", block))
         self.block = block
         self._shape: tuple[int, ...] | None = None
 
@@ -52,7 +53,7 @@ class Residual(Module):
         x = _as_float("Residual", x)
         fx = self.block.forward(x)
         if fx.shape != x.shape:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Residual: the block's output must have its input's shape {x.shape}; got shape {fx.shape}. "
                 "Make the block keep the shape (e.g. Conv2d with stride 1 and padding kernel_size // 2)."
             )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 import numpy as np
 
 from droplab import _validate
@@ -43,7 +44,7 @@ class RateSchedule:
             layers = list(layers)
             for i, layer in enumerate(layers):
                 if not getattr(layer, "is_dropout", False):
-                    raise TypeError(_validate.message(type(self).__name__, "layers",
+                    raise InvalidTypeError(_validate.message(type(self).__name__, "layers",
                                                       "dropout-family layers", f"layer {i}={layer!r}"))
         self.layers = layers
 
@@ -160,12 +161,12 @@ class MaxNorm:
         except (TypeError, ValueError):
             self.axis = None
         if self.axis is None:
-            raise TypeError(_validate.message("MaxNorm", "axis", "an int or a tuple of distinct ints", axis))
+            raise InvalidTypeError(_validate.message("MaxNorm", "axis", "an int or a tuple of distinct ints", axis))
         if params is not None:
             params = list(params)
             for i, p in enumerate(params):
                 if not isinstance(p, Parameter):
-                    raise TypeError(_validate.message("MaxNorm", "params", "droplab Parameters", f"item {i}={p!r}"))
+                    raise InvalidTypeError(_validate.message("MaxNorm", "params", "droplab Parameters", f"item {i}={p!r}"))
         self.params = params
 
     def targets(self, model: Module) -> list[Parameter]:
@@ -176,6 +177,6 @@ class MaxNorm:
     def on_batch_end(self, step: int, model: Module) -> None:
         for p in self.targets(model):
             if any(not -p.value.ndim <= a < p.value.ndim for a in self.axis):
-                raise ValueError(_validate.message("MaxNorm", "axis", f"axes of the {p.value.ndim}-D weight "
+                raise InvalidValueError(_validate.message("MaxNorm", "axis", f"axes of the {p.value.ndim}-D weight "
                                                    f"{p.value.shape}", self.axis))
             max_norm_(p.value, self.max_norm, self.axis)

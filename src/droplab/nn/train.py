@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from droplab import _rng, _validate
+from droplab.errors import InvalidTypeError, InvalidValueError
 from droplab.errors import DroplabError
 from droplab.nn.losses import Loss
 from droplab.nn.module import Module, Sequential
@@ -103,7 +104,7 @@ def _check_xy(where: str, X, y, model_loss: Loss | None = None) -> tuple[np.ndar
     if y.dtype.kind == "f":
         _validate.finite_array(where, "y", y)
     if y.shape[0:1] != X.shape[0:1]:
-        raise ValueError(_validate.message(where, "y", f"{X.shape[0]} targets (one per row of X)",
+        raise InvalidValueError(_validate.message(where, "y", f"{X.shape[0]} targets (one per row of X)",
                                            f"array of shape {y.shape}"))
     return X, y
 
@@ -199,12 +200,15 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
     """
     where = "fit"
     if not isinstance(model, Module):
-        raise TypeError(_validate.message(where, "model", "a droplab Module", type(model).__name__))
+        raise InvalidTypeError(_validate.message(where, "model", "a droplab Module", type(model).__name__))
     if not isinstance(loss, Loss):
-        raise TypeError(_validate.message(where, "loss", "a droplab loss (e.g. nn.SoftmaxCrossEntropy())", loss))
+        raise InvalidTypeError(_validate.message(where, "loss", "a droplab loss (e.g. nn.SoftmaxCrossEntropy())", loss))
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(_validate.message(where, "optimizer", "a droplab optimizer (e.g. nn.Adam())", optimizer))
+        raise InvalidTypeError(_validate.message(where, "optimizer", "a droplab optimizer (e.g. nn.Adam())", optimizer))
     epochs = _validate.positive_int(where, "epochs", epochs)
+    if epochs > _validate.FLAG_BOUNDS["epochs"].maximum:  # the CLI's --epochs bound, one number
+        raise InvalidValueError(_validate.message(
+            where, "epochs", f"an integer in [1, {_validate.FLAG_BOUNDS['epochs'].maximum}]", epochs))
     if batch_size is not None:
         batch_size = _validate.positive_int(where, "batch_size", batch_size)
     if early_stopping is not None:
@@ -218,18 +222,18 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
         _check_unshared(where, model)  # before training: a checkpoint of shared layers would not load
     checkpoint_every = _validate.positive_int(where, "checkpoint_every", checkpoint_every)
     if not isinstance(resume, bool):
-        raise TypeError(_validate.message(where, "resume", "True or False", resume))
+        raise InvalidTypeError(_validate.message(where, "resume", "True or False", resume))
     if resume and checkpoint is None:
-        raise ValueError(_validate.message(where, "checkpoint", "a file path when resume=True", None))
+        raise InvalidValueError(_validate.message(where, "checkpoint", "a file path when resume=True", None))
     if divergence is not None:
         divergence = _validate.positive_float(where, "divergence", divergence)
         if divergence <= 1:
-            raise ValueError(_validate.message(where, "divergence", "a finite number > 1 or None", divergence,
+            raise InvalidValueError(_validate.message(where, "divergence", "a finite number > 1 or None", divergence,
                                                "It multiplies the first batch's loss."))
     X, y = _check_xy(where, X, y)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError(_validate.message(where, "validation_data", "a pair (X_val, y_val)",
+            raise InvalidTypeError(_validate.message(where, "validation_data", "a pair (X_val, y_val)",
                                               type(validation_data).__name__))
         Xv, yv = _check_xy(where, *validation_data)
     _check_labels(where, model, loss, X, [("y", y)] + ([("y_val", yv)] if validation_data is not None else []))
@@ -262,7 +266,7 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
         if resume and checkpoint.exists():
             state, best_params = io.read_checkpoint(checkpoint, model, optimizer)
             if state.get("data") != data_id:
-                raise ValueError(f"fit: cannot resume from {str(checkpoint)!r}: it was written for other data, "
+                raise InvalidValueError(f"fit: cannot resume from {str(checkpoint)!r}: it was written for other data, "
                                  "batch size or loss; pass the same ones (or resume=False to start afresh).")
             try:
                 start, stopped, best, waited = (int(state["epoch"]), bool(state["stopped"]), state["best"],
@@ -274,7 +278,7 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
                     reference = history["loss"][0]
                 reference = None if reference is None else float(reference)
             except (KeyError, TypeError, ValueError, AttributeError):
-                raise ValueError(f"fit: cannot resume from {str(checkpoint)!r}: its fit state is damaged.") from None
+                raise InvalidValueError(f"fit: cannot resume from {str(checkpoint)!r}: its fit state is damaged.") from None
             io.set_generator_state(checkpoint, g, state.get("shuffle"))
 
     progress = _Progress(max(epochs - start, 0), verbose)
@@ -515,7 +519,7 @@ def predict(model: Module, X, *, batch_size: int | None = None) -> np.ndarray:
 def evaluate(model: Module, X, y, loss: Loss, *, batch_size: int | None = None) -> dict[str, float]:
     """Data loss (without the L1/L2 penalty) and, for classification, accuracy, in eval mode."""
     if not isinstance(loss, Loss):
-        raise TypeError(_validate.message("evaluate", "loss", "a droplab loss", loss))
+        raise InvalidTypeError(_validate.message("evaluate", "loss", "a droplab loss", loss))
     X, y = _check_xy("evaluate", X, y)
     if batch_size is not None:
         batch_size = _validate.positive_int("evaluate", "batch_size", batch_size)

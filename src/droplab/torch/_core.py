@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 import numpy as np
 import torch
 
@@ -53,10 +54,10 @@ def check_generator(where: str, seed, generator) -> torch.Generator | None:
     if generator is None:
         return None
     if seed is not None:
-        raise ValueError(_validate.message(where, "generator", "None when `seed` is given", generator,
+        raise InvalidValueError(_validate.message(where, "generator", "None when `seed` is given", generator,
                                            "Pass either seed= or generator=, not both."))
     if not isinstance(generator, torch.Generator):
-        raise TypeError(_validate.message(where, "generator", "a torch.Generator or None", generator))
+        raise InvalidTypeError(_validate.message(where, "generator", "a torch.Generator or None", generator))
     return generator
 
 
@@ -73,9 +74,9 @@ def make_stream(where: str, seed, generator=None, spec: Spec | None = None) -> _
 
 def check_input(where: str, x) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
-        raise TypeError(_validate.message(where, "x", "a torch.Tensor", type(x).__name__))
+        raise InvalidTypeError(_validate.message(where, "x", "a torch.Tensor", type(x).__name__))
     if not x.is_floating_point():
-        raise TypeError(_validate.message(where, "x", "a floating-point tensor", f"tensor of dtype {x.dtype}",
+        raise InvalidTypeError(_validate.message(where, "x", "a floating-point tensor", f"tensor of dtype {x.dtype}",
                                           "Convert it with x.float()."))
     return x
 

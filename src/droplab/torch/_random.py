@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import torch
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 from droplab import _rng, _validate
 
 __all__ = ["rank", "capturing", "plain", "fresh_draw", "TensorDraw", "SharedGenerator", "get_rng_state",
@@ -129,7 +130,7 @@ def _stateful(model: torch.nn.Module):
     from droplab.torch.modules import _Stateful
 
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(_validate.message("get_rng_state", "model", "a torch.nn.Module", type(model).__name__))
+        raise InvalidTypeError(_validate.message("get_rng_state", "model", "a torch.nn.Module", type(model).__name__))
     return [(name, m) for name, m in model.named_modules() if isinstance(m, _Stateful)]
 
 
@@ -175,12 +176,12 @@ def set_rng_state(model: torch.nn.Module, state: dict) -> None:
     """
     where = "set_rng_state"
     if not isinstance(state, dict) or "modules" not in state:
-        raise ValueError(_validate.message(where, "state", "the dict droplab.torch.get_rng_state returned",
+        raise InvalidValueError(_validate.message(where, "state", "the dict droplab.torch.get_rng_state returned",
                                            type(state).__name__))
     mods = dict(_stateful(model))
     names = state["modules"]
     if set(names) != set(mods):
-        raise ValueError(_validate.message(where, "state", f"the state of modules {sorted(mods)}", sorted(names),
+        raise InvalidValueError(_validate.message(where, "state", f"the state of modules {sorted(mods)}", sorted(names),
                                            "Take it with get_rng_state from a model of the same structure."))
     for name, s in names.items():
         mods[name].rng = None if s is None else _rng.NoiseStream.from_state(s, where)

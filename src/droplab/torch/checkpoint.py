@@ -22,6 +22,7 @@ import copy
 
 import torch
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 from droplab import _validate
 from droplab.torch._random import get_rng_state, set_rng_state
 
@@ -42,7 +43,7 @@ def checkpoint(model: torch.nn.Module, optimizer=None, scheduler=None, **extra) 
         (the last two only when given).
     """
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(_validate.message("checkpoint", "model", "a torch.nn.Module", type(model).__name__))
+        raise InvalidTypeError(_validate.message("checkpoint", "model", "a torch.nn.Module", type(model).__name__))
     out = {"model": copy.deepcopy(model.state_dict()), "rng": copy.deepcopy(get_rng_state(model))}
     if optimizer is not None:
         out["optimizer"] = copy.deepcopy(optimizer.state_dict())
@@ -60,7 +61,7 @@ def restore(ckpt: dict, model: torch.nn.Module, optimizer=None, scheduler=None) 
     """
     where = "restore"
     if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ValueError(_validate.message(where, "ckpt", "the dict droplab.torch.checkpoint returned",
+        raise InvalidValueError(_validate.message(where, "ckpt", "the dict droplab.torch.checkpoint returned",
                                            type(ckpt).__name__))
     model.load_state_dict(ckpt["model"])
     if "rng" in ckpt:
@@ -68,5 +69,5 @@ def restore(ckpt: dict, model: torch.nn.Module, optimizer=None, scheduler=None) 
     for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
         if obj is not None:
             if name not in ckpt:
-                raise ValueError(_validate.message(where, "ckpt", f"a checkpoint with {name!r}", sorted(ckpt)))
+                raise InvalidValueError(_validate.message(where, "ckpt", f"a checkpoint with {name!r}", sorted(ckpt)))
             obj.load_state_dict(ckpt[name])

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import torch
 
+from droplab.errors import InvalidValueError
 from droplab import _rng, _validate, family
 from droplab.torch import _core, _random
 
@@ -55,7 +56,7 @@ def apply(name: str, x: torch.Tensor, p: float | None = None, training: bool = T
     generator = _core.check_generator(where, seed, generator)
     if seed is None:
         if counter:
-            raise ValueError(_validate.message(where, "counter", "0 without `seed`", counter,
+            raise InvalidValueError(_validate.message(where, "counter", "0 without `seed`", counter,
                                                "A call counter selects a call of a seeded stream; pass seed= too."))
         return _core.apply(where, spec, opts, p, x, training,
                            lambda t: _random.fresh_draw(generator, t.device, _random.rank()))

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from droplab import _rng, _validate
-from droplab.errors import ResourceLimitError
+from droplab.errors import InvalidTypeError, InvalidValueError, ResourceLimitError
 from droplab.mc import MCResult, Stats, deterministic, outputs, result
 
 __all__ = ["is_dropout", "enable_mc_dropout", "MCResult", "MCPrediction", "mc_predict", "patch"]
@@ -44,7 +44,7 @@ def is_dropout(module: torch.nn.Module) -> bool:
 
 def _check_model(where: str, model) -> torch.nn.Module:
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(_validate.message(where, "model", "a torch.nn.Module", type(model).__name__))
+        raise InvalidTypeError(_validate.message(where, "model", "a torch.nn.Module", type(model).__name__))
     return model
 
 
@@ -180,7 +180,7 @@ def mc_predict(model: torch.nn.Module, x: torch.Tensor, samples: int = 50, seed=
     where = "mc_predict"
     _check_model(where, model)
     if not isinstance(x, torch.Tensor):
-        raise TypeError(_validate.message(where, "x", "a torch.Tensor", type(x).__name__))
+        raise InvalidTypeError(_validate.message(where, "x", "a torch.Tensor", type(x).__name__))
     T = _validate.positive_int(where, "samples", samples)
     if T > MAX_SAMPLES:
         raise ResourceLimitError(_validate.message(
@@ -188,7 +188,7 @@ def mc_predict(model: torch.nn.Module, x: torch.Tensor, samples: int = 50, seed=
             "Estimates settle within hundreds of passes; average several calls for more."))
     output = _validate.one_of(where, "output", output, ("logits", "probs", "raw"))
     if keep_samples is not None and not isinstance(keep_samples, bool):
-        raise TypeError(_validate.message(where, "keep_samples", "True, False or None", keep_samples))
+        raise InvalidTypeError(_validate.message(where, "keep_samples", "True, False or None", keep_samples))
     if batch_size is not None:
         batch_size = _validate.positive_int(where, "batch_size", batch_size)
     if tau is not None:
@@ -196,7 +196,7 @@ def mc_predict(model: torch.nn.Module, x: torch.Tensor, samples: int = 50, seed=
     _rng.check_seed(where, seed)
     drops = [m for m in model.modules() if is_dropout(m)]
     if not drops:
-        raise ValueError(_validate.message(where, "model", "a model with at least one dropout module",
+        raise InvalidValueError(_validate.message(where, "model", "a model with at least one dropout module",
                                            type(model).__name__, "Add dropout, or use droplab.torch.patch()."))
     classification = output != "raw"
     n = int(x.shape[0])
@@ -291,7 +291,7 @@ def patch(model: torch.nn.Module, variant: type | None = None, *, types=None, se
     if variant is None:
         from droplab.torch.modules import Dropout as variant
     if not callable(variant):
-        raise TypeError(_validate.message(where, "variant", "a module class such as droplab.torch.Dropout", variant))
+        raise InvalidTypeError(_validate.message(where, "variant", "a module class such as droplab.torch.Dropout", variant))
     types = torch.nn.modules.dropout._DropoutNd if types is None else types
     sites: dict[int, list] = {}  # id(old module) -> [(parent, name, qualified name)], in model order
     olds: dict[int, torch.nn.Module] = {}
@@ -305,7 +305,7 @@ def patch(model: torch.nn.Module, variant: type | None = None, *, types=None, se
                 sites.setdefault(id(child), []).append((parent, name, f"{qual}.{name}" if qual else name))
                 olds[id(child)] = child
     if not sites:
-        raise ValueError(_validate.message(where, "model", "a model containing torch.nn dropout modules to replace",
+        raise InvalidValueError(_validate.message(where, "model", "a model containing torch.nn dropout modules to replace",
                                            type(model).__name__))
     seeds = _rng.seed_sequence(seed, where).spawn(len(sites)) if seed is not None else [None] * len(sites)
     for (key, places), s in zip(sites.items(), seeds):

@@ -24,6 +24,7 @@ import math
 
 import torch
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 from droplab import _rng, _validate, family
 from droplab.family import Spec
 from droplab.torch import _core, _random
@@ -208,7 +209,7 @@ def variant(name: str | Spec) -> type:
     if cls is not None:
         return cls
     if spec.kind != "noise":
-        raise ValueError(_validate.message("droplab.torch.variant", "name", "an element-wise variant or one with "
+        raise InvalidValueError(_validate.message("droplab.torch.variant", "name", "an element-wise variant or one with "
                                            "a hand-written torch class", spec.name))
 
     def __init__(self, *args, seed=None, generator: torch.Generator | None = None, **kwargs) -> None:
@@ -266,7 +267,7 @@ class DropConnect(_Stateful, torch.nn.Linear):
         p, self._options = self.spec.bind(where, (p,), {"per": per, "inference": inference, "samples": samples})
         self.p = p
         if activation is not None and not isinstance(activation, torch.nn.Module):
-            raise TypeError(_validate.message(where, "activation", "a torch.nn.Module or None", activation))
+            raise InvalidTypeError(_validate.message(where, "activation", "a torch.nn.Module or None", activation))
         self.activation = activation
         self._init_random(where, seed, generator)
 
@@ -408,7 +409,7 @@ class ConcreteDropout(_Stateful, torch.nn.Module):
         torch.nn.Module.__init__(self)
         where = "ConcreteDropout"
         if layer is not None and not isinstance(layer, torch.nn.Module):
-            raise TypeError(_validate.message(where, "layer", "a torch.nn.Module or None", type(layer).__name__))
+            raise InvalidTypeError(_validate.message(where, "layer", "a torch.nn.Module or None", type(layer).__name__))
         p = p if init_p is None else init_p
         p, self._options = self.spec.bind(where, (p,), {
             "temperature": temperature, "weight_regularizer": weight_regularizer,

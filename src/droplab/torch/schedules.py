@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import torch
 
+from droplab.errors import InvalidTypeError, InvalidValueError
 from droplab import _validate
 
 __all__ = ["Constant", "LinearRamp", "EarlyDropout", "RateScheduler"]
@@ -97,11 +98,11 @@ class RateScheduler:
         from droplab.torch.mc import is_dropout
 
         if not callable(schedule):
-            raise TypeError(_validate.message("RateScheduler", "schedule", "a callable step -> p", schedule))
+            raise InvalidTypeError(_validate.message("RateScheduler", "schedule", "a callable step -> p", schedule))
         self.schedule = schedule
         self.modules = [m for m in model.modules() if is_dropout(m) and _settable(m)]
         if not self.modules:
-            raise ValueError(_validate.message("RateScheduler", "model", "a model with dropout modules",
+            raise InvalidValueError(_validate.message("RateScheduler", "model", "a model with dropout modules",
                                                type(model).__name__))
         self.last_step = 0
         self._apply(0)
@@ -129,7 +130,7 @@ class RateScheduler:
             ValueError: ``state`` is not a dict with a non-negative integer ``last_step``.
         """
         if not isinstance(state, dict) or "last_step" not in state:
-            raise ValueError(_validate.message("RateScheduler", "state", "a dict with 'last_step'", state))
+            raise InvalidValueError(_validate.message("RateScheduler", "state", "a dict with 'last_step'", state))
         self.last_step = _validate.nonnegative_int("RateScheduler", "last_step", state["last_step"])
         self._apply(self.last_step)
 
