@@ -98,3 +98,14 @@ def test_library_errors_are_droplab_types():
                  lambda: nn.Dropout("a")):
         with pytest.raises(DroplabError):
             call()
+
+
+def test_ensemble_says_when_its_networks_diverged(tmp_path, capsys):
+    out = tmp_path / "e"
+    assert cli.main(["ensemble", "--dataset", "spiral", "--epochs", "3", "--seeds", "1", "--units", "2", "--max-T",
+                     "2", "--repeats", "1", "--head-units", "2", "--workers", "1", "--lr", "1e30",
+                     "--out", str(out)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "2 of 2 network(s) diverged" in printed
+    doc = json.loads((out / "results.json").read_text())
+    assert any("diverged" in line for line in doc["reading"])

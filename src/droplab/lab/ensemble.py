@@ -438,6 +438,10 @@ def run(args: argparse.Namespace) -> int:
                                 "address": runner.public_address(args.address)}}
         summary = _summary(estimates, heads)
         reading = _reading(estimates, heads, p, units)
+        diverged = sum(1 for r in runs if r.get("diverged"))
+        if diverged:  # recorded with "diverged": true; the table and readings leave them out
+            reading.insert(0, f"{diverged} of {len(runs)} network(s) diverged while training (recorded with "
+                              "\"diverged\": true); the table covers the others.")
         table = tables.table(f"droplab ensemble: validation error and NLL, {len(seeds)} network(s) per head",
                              ["network", "method", "error (%)", "NLL"],
                              [[r["network"], r["method"], stats.fmt(r["error"], 100, 2), stats.fmt(r["nll"], 1, 4)]
