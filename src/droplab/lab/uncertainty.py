@@ -28,7 +28,7 @@ Reference:
 """
 
 from __future__ import annotations
-from droplab.errors import InvalidValueError
+from droplab.errors import DroplabError, InvalidValueError
 
 import argparse
 
@@ -107,7 +107,11 @@ def _load_model(path: str):
     if not Path(path).is_file():
         raise InvalidValueError(_validate.message("--model-file", "model_file", "an existing model file (saved with "
                                            "model.save)", path))
-    model = nn.load(path)
+    try:
+        model = nn.load(path)
+    except DroplabError as exc:  # nn.load names the path and the fault; say which flag gave it
+        exc.args = (f"--model-file: {exc}",) + exc.args[1:]
+        raise
     if not any(m.is_dropout for m in model.modules()):
         raise InvalidValueError(_validate.message("--model-file", "model_file", "a model with at least one dropout layer",
                                            path, "MC dropout needs layers that sample."))
