@@ -1,5 +1,6 @@
 """The family in the lab: the variant registries, the CNN, RNN and GRU builders, `compare --model`."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -8,6 +9,9 @@ import pytest
 from droplab import nn
 from droplab.cli import main
 from droplab.lab import experiment, models
+
+# without PyTorch, --engine torch is refused first (with how to install it)
+_NEEDS_TORCH = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs the torch extra")
 
 
 def _build(model, variant, p, seed):
@@ -83,8 +87,10 @@ def test_rnn_run_reads_features_as_a_sequence(tmp_path, rng):
     (["--model", "transformer"], r"compare: `model` must be one of 'mlp', 'logistic', 'cnn', 'rnn', 'gru'; got "
                                     r"model='transformer'"),
     (["--variant", "dropout2d"], r"`variant` must be one of 'dropout', 'classic', 'gaussian', 'alpha'"),
-    (["--model", "cnn", "--engine", "torch"], r"compare: `model` must be 'mlp' with --engine torch; got model='cnn'"),
-    (["--model", "cnn", "--backend", "torch"], r"compare: `model` must be 'mlp' with --engine torch; got model='cnn'"),
+    pytest.param(["--model", "cnn", "--engine", "torch"],
+                 r"compare: `model` must be 'mlp' with --engine torch; got model='cnn'", marks=_NEEDS_TORCH),
+    pytest.param(["--model", "cnn", "--backend", "torch"],
+                 r"compare: `model` must be 'mlp' with --engine torch; got model='cnn'", marks=_NEEDS_TORCH),
 ])
 def test_compare_rejects_a_model_variant_mismatch(argv, match, tmp_path, capsys):
     assert main(["compare", *argv, "--epochs", "1", "--seeds", "1", "--quiet", "--out", str(tmp_path / "x")]) == 2
