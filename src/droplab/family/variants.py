@@ -63,8 +63,18 @@ def _axes_option(what: str) -> Option:
                   "on ``(N, C, H, W)``: one per channel). Default None (one per element).")
 
 
+class _SharedAxesSpec(Spec):
+    """A variant whose noise is drawn per element, or shared along its ``axes`` option."""
+
+    def noise_shape(self, where, options, shape):
+        return shared_axes_shape(where, options["axes"], shape)
+
+    def rows_independent(self, options):
+        return keeps_rows(options["axes"])
+
+
 # -- Bernoulli masks of different shapes ------------------------------------------------------------
-class DropoutSpec(Spec):
+class DropoutSpec(_SharedAxesSpec):
     name, class_name = "dropout", "Dropout"
     options = (
         Option("inverted", True, flag("inverted"),
@@ -108,12 +118,6 @@ True
 >>> layer.eval()(x) is x
 True
 """}
-
-    def noise_shape(self, where, options, shape):
-        return shared_axes_shape(where, options["axes"], shape)
-
-    def rows_independent(self, options):
-        return keeps_rows(options["axes"])
 
     def scale(self, options, p):
         if not options["inverted"]:
@@ -249,7 +253,7 @@ True
 
 
 # -- other noise distributions ------------------------------------------------------------------------
-class GaussianSpec(Spec):
+class GaussianSpec(_SharedAxesSpec):
     name, class_name = "gaussian_dropout", "GaussianDropout"
     bernoulli = False
     p_one = False
@@ -279,12 +283,6 @@ probability: the noise variance ``(1-p)/p`` there is ``p/(1-p)`` here)."""
 (True, True)
 """}
 
-    def noise_shape(self, where, options, shape):
-        return shared_axes_shape(where, options["axes"], shape)
-
-    def rows_independent(self, options):
-        return keeps_rows(options["axes"])
-
     def noise(self, options, p, draw, shape, dtype):
         sigma = math.sqrt(p / (1.0 - p))
         return (1.0 + sigma * draw.normal(shape)).astype(dtype), None
@@ -304,7 +302,7 @@ def alpha_coefficients(p: float) -> tuple[float, float, float]:
     return a, b, a * ALPHA_PRIME + b
 
 
-class AlphaSpec(Spec):
+class AlphaSpec(_SharedAxesSpec):
     name, class_name = "alpha_dropout", "AlphaDropout"
     bernoulli = False
     options = (_axes_option("mask"),)
@@ -334,12 +332,6 @@ NeurIPS 2017 (their ``q`` is the keep probability: ``q = 1 - p``)."""
 >>> abs(float(y.mean())) < 0.02, abs(float(y.var()) - 1) < 0.02
 (True, True)
 """}
-
-    def noise_shape(self, where, options, shape):
-        return shared_axes_shape(where, options["axes"], shape)
-
-    def rows_independent(self, options):
-        return keeps_rows(options["axes"])
 
     def noise(self, options, p, draw, shape, dtype):
         a, b, fill = alpha_coefficients(p)
