@@ -18,7 +18,27 @@ from typing import Any, Callable
 
 import numpy as np
 
+from droplab import _validate
+from droplab.errors import InvalidTypeError, ResourceLimitError
 from droplab.metrics import _entropy
+
+#: The largest number of passes ``T`` accepted (10,000), by both engines' mc_predict. MC
+#: dropout's estimates settle within tens to hundreds of passes (Gal 2016 uses 10-1000); a
+#: larger T only costs time.
+MAX_SAMPLES = 10_000
+
+
+def check_samples(where: str, samples, keep_samples) -> int:
+    """``samples`` as an int in [1, MAX_SAMPLES] and ``keep_samples`` True, False or None, or
+    the one-line error; returns T."""
+    T = _validate.positive_int(where, "samples", samples)
+    if T > MAX_SAMPLES:
+        raise ResourceLimitError(_validate.message(
+            where, "samples", f"an integer in [1, {MAX_SAMPLES}]", samples,
+            "Estimates settle within hundreds of passes; average several calls for more."))
+    if keep_samples is not None and not isinstance(keep_samples, (bool, np.bool_)):
+        raise InvalidTypeError(_validate.message(where, "keep_samples", "True, False or None", keep_samples))
+    return T
 
 __all__ = ["MCResult", "Stats", "result", "deterministic"]
 

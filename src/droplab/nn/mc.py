@@ -29,8 +29,8 @@ import copy
 import numpy as np
 
 from droplab import _rng, _validate
-from droplab.errors import InvalidTypeError, InvalidValueError, ResourceLimitError
-from droplab.mc import MCResult, Stats, deterministic, outputs, result
+from droplab.errors import InvalidTypeError, InvalidValueError
+from droplab.mc import MAX_SAMPLES, MCResult, Stats, check_samples, deterministic, outputs, result
 from droplab.nn.dropout import Dropout, variant
 from droplab.nn.losses import Loss
 from droplab.nn.module import Module, Sequential
@@ -52,9 +52,6 @@ MEMORY_BUDGET = 4 * 2**20
 #: with ``keep_samples=True``.
 SAMPLES_BUDGET = 64 * 2**20
 
-#: The largest number of passes ``T`` accepted (10,000). MC dropout's estimates settle within
-#: tens to hundreds of passes (Gal 2016 uses 10-1000); a larger T only costs time.
-MAX_SAMPLES = 10_000
 
 
 # --- which layers sample, and can they be stacked? ---------------------------------------
@@ -242,13 +239,7 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
     where = "mc_predict"
     if not isinstance(model, Module):
         raise InvalidTypeError(_validate.message(where, "model", "a droplab Module", type(model).__name__))
-    T = _validate.positive_int(where, "samples", samples)
-    if T > MAX_SAMPLES:
-        raise ResourceLimitError(_validate.message(
-            where, "samples", f"an integer in [1, {MAX_SAMPLES}]", samples,
-            "Estimates settle within hundreds of passes; average several calls for more."))
-    if keep_samples is not None and not isinstance(keep_samples, (bool, np.bool_)):
-        raise InvalidTypeError(_validate.message(where, "keep_samples", "True, False or None", keep_samples))
+    T = check_samples(where, samples, keep_samples)
     if batch_size is not None:
         batch_size = _validate.positive_int(where, "batch_size", batch_size)
     if tau is not None:

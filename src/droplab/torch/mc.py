@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from droplab import _rng, _validate
-from droplab.errors import InvalidTypeError, InvalidValueError, ResourceLimitError
-from droplab.mc import MCResult, Stats, deterministic, outputs, result
+from droplab.errors import InvalidTypeError, InvalidValueError
+from droplab.mc import MCResult, Stats, check_samples, deterministic, outputs, result
 
 __all__ = ["is_dropout", "enable_mc_dropout", "MCResult", "MCPrediction", "mc_predict", "patch"]
 
@@ -153,7 +153,7 @@ def mc_predict(model: torch.nn.Module, x: torch.Tensor, samples: int = 50, seed=
     Args:
         model (torch.nn.Module): the network, with at least one dropout module.
         x (torch.Tensor): inputs ``(N, ...)``.
-        samples (int): number of passes ``T``, 1 to :data:`droplab.nn.mc.MAX_SAMPLES`. Default 50.
+        samples (int): number of passes ``T``, 1 to :data:`droplab.mc.MAX_SAMPLES`. Default 50.
         seed (int | np.random.Generator | None): see Randomness. Default None.
         batch_size (int | None): inputs per stacked forward (each chunk runs ``T`` times as
             many rows); None (default): as many as keep a forward within 65536 rows.
@@ -174,21 +174,15 @@ def mc_predict(model: torch.nn.Module, x: torch.Tensor, samples: int = 50, seed=
             dropout module.
         TypeError: ``model`` not a Module or ``x`` not a tensor; a bad ``seed`` or ``keep_samples``.
     """
-    from droplab.nn.mc import MAX_SAMPLES, SAMPLES_BUDGET
+    from droplab.nn.mc import SAMPLES_BUDGET
     from droplab.torch.modules import _Stateful
 
     where = "mc_predict"
     _check_model(where, model)
     if not isinstance(x, torch.Tensor):
         raise InvalidTypeError(_validate.message(where, "x", "a torch.Tensor", type(x).__name__))
-    T = _validate.positive_int(where, "samples", samples)
-    if T > MAX_SAMPLES:
-        raise ResourceLimitError(_validate.message(
-            where, "samples", f"an integer in [1, {MAX_SAMPLES}]", samples,
-            "Estimates settle within hundreds of passes; average several calls for more."))
+    T = check_samples(where, samples, keep_samples)
     output = _validate.one_of(where, "output", output, ("logits", "probs", "raw"))
-    if keep_samples is not None and not isinstance(keep_samples, bool):
-        raise InvalidTypeError(_validate.message(where, "keep_samples", "True, False or None", keep_samples))
     if batch_size is not None:
         batch_size = _validate.positive_int(where, "batch_size", batch_size)
     if tau is not None:
