@@ -212,20 +212,8 @@ class _ImplDoctor:
         return self.e.noise_shape(x.shape)
 
     def measure(self, p: float, x: np.ndarray, ys: list[np.ndarray]) -> dict | None:
-        law = self.e.law
-        if law == "bernoulli":
-            return self.measure_bernoulli(p, x, ys)
-        if law == "gaussian":
-            return self.measure_gaussian(p, x, ys)
-        if law == "alpha":
-            return self.measure_alpha(p, x, ys)
-        if law == "block":
-            return self.measure_block(p, x, ys)
-        if law == "weights":
-            return self.measure_weights(p, x, ys)
-        if law == "concrete":
-            return self.measure_concrete(p, x, ys)
-        return None
+        measure = getattr(self, f"measure_{self.e.law}", None)  # one method per noise law
+        return measure(p, x, ys) if measure is not None else None
 
     def shape_finding(self, p: float, const: bool) -> None:
         if not const:
