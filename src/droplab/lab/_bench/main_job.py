@@ -63,14 +63,17 @@ def gemm_throughput(threads: int, n: int = GEMM_N, repeats: int = 7) -> dict:
     c = np.empty_like(a)
     flops = 2.0 * n ** 3
     out = {"n": n, "threads": threads}
-    with threadpool_limits(threads, user_api="blas"):
-        np.matmul(a, b, out=c)
+    def timed(fn) -> dict:  # one warm-up call, then ``repeats`` timed calls
+        fn()
         ts = []
         for _ in range(repeats):
             t = time.perf_counter()
-            np.matmul(a, b, out=c)
+            fn()
             ts.append(time.perf_counter() - t)
-    out["numpy"] = stats(ts)
+        return stats(ts)
+
+    with threadpool_limits(threads, user_api="blas"):
+        out["numpy"] = timed(lambda: np.matmul(a, b, out=c))
     torch = _torch()
     if torch is not None:
         old = torch.get_num_threads()
@@ -78,13 +81,7 @@ def gemm_throughput(threads: int, n: int = GEMM_N, repeats: int = 7) -> dict:
         try:
             ta, tb = torch.from_numpy(a), torch.from_numpy(b)
             tc = torch.empty_like(ta)
-            torch.mm(ta, tb, out=tc)
-            ts = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                torch.mm(ta, tb, out=tc)
-                ts.append(time.perf_counter() - t)
-            out["torch"] = stats(ts)
+            out["torch"] = timed(lambda: torch.mm(ta, tb, out=tc))
         finally:
             torch.set_num_threads(old)
     out["flop_per_s"] = max(flops / out[k]["median_s"] for k in ("numpy", "torch") if k in out)
