@@ -316,6 +316,30 @@ def test_cpu_fast_path_saves_no_tensor_for_backward(dtype, seed):
     assert torch.equal(x.grad, (y != 0).to(dtype) * kernels.keep_scale(0.5))
 
 
+def test_large_outputs_recycle_memory_but_never_share_it(seed):
+    """Outputs of 32 MiB and more come from the kernels' pool: a live output (or gradient)
+    never shares memory with another, and a dead one's buffer is reused."""
+    from droplab.kernels import _pool
+
+    if kernels.backend() != "numba":
+        pytest.skip("the pool serves the compiled kernels")
+    n = _pool.MIN_BYTES // 4
+    x = torch.randn(n).requires_grad_()
+    d = dt.Dropout(0.5, seed=seed)
+    y1, y2 = d(x), d(x)
+    assert y1.data_ptr() != y2.data_ptr() and not torch.equal(y1, y2)
+    y2.backward(torch.ones(n))
+    ptrs = {y1.data_ptr(), y2.data_ptr(), x.grad.data_ptr()}
+    assert len(ptrs) == 3
+    assert torch.equal(x.grad, (y2 != 0).float() * 2.0)
+    ptr = y1.data_ptr()
+    del y1
+    assert _pool.free_bytes() >= 4 * n
+    y3 = d(x)
+    assert y3.data_ptr() == ptr  # the freed buffer came back
+    assert torch.equal(x.grad, (y2 != 0).float() * 2.0)  # nothing live was overwritten
+
+
 # -- parity with the NumPy engine --------------------------------------------------------------
 PARITY = [  # (torch module factory, NumPy layer factory, shape)
     (lambda s: dt.Dropout(0.3, seed=s), lambda s: nn.Dropout(0.3, seed=s), (32, 70)),

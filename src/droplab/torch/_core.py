@@ -264,11 +264,10 @@ def _fused_apply(x: torch.Tensor, noise: Noise, layout_like: torch.Tensor | None
     src = x.detach()
     if not src.is_contiguous():
         src = src.contiguous()
-    # numpy's allocator asks for transparent huge pages on large arrays (torch's does not by
-    # default): first-touch page faults on a fresh 64 MB output cost as much as the kernel.
-    out_np = np.empty(tuple(src.shape), dtype=_np(src.dtype))
-    noise.draw.apply(src.numpy(), noise.p, noise.spec.scale(noise.options, noise.p), out=out_np)
-    out = torch.from_numpy(out_np)
+    # The kernels' output comes from their recycled-memory pool (kernels._pool) when it is
+    # large: first-touch page faults on a fresh 64 MB output cost as much as the kernel. The
+    # tensor keeps the pooled buffer alive; it returns to the pool when the tensor dies.
+    out = torch.from_numpy(noise.draw.apply(src.numpy(), noise.p, noise.spec.scale(noise.options, noise.p)))
     if layout_like is not None and not layout_like.is_contiguous():
         shaped = torch.empty_like(layout_like)
         shaped.copy_(out)
