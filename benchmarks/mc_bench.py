@@ -1,29 +1,30 @@
-"""MC dropout benchmark: ``nn.mc_predict`` (stacked passes) against a Python loop of passes.
+"""MC dropout benchmark: ``nn.mc_predict`` against the GEMM-bound time and a PyTorch loop.
 
 The network is the lab's default MLP, 40-256-256-10 with p = 0.3 after each hidden layer
-(p: probability that a unit is zeroed). The baseline is what a user writes without
-``mc_predict``: ``T`` predict-style forward passes with the dropout layers on, each turned
-into probabilities, in a Python loop. ``mc_predict`` also computes its statistics (mean, std,
-entropy, mutual information, variation ratio) inside the timed region; the baseline does not.
+(p: probability that a unit is zeroed), float32. Three figures are measured in one run:
 
-Both are timed in the same run, interleaved repeat by repeat, float32, seeded inputs, after a
-warm-up; the median and inter-quartile range are reported, and the ratio of medians is the
-figure to compare (these shared machines vary by up to 1.6x between runs).
+* ``mc_predict``: ``nn.mc_predict(model, X, samples=T, seed=r, keep_samples=False)``, its
+  statistics (mean, std, entropies, mutual information, variation ratio) included.
+* ``torch``: what a PyTorch user writes without droplab: the same network (the same weights)
+  as ``nn.Sequential(Linear, ReLU, Dropout, ...)`` in train mode under ``torch.no_grad()``, ``T``
+  forward passes in a Python loop, each turned into probabilities, stacked, and their mean and
+  standard deviation, on ``torch.set_num_threads(usable cores)``.
+* ``gemm_bound``: the FLOPs of ``T`` full forward passes over the ``N`` inputs (a multiply-add
+  counts 2) divided by the large float32 GEMM throughput on the usable cores, measured in
+  this run (:func:`droplab.lab._bench.main_job.gemm_throughput`, the faster of NumPy's BLAS
+  and torch). ``mc_predict`` computes the first layer once per input (it draws no noise), so
+  it does fewer FLOPs than that: the gain counts, as the figure's definition says.
 
-Besides the headline size (T = 100 passes over N = 10,000 inputs) it sweeps N, because the
-gain from stacking is per-call overhead amortised: at small N each of the T loop calls is a
-handful of small matrix products dominated by Python and BLAS call overhead; at N = 10,000
-each call is already a large, efficient GEMM, so the loop and the stacked forward do the same
-arithmetic at the same efficiency and only the deterministic first layer (run once per
-input, not T times) is saved.
+``fraction_of_gemm_bound`` = gemm_bound / mc_predict (1.0: mc_predict runs as fast as its
+matrix products could at the large-GEMM rate) and ``speedup_vs_torch`` = torch / mc_predict,
+medians of repeats taken in turns (so drifts in machine load hit both alike).
 
 Usage::
 
-    python benchmarks/mc_bench.py                    # headline + N sweep, 20 repeats
-    python benchmarks/mc_bench.py --repeats 5 --json out.json
-    OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/mc_bench.py   # one core each
+    python benchmarks/mc_bench.py                   # N = 10,000, T = 100, 7 repeats
+    python benchmarks/mc_bench.py --repeats 3 --json out.json
 
-From code: ``from benchmarks.mc_bench import bench_mc; bench_mc(repeats=5)`` returns a dict.
+From code: ``from benchmarks.mc_bench import bench_mc; bench_mc(repeats=3)`` returns a dict.
 """
 
 from __future__ import annotations
@@ -37,124 +38,142 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["bench_mc"]
+__all__ = ["bench_mc", "forward_flops"]
+
+HIDDEN = (256, 256)
 
 
-def _stats(ts: list[float]) -> dict:
-    a = np.asarray(ts)
-    return {"median_s": float(np.median(a)), "iqr_s": float(np.percentile(a, 75) - np.percentile(a, 25)),
-            "min_s": float(a.min()), "repeats": int(a.size)}
+def forward_flops(widths, n: int, T: int) -> int:
+    """FLOPs of ``T`` full forward passes of the MLP ``widths`` over ``n`` inputs."""
+    macs = sum(i * o for i, o in zip(widths[:-1], widths[1:]))
+    return 2 * macs * n * T
 
 
 def _model(p: float, seed: int):
     from droplab import nn
     from droplab.lab import models
 
-    model = models.mlp(40, (256, 256), 10, p=p, seed=seed)
+    model = models.mlp(40, HIDDEN, 10, p=p, seed=seed)
     model._loss = nn.SoftmaxCrossEntropy()  # as after fit: outputs become probabilities
     return model
 
 
-def _loop(model, X: np.ndarray, T: int) -> np.ndarray:
-    """The baseline: T predict-style passes with only the dropout layers on, in a Python loop."""
-    mods = list(model.modules())
-    was = [m.training for m in mods]
-    for m in mods:
-        m.training = m.is_dropout
-    try:
-        return np.stack([model._loss.output(model.forward(X)) for _ in range(T)])
-    finally:
-        for m, t in zip(mods, was):
-            m.training = t
-
-
-def _time_pair(model, X, T: int, repeats: int, warmup: int = 1) -> dict:
+def _torch_net(torch, model, p: float):
+    """The same network in PyTorch, with ``model``'s weights and ``torch.nn.Dropout``."""
     from droplab import nn
 
-    def mc(seed):
-        return nn.mc_predict(model, X, samples=T, seed=seed, keep_samples=False)
-
-    for i in range(warmup):
-        mc(i)
-        _loop(model, X, T)
-    t_mc, t_loop = [], []
-    for r in range(repeats):  # interleaved, so drifts in machine load hit both alike
-        t0 = time.perf_counter()
-        mc(r)
-        t_mc.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        _loop(model, X, T)
-        t_loop.append(time.perf_counter() - t0)
-    a, b = _stats(t_mc), _stats(t_loop)
-    return {"N": int(X.shape[0]), "T": T, "mc_predict": a, "loop": b,
-            "speedup": b["median_s"] / a["median_s"]}
+    layers = []
+    dense = [m for m in model.modules() if isinstance(m, nn.Dense)]
+    for i, d in enumerate(dense):
+        lin = torch.nn.Linear(d.in_features, d.out_features)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(d.weight.value.T)))
+            lin.bias.copy_(torch.from_numpy(d.bias.value))
+        layers.append(lin)
+        if i < len(dense) - 1:
+            layers += [torch.nn.ReLU(), torch.nn.Dropout(p)]
+    return torch.nn.Sequential(*layers).train()
 
 
-def bench_mc(N: int = 10_000, T: int = 100, p: float = 0.3, repeats: int = 20,
-             sweep: tuple[int, ...] = (10, 100, 1000), seed: int = 0, quiet: bool = True) -> dict:
-    """Time ``mc_predict`` against a loop of ``T`` dropout-on forward passes; returns a dict.
+def _torch_loop(torch, net, X, T: int):
+    """T train-mode passes in a loop, as probabilities, with their mean and std."""
+    with torch.no_grad():
+        probs = torch.stack([torch.softmax(net(X), dim=1) for _ in range(T)])
+        return probs.mean(0), probs.std(0)
+
+
+def bench_mc(N: int = 10_000, T: int = 100, p: float = 0.3, repeats: int = 7, seed: int = 0,
+             quiet: bool = True) -> dict:
+    """Time ``mc_predict`` against the GEMM-bound time and a loop of ``T`` PyTorch passes.
 
     Args:
-        N (int): inputs at the headline size. Default 10,000.
+        N (int): inputs. Default 10,000.
         T (int): passes. Default 100.
         p (float): drop probability of the MLP's dropout layers (not the keep probability).
             Default 0.3.
-        repeats (int): timed repeats per size (median reported). Default 20.
-        sweep: further input counts timed the same way (fewer repeats are not used: each
-            small size is cheap). Default (10, 100, 1000).
+        repeats (int): timed repeats of each side, taken in turns after one warm-up each
+            (median reported). Default 7.
         seed (int): seed of the inputs and the network. Default 0.
         quiet (bool): print nothing. Default True.
 
     Returns:
-        ``{"config", "versions", "machine", "headline", "sweep", "target", "meets_target"}``:
-        ``headline`` and each ``sweep`` row hold the medians, IQRs and ``speedup`` (loop
-        median / mc_predict median, measured in the same run).
+        ``{"benchmark", "config", "versions", "machine", "gemm", "headline"}``; ``headline``
+        holds ``mc_predict`` and ``torch`` timings (median, IQR...), ``gemm_bound_s``,
+        ``fraction_of_gemm_bound`` and ``speedup_vs_torch`` (None without PyTorch), and the
+        targets of issue 18 (85% of the GEMM bound, 5x the PyTorch loop) with whether they
+        were met.
     """
-    from droplab import __version__, kernels
+    from droplab import __version__, _validate, kernels, nn
     from droplab.lab import _bench
-    from droplab.nn import mc as mc_module
+    from droplab.lab._bench.main_job import gemm_throughput
 
+    threads = _validate.usable_cores()
+    torch = _bench._torch()
     rng = np.random.default_rng(seed)
     model = _model(p, seed)
-    kernels.apply(np.ones(64, np.float32), 0.5, (0, 0), 0, 2.0)  # compile / load the mask kernel first
-    rows = []
-    for n in sorted(set(sweep) | {N}):
-        X = rng.standard_normal((n, 40)).astype(np.float32)
-        row = _time_pair(model, X, T, repeats)
-        rows.append(row)
-        if not quiet:
-            print(f"N={n:>6} T={T}: mc_predict {row['mc_predict']['median_s'] * 1e3:9.1f} ms "
-                  f"(IQR {row['mc_predict']['iqr_s'] * 1e3:.1f})  loop {row['loop']['median_s'] * 1e3:9.1f} ms "
-                  f"(IQR {row['loop']['iqr_s'] * 1e3:.1f})  speedup {row['speedup']:.2f}x", flush=True)
-    headline = next(r for r in rows if r["N"] == N)
+    X = rng.standard_normal((N, 40)).astype(np.float32)
+    kernels.apply(np.ones(64, np.float32), 0.5, (0, 0), 0, 2.0)  # load the mask kernel first
+    gemm = gemm_throughput(threads)
+    flops = forward_flops((40, *HIDDEN, 10), N, T)
+    bound = flops / gemm["flop_per_s"]
+
+    fns = {"mc_predict": lambda r: nn.mc_predict(model, X, samples=T, seed=r, keep_samples=False)}
+    if torch is not None:
+        net, Xt = _torch_net(torch, model, p), torch.from_numpy(X)
+
+        def torch_loop(r):
+            old = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                torch.manual_seed(r)
+                return _torch_loop(torch, net, Xt, T)
+            finally:
+                torch.set_num_threads(old)
+        fns["torch"] = torch_loop
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for name, fn in fns.items():  # warm-up
+        fn(-1 if name == "torch" else 10_000)
+    for r in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(r)
+            times[name].append(time.perf_counter() - t0)
+    res = {k: _bench.stats(v) for k, v in times.items()}
+    mc_s = res["mc_predict"]["median_s"]
+    headline = {"N": N, "T": T, "mc_predict": res["mc_predict"], "torch": res.get("torch"),
+                "gemm_bound_s": bound, "fraction_of_gemm_bound": bound / mc_s,
+                "speedup_vs_torch": res["torch"]["median_s"] / mc_s if "torch" in res else None,
+                "target_fraction_of_gemm_bound": 0.85, "target_speedup_vs_torch": 5.0}
+    headline["meets_gemm_target"] = headline["fraction_of_gemm_bound"] >= 0.85
+    headline["meets_torch_target"] = (headline["speedup_vs_torch"] >= 5.0 if headline["speedup_vs_torch"] is not None
+                                      else None)
+    if not quiet:
+        print(f"T={T}, N={N}: mc_predict {mc_s * 1e3:.0f} ms; GEMM-bound {bound * 1e3:.0f} ms "
+              f"({flops / 1e9:.0f} GFLOP at {gemm['flop_per_s'] / 1e9:.0f} GFLOP/s): "
+              f"{headline['fraction_of_gemm_bound']:.0%} of the bound"
+              + (f"; PyTorch loop {res['torch']['median_s'] * 1e3:.0f} ms: {headline['speedup_vs_torch']:.2f}x"
+                 if "torch" in res else "; PyTorch not installed"), flush=True)
     return {
-        "benchmark": "mc_predict vs Python loop of dropout-on forward passes",
+        "benchmark": "mc_predict vs the GEMM-bound time and a loop of PyTorch passes",
         "config": {"model": "mlp 40-256-256-10, relu", "p": p, "N": N, "T": T, "repeats": repeats,
-                   "seed": seed, "dtype": "float32", "memory_budget_bytes": mc_module.MEMORY_BUDGET},
+                   "seed": seed, "dtype": "float32", "threads": threads, "flops": flops},
         "versions": {"droplab": __version__, "numpy": np.__version__, "python": platform.python_version(),
-                     "kernels_backend": kernels.backend()},
+                     "kernels_backend": kernels.backend(), "torch": getattr(torch, "__version__", None)},
         "machine": _bench.machine(),
+        "gemm": gemm,
         "headline": headline,
-        "sweep": [r for r in rows if r["N"] != N],
-        "target": 5.0,
-        "meets_target": headline["speedup"] >= 5.0,
     }
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--N", type=int, default=10_000, help="inputs at the headline size")
+    ap.add_argument("--N", type=int, default=10_000, help="inputs")
     ap.add_argument("--T", type=int, default=100, help="MC passes")
     ap.add_argument("--p", type=float, default=0.3, help="drop probability (not the keep probability)")
-    ap.add_argument("--repeats", type=int, default=20, help="timed repeats per size")
-    ap.add_argument("--sweep", default="10,100,1000", help="further input counts, comma-separated ('' for none)")
+    ap.add_argument("--repeats", type=int, default=7, help="timed repeats of each side")
     ap.add_argument("--json", default=None, help="also write the result dict here")
     args = ap.parse_args(argv)
-    sweep = tuple(int(s) for s in args.sweep.split(",") if s.strip())
-    res = bench_mc(N=args.N, T=args.T, p=args.p, repeats=args.repeats, sweep=sweep, quiet=False)
-    h = res["headline"]
-    print(f"headline: T={h['T']} on N={h['N']}: {h['speedup']:.2f}x faster than the loop "
-          f"(target {res['target']:.0f}x: {'met' if res['meets_target'] else 'NOT met'})")
+    res = bench_mc(N=args.N, T=args.T, p=args.p, repeats=args.repeats, quiet=False)
     print(json.dumps(res["machine"]))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1) + "\n")

@@ -328,3 +328,51 @@ def test_heap_padding_leaves_a_users_setting_alone(monkeypatch):
         for k in env:
             monkeypatch.delenv(k)
     assert calls == []
+
+
+def test_mc_section_reports_the_gemm_bound_and_the_pytorch_loop(tmp_path):
+    """The mc figures of issue 18: the fraction of the GEMM-bound time and the ratio to a loop
+    of PyTorch passes, both derived from this run's own measurements."""
+    from droplab.lab._bench import load_benchmark
+
+    out = tmp_path / "b"
+    assert main(["bench", "--tiny", "--quiet", "--sections", "mc", "--out", str(out)]) == 0
+    sec = json.loads((out / "results.json").read_text())["mc"]
+    if "skipped" in sec:
+        pytest.skip(sec["skipped"])
+    r = sec["result"]
+    hl, cfg = r["headline"], r["config"]
+    mc_bench = load_benchmark("mc_bench")
+    # 2 * (40*256 + 256*256 + 256*10) multiply-adds per input and pass
+    assert cfg["flops"] == mc_bench.forward_flops((40, 256, 256, 10), cfg["N"], cfg["T"])
+    assert cfg["flops"] == 2 * 78336 * cfg["N"] * cfg["T"]
+    assert hl["gemm_bound_s"] == pytest.approx(cfg["flops"] / r["gemm"]["flop_per_s"], rel=1e-12)
+    assert hl["fraction_of_gemm_bound"] == pytest.approx(hl["gemm_bound_s"] / hl["mc_predict"][MEDIAN], rel=1e-12)
+    assert hl["meets_gemm_target"] == (hl["fraction_of_gemm_bound"] >= 0.85)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        assert hl["torch"] is None and hl["speedup_vs_torch"] is None
+    else:
+        assert hl["speedup_vs_torch"] == pytest.approx(hl["torch"][MEDIAN] / hl["mc_predict"][MEDIAN], rel=1e-12)
+        assert hl["meets_torch_target"] == (hl["speedup_vs_torch"] >= 5.0)
+    for k in ("mc_predict", "torch"):
+        if hl[k]:
+            assert hl[k]["repeats"] == cfg["repeats"] and hl[k]["min_s"] <= hl[k][MEDIAN] <= hl[k]["max_s"]
+
+
+def test_the_pytorch_mc_baseline_is_the_same_network():
+    """The baseline's network has the droplab model's weights: in eval mode both give the same
+    probabilities (to float32 rounding of differently ordered sums)."""
+    torch = pytest.importorskip("torch")
+    from droplab.lab._bench import load_benchmark
+
+    mc_bench = load_benchmark("mc_bench")
+    model = mc_bench._model(0.3, 3)
+    net = mc_bench._torch_net(torch, model, 0.3).eval()
+    X = np.random.default_rng(0).standard_normal((64, 40)).astype(np.float32)
+    ours = model.predict(X)
+    with torch.no_grad():
+        theirs = torch.softmax(net(torch.from_numpy(X)), dim=1).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
+    assert sum(isinstance(m, torch.nn.Dropout) and m.p == 0.3 for m in net) == 2

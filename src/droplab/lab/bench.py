@@ -181,8 +181,10 @@ def _headlines(res: dict) -> list[str]:
     mc = res.get("mc")
     if mc and "skipped" not in mc:
         hl = mc["result"]["headline"]
-        out.append(f"mc_predict vs a loop of {hl['T']} passes on N={hl['N']}: {hl['mc_predict']['median_s'] * 1e3:.1f} "
-                   f"ms vs {hl['loop']['median_s'] * 1e3:.1f} ms ({hl['speedup']:.2f}x)")
+        vs = (f", {hl['speedup_vs_torch']:.2f}x faster than a loop of {hl['T']} PyTorch passes "
+              f"({hl['torch']['median_s'] * 1e3:.0f} ms)" if hl.get("torch") else ", PyTorch not installed")
+        out.append(f"mc_predict, T={hl['T']} on N={hl['N']}: {hl['mc_predict']['median_s'] * 1e3:.0f} ms, "
+                   f"{hl['fraction_of_gemm_bound']:.0%} of the GEMM-bound time ({hl['gemm_bound_s'] * 1e3:.0f} ms){vs}")
     mj = res.get("main_job")
     if mj:
         vs = (f", {mj['droplab_vs_torch']:.2f}x faster than PyTorch on the usable cores and "
