@@ -137,7 +137,8 @@ class Block:
                     h = draw.call(small_dense_relu_mask, np.ascontiguousarray(x), w, d.bias.value,
                                   np.empty(shape, w.dtype), *args)
                 else:
-                    h = draw.call(bias_relu_mask, x @ w, d.bias.value, np.empty(shape, w.dtype), *args)
+                    pre = x @ w  # a fresh array: the pass writes into it (each element read, then written)
+                    h = draw.call(bias_relu_mask, pre, d.bias.value, pre, *args)
             else:  # every unit kept or every one dropped: no mask to draw
                 pre = self._pre(x, few)
                 h = draw.apply(pre, q.p, scale)
