@@ -1,12 +1,17 @@
 """numba kernels of :mod:`droplab.nn.optim` (imported on first use: importing this imports numba).
 
-One compiled call per parameter does Adam's whole update (moments, bias correction, AdamW's
-decay, the weight change) where NumPy made about ten passes and four temporaries. The
-arithmetic is NumPy's, operation for operation, in the array's dtype (the scalars arrive
-already cast to it, as NumPy casts a Python float under NEP 50), without fast-math and with
-``error_model="numpy"`` (IEEE division, no zero-division branch, so the loop vectorises): the
+One compiled call updates a whole group of parameters (Adam's moments, bias correction, AdamW's
+decay and the weight change; SGD's velocity and step) where NumPy made about ten passes and four
+temporaries per parameter, and the optimizer a Python round trip per parameter. The arithmetic
+is NumPy's, operation for operation, in the arrays' dtype (the scalars arrive already cast to
+it, as NumPy casts a Python float under NEP 50), without fast-math and with
+``error_model="numpy"`` (IEEE division, no zero-division branch, so the loops vectorise): the
 update equals the NumPy code's bit for bit. Module-level functions, so ``cache=True`` keeps them
 across processes.
+
+The parameters of a group travel as tuples of ``GROUP`` flat C-contiguous arrays of one dtype
+(numba's ``UniTuple``, indexed in a loop), padded with empty arrays: one compiled signature per
+dtype, whatever the number of parameters.
 """
 
 from __future__ import annotations
@@ -14,19 +19,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["adam"]
+__all__ = ["GROUP", "adam", "sgd"]
+
+#: Parameters per compiled call; the tuples are padded to this length.
+GROUP = 8
 
 
-@njit(cache=True, error_model="numpy")
-def adam(w, g, m, v, k):
-    """Adam on flat arrays of one dtype, in place; returns False, changing nothing, when some
-    ``g * g`` is not finite (``> big``, the dtype's largest value, or NaN).
-
-    ``k``: the scalars, an array of the arrays' dtype: ``b1``, ``b2`` the betas, ``c1 = 1 - b1``, ``c2 = 1 - b2``,
-    ``bc2 = 1 - b2**t``, ``step = lr / (1 - b1**t)``, ``eps``, ``keep`` AdamW's
-    ``1 - lr * weight_decay`` (1 leaves ``w`` exactly as it is), ``big``. One array, not
-    nine arguments: each argument costs numba's dispatcher about a microsecond a call."""
-    b1, c1, b2, c2, bc2, step, eps, keep, big = k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]
+@njit(error_model="numpy")
+def _adam_one(w, g, m, v, b1, c1, b2, c2, bc2, step, eps, keep, big):
+    """Adam on one flat parameter, in place; False, changing nothing, when some ``g * g`` is
+    not finite (``> big``, the dtype's largest value, or NaN)."""
     n = w.shape[0]
     bad = False
     for i in range(n):  # no early exit: an OR reduction vectorises
@@ -43,3 +45,51 @@ def adam(w, g, m, v, k):
         d = np.sqrt(vi / bc2) + eps  # denom = sqrt(v / bc2); denom += eps
         w[i] = w[i] * keep - (step * mi) / d  # AdamW's w *= keep, then w -= step * m / denom
     return True
+
+
+@njit(cache=True, error_model="numpy")
+def adam(ws, gs, ms, vs, k):
+    """Adam over a group of parameters, one after another, in place: ``ws``, ``gs``, ``ms``,
+    ``vs`` the weights, gradients and moments (tuples of flat arrays of one dtype). Returns the
+    position of the first parameter whose ``g * g`` is not finite, which is left untouched with
+    those after it (the ones before it are updated, as parameter by parameter), or -1.
+
+    ``k``: the scalars, an array of the arrays' dtype: ``b1``, ``b2`` the betas, ``c1 = 1 - b1``, ``c2 = 1 - b2``,
+    ``bc2 = 1 - b2**t``, ``step = lr / (1 - b1**t)``, ``eps``, ``keep`` AdamW's
+    ``1 - lr * weight_decay`` (1 leaves ``w`` exactly as it is), ``big``. One array, not
+    nine arguments: each argument costs numba's dispatcher about a microsecond a call."""
+    b1, c1, b2, c2, bc2, step, eps, keep, big = k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]
+    for j in range(len(ws)):
+        if not _adam_one(ws[j], gs[j], ms[j], vs[j], b1, c1, b2, c2, bc2, step, eps, keep, big):
+            return j
+    return -1
+
+
+@njit(error_model="numpy")
+def _sgd_one(w, g, v, lr, momentum, mode):
+    n = w.shape[0]
+    if mode == 0:
+        for i in range(n):
+            w[i] = w[i] - lr * g[i]  # NumPy: w -= lr * g
+    elif mode == 1:
+        for i in range(n):
+            vi = v[i] * momentum - lr * g[i]  # v *= momentum; v -= lr * g
+            v[i] = vi
+            w[i] = w[i] + vi  # w += v
+    else:
+        for i in range(n):
+            gi = lr * g[i]
+            vi = v[i] * momentum - gi
+            v[i] = vi
+            w[i] = w[i] + (momentum * vi - gi)  # Nesterov: w += momentum * v - lr * g
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def sgd(ws, gs, vs, k, mode):
+    """SGD over a group of parameters, in place. ``k``: ``lr`` and ``momentum`` in the arrays'
+    dtype; ``mode`` 0: plain (``vs`` unused), 1: momentum, 2: Nesterov momentum."""
+    lr, momentum = k[0], k[1]
+    for j in range(len(ws)):
+        _sgd_one(ws[j], gs[j], vs[j], lr, momentum, mode)
+    return -1

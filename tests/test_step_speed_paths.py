@@ -1,0 +1,175 @@
+"""The training step's fast paths give the bits of the plain ones. No timing assertions.
+
+* the optimizers' one-call-per-group updates (``nn/_optim_kernels.py``) against NumPy's update
+  parameter by parameter: SGD (plain, momentum, Nesterov), Adam, AdamW, float32 and float64,
+  more parameters than one group holds, mixed dtypes, a plan that must notice new arrays;
+"""
+
+import copy
+
+import numpy as np
+import pytest
+
+from droplab import kernels, nn
+from droplab.nn import optim
+from droplab.nn.module import Parameter
+
+needs_numba = pytest.mark.skipif(kernels.backend() != "numba", reason="the fused paths need numba")
+
+# 11 parameters: more than one group of optim's GROUP (8), odd and empty shapes among them
+SHAPES = ((40, 256), (256,), (256, 10), (10,), (3, 1), (0,), (7, 5), (5,), (1,), (2, 3, 4), (9,))
+
+OPTIMIZERS = {
+    "adam": lambda: nn.Adam(1e-2),
+    "adam-options": lambda: nn.Adam(3e-3, beta1=0.5, beta2=0.9, eps=1e-3, decay=0.01),
+    "adamw": lambda: nn.AdamW(1e-2, weight_decay=0.1),
+    "adamw-decay": lambda: nn.AdamW(2e-3, weight_decay=0.3, beta2=0.99, decay=0.05),
+    "sgd": lambda: nn.SGD(0.05),
+    "sgd-decay": lambda: nn.SGD(0.05, decay=0.1),
+    "momentum": lambda: nn.SGD(0.01, momentum=0.9),
+    "nesterov": lambda: nn.SGD(0.01, momentum=0.7, nesterov=True, decay=0.02),
+}
+
+
+def _params(rng, dtypes):
+    return [Parameter(rng.standard_normal(s).astype(dt)) for s, dt in zip(SHAPES, dtypes)]
+
+
+def _numpy_steps(opt, params):
+    """NumPy's update, parameter by parameter (what ``step`` does without numba)."""
+    lr = opt.current_lr
+    for p in params:
+        opt._update(p, lr)
+    opt.iterations += 1
+
+
+def _grads(rng, pairs, scale=(-6, 4)):
+    for p, q in pairs:  # over 10 orders of magnitude, some exactly zero, some negative zero
+        g = (rng.standard_normal(p.value.shape) * 10.0 ** rng.uniform(*scale)).astype(p.value.dtype)
+        g[rng.random(g.shape) < 0.1] = 0
+        g[rng.random(g.shape) < 0.05] = -0.0
+        p.grad[...] = g
+        q.grad[...] = g
+
+
+def _assert_same(fused, plain, a, b, skip=()):
+    assert fused.iterations == plain.iterations
+    for p, q in zip(a, b):
+        assert p.value.dtype == q.value.dtype
+        assert p.value.tobytes() == q.value.tobytes()
+    assert len(fused._state) == len(plain._state)
+    for p, q in zip(a, b):
+        st, su = fused._state.get(id(p)), plain._state.get(id(q))
+        assert (st is None) == (su is None)
+        for slot in st or ():
+            if (id(p), slot) not in skip:
+                assert st[slot].tobytes() == su[slot].tobytes()
+
+
+DTYPES = {
+    "float32": [np.float32] * len(SHAPES),
+    "float64": [np.float64] * len(SHAPES),
+    "mixed": [np.float32, np.float32, np.float64, np.float32, np.float64, np.float64, np.float32,
+              np.float32, np.float32, np.float64, np.float32],
+}
+
+
+@needs_numba
+@pytest.mark.parametrize("dtypes", list(DTYPES), ids=list(DTYPES))
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_fused_updates_equal_numpy_parameter_by_parameter(rng, name, dtypes):
+    fused, plain = OPTIMIZERS[name](), OPTIMIZERS[name]()
+    a = _params(rng, DTYPES[dtypes])
+    b = [Parameter(p.value.copy()) for p in a]
+    for _ in range(40):
+        _grads(rng, zip(a, b))
+        fused.step(a)
+        _numpy_steps(plain, b)
+    assert fused._plan is not None  # the compiled path ran
+    _assert_same(fused, plain, a, b)
+
+
+@needs_numba
+@pytest.mark.parametrize("name", ["adamw", "momentum"])
+def test_fused_plan_follows_new_arrays_and_state(rng, name):
+    """The groups are kept between steps; a replaced weight, gradient or optimizer state (as
+    nn.load and io's restore do), a deep copy of the optimizer, and a state set by hand that
+    the kernels cannot take (non-contiguous) are all honoured."""
+    fused, plain = OPTIMIZERS[name](), OPTIMIZERS[name]()
+    a = _params(rng, DTYPES["float32"])
+    b = [Parameter(p.value.copy()) for p in a]
+
+    def steps(k):
+        for _ in range(k):
+            _grads(rng, zip(a, b))
+            fused.step(a)
+            _numpy_steps(plain, b)
+
+    steps(3)
+    a[2].value = a[2].value.copy()
+    a[4].grad = np.zeros_like(a[4].grad)
+    steps(3)
+    fused._state = {k: {s: v.copy() for s, v in st.items()} for k, st in fused._state.items()}
+    steps(3)
+    twin = copy.deepcopy(fused)  # the copy's plan holds copies: it must not update them
+    twin.step(a)
+    twin_values = [p.value.copy() for p in a]
+    for p, v in zip(a, twin_values):
+        p.value[...] = v
+    plain_twin = copy.deepcopy(plain)
+    _numpy_steps(plain_twin, b)
+    for p, q in zip(a, b):
+        assert p.value.tobytes() == q.value.tobytes()
+    fused, plain = twin, plain_twin
+    slot = next(iter(fused._state[id(a[0])]))
+    odd = np.zeros((a[0].value.shape[1], a[0].value.shape[0]), np.float32).T  # a transposed view
+    odd[...] = fused._state[id(a[0])][slot]
+    fused._state[id(a[0])][slot] = odd
+    steps(2)
+    assert fused._plan is None  # that state took the NumPy path
+    _assert_same(fused, plain, a, b)
+
+
+@needs_numba
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e20])
+@pytest.mark.parametrize("where", [1, 9])  # in the first group (float32), in a later one (float64)
+def test_fused_adam_refuses_an_overflow_as_numpy_does(rng, bad, where):
+    """The same parameters are updated before the refusal, and the same ones hold state after
+    it (first step: none made for the parameters never reached). The refused parameter's first
+    moment is the one difference: NumPy's path moves it before its check, the kernel leaves it."""
+    for first in (True, False):
+        fused, plain = nn.AdamW(1e-2), nn.AdamW(1e-2)
+        a = _params(rng, DTYPES["mixed"])
+        b = [Parameter(p.value.copy()) for p in a]
+        if not first:
+            _grads(rng, zip(a, b), (-2, 0))
+            fused.step(a)
+            _numpy_steps(plain, b)
+        _grads(rng, zip(a, b), (-2, 0))
+        big = bad if a[where].value.dtype == np.float32 or np.isnan(bad) else bad**8  # overflows its dtype's square
+        a[where].grad.flat[0] = b[where].grad.flat[0] = big
+        m = fused._state[id(a[where])]["m"].copy() if not first else np.zeros_like(a[where].value)
+        for opt, ps, run in ((fused, a, fused.step), (plain, b, lambda ps: _numpy_steps(plain, ps))):
+            with pytest.raises(nn.DivergenceError, match="AdamW: the gradient of `a parameter` "), \
+                    np.errstate(over="ignore"):  # NumPy's g * g overflows on its way to the refusal
+                run(ps)
+        _assert_same(fused, plain, a, b, skip={(id(a[where]), "m")})
+        assert fused._state[id(a[where])]["m"].tobytes() == m.tobytes()
+
+
+def test_numpy_backend_and_subclasses_take_the_numpy_path(rng, monkeypatch):
+    class Slow(nn.SGD):
+        pass
+
+    a = _params(rng, DTYPES["float32"])
+    b = [Parameter(p.value.copy()) for p in a]
+    _grads(rng, zip(a, b))
+    sub = Slow(0.1, momentum=0.5)
+    sub.step(a)
+    assert sub._plan is None
+    monkeypatch.setattr(kernels, "backend", lambda: "numpy")
+    for make in OPTIMIZERS.values():
+        opt = make()
+        opt.step(b)
+        assert opt._plan is None
+    assert not optim._fusable(b)
