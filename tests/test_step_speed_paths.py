@@ -3,6 +3,9 @@
 * the optimizers' one-call-per-group updates (``nn/_optim_kernels.py``) against NumPy's update
   parameter by parameter: SGD (plain, momentum, Nesterov), Adam, AdamW, float32 and float64,
   more parameters than one group holds, mixed dtypes, a plan that must notice new arrays;
+* softmax cross-entropy on labels in ``nn/_loss_kernels.py`` against the NumPy formula, and fit's
+  label path (no per-batch label check, correct rows counted in the loss's pass) against the
+  public call: same history, same weights.
 """
 
 import copy
@@ -173,3 +176,105 @@ def test_numpy_backend_and_subclasses_take_the_numpy_path(rng, monkeypatch):
         opt.step(b)
         assert opt._plan is None
     assert not optim._fusable(b)
+
+
+# --- softmax cross-entropy on labels ---------------------------------------------------------------
+
+
+def _textbook_softmax_ce(z, t):
+    """The NumPy formula the loss used before its kernels, operation for operation."""
+    n = z.shape[0]
+    shifted = z - z.max(axis=1, keepdims=True)
+    logsum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    logp = shifted - logsum
+    probs = np.exp(logp)
+    value = -logp[np.arange(n), t].mean()
+    probs[np.arange(n), t] -= 1
+    probs /= n
+    return float(value), probs.astype(z.dtype, copy=False)
+
+
+def _same_float(a, b):
+    return np.float64(a).tobytes() == np.float64(b).tobytes() or (np.isnan(a) and np.isnan(b))
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_label_loss_equals_the_numpy_formula_bit_for_bit(rng, dtype):
+    """Value, gradient and correct-row count, over class counts and batch sizes on both sides
+    of NumPy's pairwise-sum thresholds (8, 128, and the halving above), ties, rounded logits,
+    magnitudes from 1e-3 to 1e4, and NaN, infinities and signed zeros among the logits."""
+    cases = [(n, k) for k in (2, 3, 7, 8, 9, 10, 16, 17, 127, 128, 129, 300) for n in (1, 7, 8, 9, 100, 129, 1000)]
+    cases += [(4003, 10), (2500, 33)]
+    for n, k in cases:
+        for special in (None, np.nan, np.inf, -np.inf, 0.0, -0.0):
+            z = (rng.standard_normal((n, k)) * 10.0 ** rng.uniform(-3, 4)).astype(dtype)
+            if rng.random() < 0.3:
+                z[:, : k // 2] = z[:, :1]  # ties for the maximum
+            if rng.random() < 0.3:
+                z = np.round(z)
+            if special is not None:
+                z[rng.random(z.shape) < 0.02] = special
+            t = rng.integers(0, k, n)
+            with np.errstate(all="ignore"):
+                want, grad = _textbook_softmax_ce(z, t)
+                loss = nn.SoftmaxCrossEntropy()
+                got, correct = loss._forward_labels(z, t)
+                public = nn.SoftmaxCrossEntropy()
+                value = public(z, t)
+            assert _same_float(got, want) and _same_float(value, want), (n, k, special, got, want)
+            assert loss.backward().dtype == dtype
+            assert loss.backward().tobytes() == grad.tobytes() == public.backward().tobytes(), (n, k, special)
+            assert correct == int((z.argmax(axis=1) == t).sum())
+
+
+def test_label_loss_falls_back_to_numpy_where_the_kernels_do_not_apply(rng, monkeypatch):
+    z = rng.standard_normal((50, 6)).astype(np.float32)
+    t = rng.integers(0, 6, 50)
+    want, grad = _textbook_softmax_ce(z, t)
+    for pred in (z, np.asfortranarray(z), z.astype(np.float16)):
+        loss = nn.SoftmaxCrossEntropy()
+        value, correct = loss._forward_labels(pred, t)
+        if pred.dtype == np.float16:
+            assert correct is None and loss.backward().dtype == np.float16
+            continue
+        assert _same_float(value, want) and loss.backward().tobytes() == grad.tobytes()
+        assert correct == (None if not pred.flags.c_contiguous else int((z.argmax(1) == t).sum()))
+    monkeypatch.setattr(kernels, "backend", lambda: "numpy")
+    loss = nn.SoftmaxCrossEntropy()
+    value, correct = loss._forward_labels(z, t)
+    assert correct is None and _same_float(value, want) and loss.backward().tobytes() == grad.tobytes()
+
+
+@pytest.mark.parametrize("bad", [-1, 6])
+def test_label_path_still_refuses_a_label_outside_the_outputs(rng, bad):
+    """fit checks its labels once; should the outputs then not match (a model changed during
+    training), the label path reports it as the public call does, one line."""
+    z = rng.standard_normal((5, 6)).astype(np.float32)
+    t = np.array([0, 1, bad, 2, 3])
+    for call in (lambda: nn.SoftmaxCrossEntropy()._forward_labels(z, t), lambda: nn.SoftmaxCrossEntropy()(z, t)):
+        with pytest.raises(ValueError, match=rf"^SoftmaxCrossEntropy: `target` must be labels in \[0, 6\); "
+                                             rf"got target='array containing {bad}'\.$"):
+            call()
+
+
+class _PlainLoss(nn.SoftmaxCrossEntropy):
+    """A subclass: fit takes the public call for it (label check per batch, accuracy apart)."""
+
+
+@pytest.mark.parametrize("batch_size", [None, 32, 100])
+@pytest.mark.parametrize("labels", ["int64", "int32", "float"])
+def test_fit_label_path_gives_the_public_calls_history_and_weights(rng, batch_size, labels):
+    X = rng.standard_normal((230, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64) + 2 * (X[:, 1] > 0.3)
+    y = y.astype({"int64": np.int64, "int32": np.int32, "float": np.float64}[labels])
+    Xv, yv = X[:40] + 0.1, y[:40]
+    runs = []
+    for loss in (nn.SoftmaxCrossEntropy(), _PlainLoss()):
+        model = nn.Sequential(nn.Dense(5, 16), nn.ReLU(), nn.Dropout(0.2), nn.Dense(16, 4), seed=3)
+        h = model.fit(X, y, loss=loss, optimizer=nn.Adam(1e-2), epochs=4, batch_size=batch_size, seed=1,
+                      validation_data=(Xv, yv), verbose=False)
+        runs.append((h, [p.value.copy() for p in model.parameters()], [p.grad.copy() for p in model.parameters()]))
+    (h1, w1, g1), (h2, w2, g2) = runs
+    assert h1.keys() == h2.keys() and all(np.array(h1[k]).tobytes() == np.array(h2[k]).tobytes() for k in h1)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(w1 + g1, w2 + g2))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from droplab.errors import InvalidValueError
 import numpy as np
 
-from droplab import _validate
+from droplab import _validate, kernels
 
 __all__ = ["Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSELoss", "softmax"]
 
@@ -78,27 +78,69 @@ class SoftmaxCrossEntropy(Loss):
                                                f"array of shape {z.shape}"))
         n, k = z.shape
         t = np.asarray(target)
-        shifted = z - z.max(axis=1, keepdims=True)
-        logsum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        logp = shifted - logsum
-        probs = np.exp(logp)
         if t.ndim == 1:
             t = _validate.labels("SoftmaxCrossEntropy", "target", t, k)
             if t.shape[0] != n:
                 raise InvalidValueError(_validate.message("SoftmaxCrossEntropy", "target", f"{n} labels (one per row of pred)",
                                                    f"{t.shape[0]} labels"))
-            value = -logp[np.arange(n), t].mean()
-            probs[np.arange(n), t] -= 1
-        elif t.shape == z.shape:
-            value = -(t * logp).sum(axis=1).mean()
-            probs -= t
-        else:
+            fused = self._fused(z, t)
+            if fused is not None:
+                return fused[0]
+        elif t.shape != z.shape:
             raise InvalidValueError(_validate.message("SoftmaxCrossEntropy", "target",
                                                f"labels of shape ({n},) or targets of shape {z.shape}",
                                                f"array of shape {t.shape}"))
+        shifted = z - z.max(axis=1, keepdims=True)
+        logsum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        logp = shifted - logsum
+        probs = np.exp(logp)
+        if t.ndim == 1:
+            value = -logp[np.arange(n), t].mean()
+            probs[np.arange(n), t] -= 1
+        else:
+            value = -(t * logp).sum(axis=1).mean()
+            probs -= t
         probs /= n
         self._grad = probs.astype(z.dtype, copy=False)
         return float(value)
+
+    def _forward_labels(self, pred: np.ndarray, labels: np.ndarray) -> tuple[float, int | None]:
+        """fit's call, on labels it has checked (``int64``, one per row, in ``[0, K)``):
+        ``(loss, rows whose largest logit is the label)``, the count None where not taken.
+        The loss and gradient are ``forward``'s, bit for bit; only the label check is left out."""
+        z = pred
+        if isinstance(z, np.ndarray) and z.ndim == 2 and labels.shape == z.shape[:1]:
+            fused = self._fused(z, labels)
+            if fused is not None:
+                return fused
+        return self.forward(pred, labels), None
+
+    def _fused(self, z: np.ndarray, t: np.ndarray) -> tuple[float, int] | None:
+        """The label path in the compiled kernels of :mod:`droplab.nn._loss_kernels` (sets the
+        gradient): ``(loss, correct rows)``; None, computing nothing, where they do not apply
+        (the NumPy backend, another dtype or layout, no rows, a label outside ``[0, K)``)."""
+        dt = z.dtype
+        if (dt.type not in (np.float32, np.float64) or not z.flags.c_contiguous or not z.shape[0] or z.shape[1] < 2
+                or t.dtype != np.int64 or kernels.backend() != "numba"):
+            return None
+        from droplab.nn import _loss_kernels as lk
+
+        n = z.shape[0]
+        zero = dt.type(0)
+        shifted = np.empty_like(z)
+        pred = np.empty(n, np.int64)
+        lk.shift_rows(z, shifted, pred)
+        s = np.empty(n, dt)
+        lk.row_sums(np.exp(shifted), s, zero)  # NumPy's exp and log: the C library's round differently
+        np.log(s, out=s)
+        lk.sub_rows(shifted, s)
+        probs = np.exp(shifted)
+        total, correct = lk.finish(shifted, probs, t, pred, zero, dt.type(1), dt.type(n))
+        if correct < 0:
+            return None
+        self._grad = probs
+        # NumPy's mean: the sum over n, an intp, in float64, cast back to the dtype
+        return -float(dt.type(float(total) / n)), correct
 
     def output(self, pred):
         return softmax(np.asarray(pred))

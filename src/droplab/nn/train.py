@@ -109,22 +109,21 @@ def _check_xy(where: str, X, y, model_loss: Loss | None = None) -> tuple[np.ndar
     return X, y
 
 
-def _check_labels(where: str, model: Module, loss: Loss, X: np.ndarray, pairs) -> None:
+def _check_labels(where: str, model: Module, loss: Loss, X: np.ndarray, pairs) -> list:
     """Integer class labels must name an output unit: checked before any step is taken.
 
     One eval-mode forward of a single row tells the number of outputs (it updates no
-    statistics, and every layer's counter is put back, so no random stream moves)."""
+    statistics, and every layer's counter is put back, so no random stream moves). Returns,
+    per pair, the labels as checked (``int64``), or None where none were."""
     from droplab.nn.losses import SoftmaxCrossEntropy
 
     if not isinstance(loss, SoftmaxCrossEntropy) or all(np.ndim(y) != 1 for _, y in pairs):
-        return
+        return [None] * len(pairs)
     try:
         k = _forward_eval(model, X[:1], None).shape[-1]
     except ValueError:
-        return  # a shape error: the first training forward reports it with the real batch shape
-    for name, y in pairs:
-        if np.ndim(y) == 1:
-            _validate.labels(where, name, y, k)
+        return [None] * len(pairs)  # a shape error: the first training forward reports it with the real batch shape
+    return [_validate.labels(where, name, y, k) if np.ndim(y) == 1 else None for name, y in pairs]
 
 
 def _fingerprint(*parts) -> list:
@@ -236,7 +235,12 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
             raise InvalidTypeError(_validate.message(where, "validation_data", "a pair (X_val, y_val)",
                                               type(validation_data).__name__))
         Xv, yv = _check_xy(where, *validation_data)
-    _check_labels(where, model, loss, X, [("y", y)] + ([("y_val", yv)] if validation_data is not None else []))
+    labels = _check_labels(where, model, loss, X, [("y", y)] + ([("y_val", yv)] if validation_data is not None else []))[0]
+    # checked labels and the plain softmax loss: each batch skips the label check and counts its
+    # correct rows in the loss's own pass (the same values and gradients, bit for bit)
+    from droplab.nn.losses import SoftmaxCrossEntropy
+
+    fast_loss = labels is not None and type(loss) is SoftmaxCrossEntropy
     keys = ["loss"] + (["accuracy"] if loss.classification else [])
     if validation_data is not None:
         keys += ["val_loss"] + (["val_accuracy"] if loss.classification else [])
@@ -299,12 +303,15 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
             total_loss, correct_w = 0.0, 0.0
             for b in range(nb):
                 if order is None:
-                    xb, yb = X, y
+                    xb, yb = X, (labels if fast_loss else y)
                 else:
                     idx = order[b * batch_size:(b + 1) * batch_size]
-                    xb, yb = X[idx], y[idx]
+                    xb, yb = X[idx], (labels[idx] if fast_loss else y[idx])
                 out = model.forward(xb)
-                value = loss(out, yb)
+                if fast_loss:
+                    value, correct = loss._forward_labels(out, yb)
+                else:
+                    value, correct = loss(out, yb), None
                 if not math.isfinite(value):
                     raise DivergenceError(
                         f"fit: the training loss became {value} at epoch {epoch + 1}, batch {b + 1}; "
@@ -321,7 +328,7 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
                 _call(callbacks, "on_batch_end", optimizer.iterations, model)
                 total_loss += value * len(xb)
                 if loss.classification:
-                    correct_w += _accuracy(loss, out, yb) * len(xb)
+                    correct_w += (correct / len(xb) if correct is not None else _accuracy(loss, out, yb)) * len(xb)
             logs = {"loss": total_loss / n}
             _check_divergence(logs["loss"], reference, divergence, params, epoch + 1)
             if loss.classification:
