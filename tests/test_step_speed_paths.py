@@ -5,7 +5,9 @@
   more parameters than one group holds, mixed dtypes, a plan that must notice new arrays;
 * softmax cross-entropy on labels in ``nn/_loss_kernels.py`` against the NumPy formula, and fit's
   label path (no per-batch label check, correct rows counted in the loss's pass) against the
-  public call: same history, same weights.
+  public call: same history, same weights;
+* the optimizers zeroing the gradients they consume (fit's next zero_grad) only where nobody
+  can tell: fit's history, weights, gradients and optimizer state as without.
 """
 
 import copy
@@ -278,3 +280,103 @@ def test_fit_label_path_gives_the_public_calls_history_and_weights(rng, batch_si
     (h1, w1, g1), (h2, w2, g2) = runs
     assert h1.keys() == h2.keys() and all(np.array(h1[k]).tobytes() == np.array(h2[k]).tobytes() for k in h1)
     assert all(a.tobytes() == b.tobytes() for a, b in zip(w1 + g1, w2 + g2))
+
+
+# --- gradients zeroed by the update, in place of the next zero_grad --------------------------------
+
+
+@needs_numba
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_clearing_step_equals_step_then_zero_grad(rng, name):
+    a = _params(rng, DTYPES["float32"][:8])  # one group: Adam clears only then
+    b = [Parameter(p.value.copy()) for p in a]
+    fused, plain = OPTIMIZERS[name](), OPTIMIZERS[name]()
+    for _ in range(5):
+        _grads(rng, zip(a, b))
+        assert fused._step(a, True) is True
+        plain.step(b)
+        assert all(not p.grad.any() and not np.signbit(p.grad).any() for p in a)  # +0, as fill(0)
+        for q in b:
+            q.grad.fill(0)
+        _assert_same(fused, plain, a, b)
+    assert fused._step(a, False) is False  # without clear: gradients kept
+    plain.step(b)
+    _assert_same(fused, plain, a, b)
+
+
+@needs_numba
+@pytest.mark.parametrize("where", [0, 3, 7])
+def test_clearing_adam_refusal_zeroes_nothing(rng, where):
+    a = _params(rng, DTYPES["float32"][:8])
+    b = [Parameter(p.value.copy()) for p in a]
+    fused, plain = nn.Adam(1e-2), nn.Adam(1e-2)
+    _grads(rng, zip(a, b), (-2, 0))
+    fused.step(a)
+    plain.step(b)
+    _grads(rng, zip(a, b), (-2, 0))
+    a[where].grad.flat[0] = b[where].grad.flat[0] = np.inf
+    for opt, ps, run in ((fused, a, lambda ps: fused._step(ps, True)), (plain, b, plain.step)):
+        with pytest.raises(nn.DivergenceError, match="Adam: the gradient of `a parameter` is NaN or infinite"):
+            run(ps)
+    _assert_same(fused, plain, a, b)
+    for p, q in zip(a, b):
+        assert p.grad.tobytes() == q.grad.tobytes()
+
+
+def test_more_groups_or_other_optimizers_do_not_clear(rng):
+    ps = _params(rng, DTYPES["float32"])  # 11 parameters: two groups
+    for p in ps:
+        p.grad[...] = 0.5
+    assert nn.Adam(1e-3)._step(ps, True) is (False)
+    assert all((p.grad == 0.5).all() for p in ps)
+
+    class Mine(nn.Adam):
+        pass
+
+    assert Mine(1e-3)._step(ps[:3], True) is False
+    assert all((p.grad == 0.5).all() for p in ps)
+
+
+class _Watch:
+    """An on_batch_end callback: fit then leaves every gradient for it to read."""
+
+    def __init__(self):
+        self.grads = []
+
+    def on_batch_end(self, step, model):
+        self.grads.append([p.grad.copy() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Adam(1e-2), lambda: nn.AdamW(1e-2, weight_decay=0.1),
+                                  lambda: nn.SGD(0.05, momentum=0.9)], ids=["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("layers", [1, 5], ids=["one-group", "two-groups"])
+@pytest.mark.parametrize("batch_size", [None, 40, 64])
+def test_fit_with_cleared_gradients_matches_fit_without(rng, monkeypatch, make, layers, batch_size):
+    """History, weights, the last batch's gradients and the optimizer's state, against a run
+    whose on_batch_end callback keeps fit from clearing (and which sees real gradients)."""
+    X = rng.standard_normal((200, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 2] > 0.5)
+    zero_grad, calls = nn.Module.zero_grad, []
+    monkeypatch.setattr(nn.Module, "zero_grad", lambda self: calls.append(1) or zero_grad(self))
+    runs = []
+    for watch in (None, _Watch()):
+        calls.clear()
+        mods = [nn.Dense(6, 12), nn.ReLU(), nn.Dropout(0.1)]
+        for _ in range(layers - 1):
+            mods += [nn.Dense(12, 12), nn.ReLU()]
+        model = nn.Sequential(*mods, nn.Dense(12, 3), seed=5)
+        opt = make()
+        h = model.fit(X, y, loss=nn.SoftmaxCrossEntropy(), optimizer=opt, epochs=3, batch_size=batch_size, seed=2,
+                      verbose=False, callbacks=[watch] if watch else [])
+        ps = model.parameters()
+        runs.append((h, [p.value.copy() for p in ps] + [p.grad.copy() for p in ps],
+                     [a.copy() for p in ps for a in opt._state.get(id(p), {}).values()], opt.iterations))
+        batches = 1 if batch_size is None else -(-200 // batch_size)
+        clears = watch is None and not (layers > 1 and isinstance(opt, nn.Adam))
+        assert len(calls) == 3 * (1 if clears else batches)  # cleared: one zero_grad an epoch
+        if watch:
+            assert all(any(g.any() for g in gs) for gs in watch.grads)
+    (h1, a1, s1, i1), (h2, a2, s2, i2) = runs
+    assert h1.keys() == h2.keys() and all(np.array(h1[k]).tobytes() == np.array(h2[k]).tobytes() for k in h1)
+    assert i1 == i2 and len(s1) == len(s2) and len(a1) == len(a2)
+    assert all(u.tobytes() == v.tobytes() for u, v in zip(a1 + s1, a2 + s2))

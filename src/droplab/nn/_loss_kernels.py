@@ -19,10 +19,12 @@ __all__ = ["shift_rows", "row_sums", "sub_rows", "finish"]
 
 
 @njit(cache=True)
-def shift_rows(z, shifted, pred):
-    """``shifted = z - max(z, axis=1)`` and ``pred = argmax(z, axis=1)``, as NumPy takes them:
-    a NaN is the maximum (the first NaN for argmax), and the first of equal values wins."""
+def shift_rows(z):
+    """``(z - max(z, axis=1), argmax(z, axis=1))``, as NumPy takes them: a NaN is the maximum
+    (the first NaN for argmax), and the first of equal values wins."""
     n, k = z.shape
+    shifted = np.empty_like(z)
+    pred = np.empty(n, np.int64)
     for i in range(n):
         row = z[i]
         mp = row[0]
@@ -36,6 +38,7 @@ def shift_rows(z, shifted, pred):
         out = shifted[i]
         for j in range(k):
             out[j] = row[j] - mp
+    return shifted, pred
 
 
 @njit
@@ -108,10 +111,12 @@ def _pairwise(a, n, zero):
 
 
 @njit(cache=True)
-def row_sums(e, s, zero):
-    """``s = e.sum(axis=1)`` (``add.reduce``: 0 plus the pairwise sum of the row)."""
+def row_sums(e, zero):
+    """``e.sum(axis=1)`` (``add.reduce``: 0 plus the pairwise sum of the row)."""
+    s = np.empty(e.shape[0], e.dtype)
     for i in range(e.shape[0]):
         s[i] = zero + _pairwise(e[i], e.shape[1], zero)
+    return s
 
 
 @njit(cache=True)

@@ -127,11 +127,8 @@ class SoftmaxCrossEntropy(Loss):
 
         n = z.shape[0]
         zero = dt.type(0)
-        shifted = np.empty_like(z)
-        pred = np.empty(n, np.int64)
-        lk.shift_rows(z, shifted, pred)
-        s = np.empty(n, dt)
-        lk.row_sums(np.exp(shifted), s, zero)  # NumPy's exp and log: the C library's round differently
+        shifted, pred = lk.shift_rows(z)
+        s = lk.row_sums(np.exp(shifted), zero)  # NumPy's exp and log: the C library's round differently
         np.log(s, out=s)
         lk.sub_rows(shifted, s)
         probs = np.exp(shifted)

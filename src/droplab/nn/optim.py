@@ -167,6 +167,13 @@ class Optimizer:
             self._update(p, lr)
         self.iterations += 1
 
+    def _step(self, params: list[Parameter], clear: bool) -> bool:
+        """``step``; with ``clear``, the compiled update may also zero every gradient it has
+        consumed, in the same pass (fit's use: that is the next batch's ``zero_grad``, where
+        nobody reads the gradients in between). Returns whether it did."""
+        self.step(params)
+        return False
+
     def _update(self, p: Parameter, lr: float) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -203,10 +210,14 @@ class SGD(Optimizer):
 
     def step(self, params: list[Parameter]) -> None:
         """Apply one update to every parameter, then advance the step counter."""
+        self._step(params, False)
+
+    def _step(self, params, clear):
         mode = 0 if not self.momentum else (2 if self.nesterov else 1)
         runs = self._fused_runs(params, ("velocity",) if mode else ())[0] if type(self) is SGD else None
         if runs is None:
-            return super().step(params)
+            Optimizer.step(self, params)
+            return False
         lr = self.current_lr
         sgd = _kernels().sgd
         consts: dict = {}
@@ -214,8 +225,9 @@ class SGD(Optimizer):
             k = consts.get(dt)
             if k is None:  # the constants as NumPy's arithmetic sees them (NEP 50: cast to the array's dtype)
                 k = consts[dt] = np.array([lr, self.momentum], dt)
-            sgd(cols[0], cols[1], cols[2] if mode else cols[1], k, mode)
+            sgd(cols[0], cols[1], cols[2] if mode else cols[1], k, mode, clear)
         self.iterations += 1
+        return clear
 
     def _update(self, p, lr):
         g = p.grad
@@ -259,9 +271,14 @@ class Adam(Optimizer):
 
     def step(self, params: list[Parameter]) -> None:
         """Apply one update to every parameter, then advance the step counter."""
+        self._step(params, False)
+
+    def _step(self, params, clear):
         runs, made = self._fused_runs(params, ("m", "v")) if type(self) in (Adam, AdamW) else (None, ())
         if runs is None:
-            return super().step(params)
+            Optimizer.step(self, params)
+            return False
+        clear = clear and len(runs) == 1  # one group: its kernel can check every gradient before zeroing any
         lr = self.current_lr
         t = self.iterations + 1
         wd = getattr(self, "weight_decay", 0.0)
@@ -273,7 +290,7 @@ class Adam(Optimizer):
                 k = consts[dt] = np.array([
                     self.beta1, 1 - self.beta1, self.beta2, 1 - self.beta2, 1 - self.beta2**t,
                     lr / (1 - self.beta1**t), self.eps, 1 - lr * wd if wd else 1.0, np.finfo(dt).max], dt)
-            bad = adam(*cols, k)
+            bad = adam(*cols, k, clear)
             if bad >= 0:
                 p = params[start + bad]
                 for i in made:  # the parameters not reached keep no state, as parameter by parameter
@@ -281,6 +298,7 @@ class Adam(Optimizer):
                         self._state.pop(id(params[i]), None)
                 _overflow(type(self).__name__, p, p.grad)
         self.iterations += 1
+        return clear
 
     def _adam_step(self, p, lr):
         m, v = self._slots(p, "m", "v")

@@ -292,6 +292,13 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
             return model._backward(dy, False)
     else:
         backward = model.backward
+    # the compiled update zeroes each gradient as it consumes it, in place of the next batch's
+    # zero_grad, where nobody can read the gradients in between: no on_batch_end callback, the
+    # library's zero_grad, and never after an epoch's last batch (its gradients stay readable)
+    from droplab.nn.optim import SGD, Adam, AdamW
+
+    can_clear = (type(optimizer) in (SGD, Adam, AdamW) and type(model).zero_grad is Module.zero_grad
+                 and not any(getattr(cb, "on_batch_end", None) is not None for cb in callbacks))
     _pad_heap()
     blas = _fit_blas_threads()
     blas.__enter__()
@@ -301,6 +308,7 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
             model.train()
             order = g.permutation(n) if nb > 1 else None
             total_loss, correct_w = 0.0, 0.0
+            cleared = False
             for b in range(nb):
                 if order is None:
                     xb, yb = X, (labels if fast_loss else y)
@@ -318,10 +326,11 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
                         "lower the learning rate or check the data.", epoch + 1, value)
                 if reference is None:
                     reference = value
-                model.zero_grad()
+                if not cleared:
+                    model.zero_grad()
                 backward(loss.backward())
                 try:
-                    optimizer.step(params)
+                    cleared = optimizer._step(params, can_clear and b + 1 < nb)
                 except DivergenceError as exc:
                     raise DivergenceError(f"fit: training diverged at epoch {epoch + 1}, batch {b + 1}: {exc}",
                                           epoch + 1, value) from None
