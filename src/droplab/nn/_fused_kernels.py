@@ -163,9 +163,12 @@ def _brm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1,
             seg = min(e - pos, m - j0)
             if product:
                 _dot_segment(x, w, i, j0, seg, acc)
-                xs = acc[:seg]
-            else:
+            else:  # staged: when out is x (the block writes into its product), a loop reading and
+                # writing one array fails LLVM's overlap check and runs scalar, 8x slower
                 xs = flat[pos:pos + seg]
+                for k in range(seg):
+                    acc[k] = xs[k]
+            xs = acc[:seg]
             os = out[pos:pos + seg]
             bs = b[j0:j0 + seg]
             us = u[pos - s:pos - s + seg]
