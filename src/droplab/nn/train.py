@@ -37,9 +37,9 @@ import numpy as np
 from droplab import _rng, _validate
 from droplab.errors import InvalidTypeError, InvalidValueError
 from droplab.errors import DroplabError
-from droplab.nn.losses import Loss
+from droplab.nn.losses import Loss, SoftmaxCrossEntropy
 from droplab.nn.module import Module, Sequential
-from droplab.nn.optim import Optimizer
+from droplab.nn.optim import SGD, Adam, AdamW, Optimizer
 
 __all__ = ["fit", "predict", "evaluate", "Callback", "DivergenceError", "DIVERGENCE"]
 
@@ -115,8 +115,6 @@ def _check_labels(where: str, model: Module, loss: Loss, X: np.ndarray, pairs) -
     One eval-mode forward of a single row tells the number of outputs (it updates no
     statistics, and every layer's counter is put back, so no random stream moves). Returns,
     per pair, the labels as checked (``int64``), or None where none were."""
-    from droplab.nn.losses import SoftmaxCrossEntropy
-
     if not isinstance(loss, SoftmaxCrossEntropy) or all(np.ndim(y) != 1 for _, y in pairs):
         return [None] * len(pairs)
     try:
@@ -238,8 +236,6 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
     labels = _check_labels(where, model, loss, X, [("y", y)] + ([("y_val", yv)] if validation_data is not None else []))[0]
     # checked labels and the plain softmax loss: each batch skips the label check and counts its
     # correct rows in the loss's own pass (the same values and gradients, bit for bit)
-    from droplab.nn.losses import SoftmaxCrossEntropy
-
     fast_loss = labels is not None and type(loss) is SoftmaxCrossEntropy
     keys = ["loss"] + (["accuracy"] if loss.classification else [])
     if validation_data is not None:
@@ -295,8 +291,6 @@ def fit(model: Module, X, y, *, loss: Loss, optimizer: Optimizer, epochs: int,
     # the compiled update zeroes each gradient as it consumes it, in place of the next batch's
     # zero_grad, where nobody can read the gradients in between: no on_batch_end callback, the
     # library's zero_grad, and never after an epoch's last batch (its gradients stay readable)
-    from droplab.nn.optim import SGD, Adam, AdamW
-
     can_clear = (type(optimizer) in (SGD, Adam, AdamW) and type(model).zero_grad is Module.zero_grad
                  and not any(getattr(cb, "on_batch_end", None) is not None for cb in callbacks))
     _pad_heap()
