@@ -11,6 +11,7 @@
 """
 
 import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -116,7 +117,8 @@ def test_fused_plan_follows_new_arrays_and_state(rng, name):
     steps(3)
     fused._state = {k: {s: v.copy() for s, v in st.items()} for k, st in fused._state.items()}
     steps(3)
-    twin = copy.deepcopy(fused)  # the copy's plan holds copies: it must not update them
+    twin = copy.deepcopy(fused)  # a copy never updates through the original's plan
+    assert twin._plan is None and pickle.loads(pickle.dumps(fused))._plan is None
     twin.step(a)
     twin_values = [p.value.copy() for p in a]
     for p, v in zip(a, twin_values):

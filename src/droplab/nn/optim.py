@@ -115,6 +115,11 @@ class Optimizer:
         self.iterations = 0
         self._state: dict[int, dict[str, np.ndarray]] = {}
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_plan", None)  # views of the parameters' arrays: a copy rebuilds its own at its first step
+        return state
+
     @property
     def current_lr(self) -> float:
         """The learning rate of the next step: ``lr / (1 + decay * iterations)``."""
