@@ -545,3 +545,35 @@ def test_masks_and_dtypes_from_the_pool(small_pool, rng):
         v = kernels.mask_values(shape, 0.3, key, 5, 1.5, np.float64)
         assert v.dtype == np.float64 and _same_bits(v, _oracle_mask_values(shape, 0.3, key, 5, 1.5, np.float64))
         del m, v
+
+
+# -- repeats: the mask of a stacked copy without the copy (Monte Carlo dropout) --------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, reps", [((3, 5), 2), ((7,), 3), ((1, 1), 50), ((17, 33), 7),
+                                         ((40, 256), 100), ((301, 257), 3), ((5, 2, 3), 4)])
+def test_apply_repeats_is_apply_on_the_stacked_copy(dtype, shape, reps, rng):
+    """Every size, including stacks past the parallel threshold and rows that are not a
+    whole number of Philox blocks (the segments cross block and copy boundaries)."""
+    key = _key(rng)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[0] = -0.0
+    for p in (0.0, 0.3, 1.0):
+        counter = int(rng.integers(0, 2**64, dtype=np.uint64))
+        scale = 1.0 / (1.0 - p) if p < 1 else 1.0
+        want = kernels.apply(np.concatenate([x] * reps), p, key, counter, scale)
+        got = kernels.apply(x, p, key, counter, scale, repeats=reps)
+        assert _same_bits(got, want)
+        out = np.empty(want.shape, dtype)
+        assert kernels.apply(x, p, key, counter, scale, out=out, repeats=reps) is out and _same_bits(out, want)
+        assert _same_bits(_reference.apply(np.concatenate([x] * reps), kernels.threshold(p), scale, key, counter), want)
+
+
+def test_apply_repeats_refuses_bad_values():
+    x = np.ones((2, 3), np.float32)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=r"kernels\.apply: `repeats` must be an integer >= 1"):
+            kernels.apply(x, 0.5, (1, 2), 0, 2.0, repeats=bad)
+    with pytest.raises(ValueError, match="shape \\(6, 3\\)"):
+        kernels.apply(x, 0.5, (1, 2), 0, 2.0, out=np.empty((2, 3), np.float32), repeats=3)
+    with pytest.raises(ValueError, match="at least one axis"):
+        kernels.apply(np.float32(1.0), 0.5, (1, 2), 0, 2.0, repeats=2)

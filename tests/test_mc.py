@@ -366,3 +366,25 @@ def test_default_keeps_samples_only_under_the_budget(seed, rng, monkeypatch):
 def test_keep_samples_must_be_a_bool_or_none(seed, rng):
     with pytest.raises(TypeError, match="`keep_samples` must be True, False or None"):
         nn.mc_predict(_mlp(0.5, seed), rng.standard_normal((4, 5)), samples=3, keep_samples="yes")
+
+
+def test_stacked_first_dropout_draws_the_bits_of_the_stacked_copy(monkeypatch, seed):
+    """mc_predict draws an opening element-wise dropout's mask on the stacked positions of the
+    T passes (kernels.apply(repeats=T)) instead of stacking the batch: the same samples and
+    statistics, bit for bit, and the same layer state, as stacking first."""
+    from droplab.lab import models
+    from droplab.nn import mc as mc_module
+
+    X = np.random.default_rng(seed).standard_normal((300, 40)).astype(np.float32)
+    results, states = [], []
+    for stacked_head in (True, False):
+        model = models.mlp(40, (64, 32), 10, p=0.3, seed=seed)
+        model._loss = nn.SoftmaxCrossEntropy()
+        if not stacked_head:
+            monkeypatch.setattr(mc_module, "_stacked_head", lambda rest: (None, rest))
+        results.append(nn.mc_predict(model, X, samples=30, keep_samples=True))  # the layers' own streams
+        states.append([m.counter for m in model.modules() if m.is_dropout])
+    a, b = results
+    for name in ("samples", "mean", "std", "entropy", "mutual_information", "variation_ratio"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert states[0] == states[1]

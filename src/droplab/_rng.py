@@ -157,11 +157,11 @@ class Draw:
 
         return kernels.mask_values(shape, p, self._key, self._counter, scale, dtype)
 
-    def apply(self, x: np.ndarray, p: float, scale: float, *, out=None) -> np.ndarray:
-        """Fused ``x * mask`` (:func:`droplab.kernels.apply`)."""
+    def apply(self, x: np.ndarray, p: float, scale: float, *, out=None, repeats: int = 1) -> np.ndarray:
+        """Fused ``x * mask`` (:func:`droplab.kernels.apply`; ``repeats``: of ``x`` stacked)."""
         from droplab import kernels
 
-        return kernels.apply(x, p, self._key, self._counter, scale, out=out)
+        return kernels.apply(x, p, self._key, self._counter, scale, out=out, repeats=repeats)
 
     def call(self, fn: Callable, *args, **kwargs):
         """``fn(*args, key, counter, **kwargs)``: hands this draw to another implementation of

@@ -260,7 +260,8 @@ def mask_values(shape, p: float, key: tuple[int, int], counter: int, scale: floa
     return fast.mask_values(out, t, s, zero, key, counter).reshape(shape)
 
 
-def apply(x: np.ndarray, p: float, key: tuple[int, int], counter: int, scale: float, *, out=None) -> np.ndarray:
+def apply(x: np.ndarray, p: float, key: tuple[int, int], counter: int, scale: float, *, out=None,
+          repeats: int = 1) -> np.ndarray:
     """Fused ``y = x * mask``: ``x * scale`` where kept, ``x * 0`` where dropped.
 
     Forward and backward of dropout are this same linear map: call it on ``dy`` with the
@@ -276,9 +277,20 @@ def apply(x: np.ndarray, p: float, key: tuple[int, int], counter: int, scale: fl
         scale: multiplier of kept elements (``keep_scale(p)`` for inverted dropout).
         out: optional C-contiguous array of ``x``'s shape and dtype to write into
             (``out=x`` is allowed and works in place).
+        repeats: the mask of ``x`` stacked this many times along axis 0, without making
+            the stack: the result equals ``apply(np.concatenate([x] * repeats), ...)`` bit
+            for bit (Monte Carlo dropout's passes over one batch). An int >= 1; ``x`` must
+            have at least one axis, and ``out`` then has the stacked shape. Default 1.
 
     Returns:
-        ``out``, or a new array of ``x``'s shape and dtype.
+        ``out``, or a new array of ``x``'s shape (the stacked shape with ``repeats``) and dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.arange(1, 9, dtype=np.float32).reshape(2, 4)
+        >>> y = apply(x, 0.5, (1, 2), 0, 2.0, repeats=3)
+        >>> y.shape, bool((y == apply(np.concatenate([x] * 3), 0.5, (1, 2), 0, 2.0)).all())
+        ((6, 4), True)
 
     Raises:
         TypeError: ``x`` is not float32/float64, or ``out`` has another dtype.
@@ -290,30 +302,37 @@ def apply(x: np.ndarray, p: float, key: tuple[int, int], counter: int, scale: fl
     t = threshold(_check_p(where, p))
     key = _check_key(where, key)
     counter = _check_counter(where, counter)
+    if isinstance(repeats, (bool, np.bool_)) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise InvalidValueError(message(where, "repeats", "an integer >= 1", repeats))
+    repeats = int(repeats)
+    if repeats > 1 and x.ndim == 0:
+        raise InvalidValueError(message(where, "x", "an array with at least one axis when repeats > 1", "a 0-d array"))
+    shape = x.shape if repeats == 1 else (x.shape[0] * repeats,) + x.shape[1:]
     if out is not None:
         if not isinstance(out, np.ndarray) or out.dtype != dt:
             got = getattr(out, "dtype", type(out).__name__)
             raise InvalidTypeError(message(where, "out", f"an ndarray of dtype {dt.name}", got))
-        if out.shape != x.shape or not out.flags.c_contiguous or not out.flags.writeable:
+        if out.shape != shape or not out.flags.c_contiguous or not out.flags.writeable:
             raise InvalidValueError(
-                message(where, "out", f"a writeable C-contiguous array of shape {x.shape}", f"shape {out.shape}")
+                message(where, "out", f"a writeable C-contiguous array of shape {shape}", f"shape {out.shape}")
             )
     fast = _resolve()
     if fast is None:
-        y = _reference.apply(x, t, scale, key, counter)
+        y = _reference.apply(x if repeats == 1 else np.concatenate([x] * repeats), t, scale, key, counter)
         if out is None:
             return y
         out[...] = y
         return out
     if out is None:
-        out = _pool.empty(x.shape, dt)
+        out = _pool.empty(shape, dt)
     if x.size == 0:
         return out
     s = dt.type(scale)
     zero = dt.type(0) * s
     if t == 0 or t >= RESOLUTION:
         # Every element kept or every one dropped: the same products as the mask kernel.
-        np.multiply(x, s if t == 0 else zero, out=out)
+        np.multiply(x if repeats == 1 else np.broadcast_to(x, (repeats,) + x.shape), s if t == 0 else zero,
+                    out=out.reshape((repeats,) + x.shape))
         return out
     xc = np.ascontiguousarray(x)
     fast.apply(xc.reshape(-1), out.reshape(-1), t, s, zero, key, counter)

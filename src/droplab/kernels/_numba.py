@@ -160,6 +160,33 @@ def _apply_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk):
 
 
 @njit(inline="always")
+def _apply_repeated_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk):
+    # ``_apply_chunk`` on ``x`` stacked ``out.size // x.size`` times, without the stacked copy:
+    # output element ``i`` reads ``x[i % x.size]`` and takes the word of ``i`` (so the very
+    # bits of the kernel on the copy), in segments that never cross the end of ``x``.
+    n = out.size
+    m = x.size
+    start = ci * chunk
+    stop = min(start + chunk, n)
+    u = np.empty(GROUP * LANES, dtype=np.uint32)
+    s = start
+    while s < stop:
+        e = min(s + GROUP_ELEMENTS, stop)
+        _chunk_words(u, s // LANES, (e - s + LANES - 1) // LANES, c2, c3, ks0, ks1)
+        pos = s
+        while pos < e:
+            j = pos % m
+            seg = min(e - pos, m - j)
+            xs = x[j:j + seg]
+            os = out[pos:pos + seg]
+            us = u[pos - s:pos - s + seg]
+            for k in range(seg):
+                os[k] = xs[k] * (scale if us[k] >= t else zero)
+            pos += seg
+        s = e
+
+
+@njit(inline="always")
 def _keep_chunk(out, ci, t, c2, c3, ks0, ks1, chunk):
     n = out.size
     start = ci * chunk
@@ -189,6 +216,18 @@ def _apply(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
 def _apply_serial(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
     for ci in range((x.size + chunk - 1) // chunk):
         _apply_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
+
+
+@njit(parallel=True, cache=True)
+def _apply_repeated(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
+    for ci in prange((out.size + chunk - 1) // chunk):
+        _apply_repeated_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
+
+
+@njit(cache=True)
+def _apply_repeated_serial(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
+    for ci in range((out.size + chunk - 1) // chunk):
+        _apply_repeated_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
 
 
 @njit(parallel=True, cache=True)
@@ -222,17 +261,20 @@ def apply(x, out, threshold, scale, zero, key, counter, chunk=CHUNK):
     """``out = x * (scale if kept else zero)``; ``x``, ``out`` flat, contiguous, one dtype.
 
     ``scale`` and ``zero`` are scalars of that dtype; ``0 < threshold < 2**32``. ``out`` may
-    be ``x`` (each element is read before it is written, by the same thread).
+    be ``x`` (each element is read before it is written, by the same thread). ``out`` may
+    also be a whole multiple of ``x`` in size: then ``x`` is read as if stacked that many
+    times (``out = apply(concatenate([x] * r))``, bit for bit, without the copy).
     """
     _check_chunk(chunk)
     c2, c3 = _counter_words(counter)
     ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
     args = (x, out, np.uint32(threshold), scale, zero, c2, c3, ks0, ks1, np.int64(chunk))
-    if x.size < SERIAL_BELOW:
-        _apply_serial(*args)
+    serial, parallel = (_apply_serial, _apply) if out.size == x.size else (_apply_repeated_serial, _apply_repeated)
+    if out.size < SERIAL_BELOW:
+        serial(*args)
     else:
         with _LAUNCH:
-            _apply(*args)
+            parallel(*args)
     return out
 
 

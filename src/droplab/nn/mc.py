@@ -119,6 +119,31 @@ def _split_prefix(model: Module) -> tuple[list[Module], Module | list[Module]]:
     return [], model
 
 
+def _stacked_head(rest) -> tuple[Dropout | None, Module | list]:
+    """``(dropout, after)`` when ``rest`` opens with a plain element-wise Bernoulli dropout
+    layer, which can draw its mask on the stacked positions of ``T`` passes without the
+    stacked copy (:func:`_stacked_dropout`); else ``(None, rest)``."""
+    if not isinstance(rest, Sequential) or not rest.layers:
+        return None, rest
+    first = rest.layers[0]
+    plain = (isinstance(first, Dropout) and type(first).forward is Dropout.forward and "forward" not in vars(first)
+             and first.spec.bernoulli and first.training and first.p != 0)
+    return (first, Sequential(*rest.layers[1:])) if plain else (None, rest)
+
+
+def _stacked_dropout(layer: Dropout, h: np.ndarray, reps: int) -> np.ndarray | None:
+    """``layer.forward(np.concatenate([h] * reps))`` bit for bit (the same draw, the same
+    state left behind), with the mask drawn on the stacked positions of ``h`` read ``reps``
+    times: no stacked copy. None where the layer's noise is not element-wise at that shape
+    or ``h`` is not float32/float64 (the caller then stacks)."""
+    shape = (h.shape[0] * reps,) + h.shape[1:]
+    if h.dtype not in (np.float32, np.float64) or layer.noise_shape(shape) != shape:
+        return None
+    draw = layer.rng.next()
+    layer._state = ("train", draw, shape, shape)
+    return draw.apply(h, layer.p, layer.scale, repeats=reps)
+
+
 def _run(layers, x: np.ndarray) -> np.ndarray:
     if isinstance(layers, Module):
         return layers.forward(x)
@@ -285,6 +310,7 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
         for m in droppers:
             m.training = True
         prefix, rest = _split_prefix(model)
+        head, after = _stacked_head(rest)
 
         parts: list[dict] = []
         classification = None
@@ -296,8 +322,11 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
             chunk_samples = []
             for t0 in range(0, T, t_chunk):
                 tc = min(t_chunk, T - t0)
-                hh = np.concatenate([h] * tc) if tc > 1 else h
-                out = _run(rest, hh)
+                hh = _stacked_dropout(head, h, tc) if head is not None and tc > 1 else None
+                if hh is not None:
+                    out = _run(after, hh)
+                else:
+                    out = _run(rest, np.concatenate([h] * tc) if tc > 1 else h)
                 out = np.asarray(loss.output(out) if loss is not None else out)
                 if classification is None:
                     classification = bool(loss is not None and loss.classification)
