@@ -99,16 +99,29 @@ def test_compare_states_mean_and_95_ci_with_n(tmp_path, capsys):
 
 def test_plot_axes_stay_within_the_possible_range():
     # issue 16: p-choice --quick drew an accuracy axis from -20% to 120%
-    from droplab.lab.plots import clip, errors, pyplot
+    from droplab.lab.plots import clip, errors, subplots
 
-    plt = pyplot()
-    fig, ax = plt.subplots()
+    fig, ax = subplots(figsize=(6.4, 4.8))
     m, lo, hi = errors({"mean": 0.533, "n": 2, "ci95": None, "min": 0.30, "max": 0.766}, 100)
     assert (round(m, 1), round(lo, 1), round(hi, 1)) == (53.3, 23.3, 23.3)  # the range, not 76.2
     ax.errorbar([0], [50], yerr=[[70], [70]])
     clip(ax, "accuracy")
     assert ax.get_ylim()[0] >= 0 and ax.get_ylim()[1] <= 100
-    plt.close(fig)
+
+
+@pytest.mark.parametrize("name", ["compare", "sweep", "uncertainty", "ensemble"])
+def test_commands_import_neither_pyplot_nor_scipy_stats(tmp_path, name):
+    # each import costs a large part of a second of every command: figures come from matplotlib's
+    # object-oriented API (plots.subplots), the t quantile from scipy.special (stats.t95)
+    import subprocess
+    import sys
+
+    argv = [*COMMANDS[name], "--out", str(tmp_path / "o")]
+    code = (f"import sys; from droplab.cli import main; assert main({argv!r}) == 0; "
+            "print(sorted(m for m in ('matplotlib.pyplot', 'scipy.stats') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[-2] == "[]"
+    assert any(p.suffix == ".png" for p in (tmp_path / "o").iterdir())
 
 
 def test_the_bench_page_shows_tables_not_a_key_value_dump(tmp_path, capsys):

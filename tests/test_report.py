@@ -63,13 +63,11 @@ def folders(tmp_path_factory):
     # a results folder of a command the report knows nothing about (e.g. a later `droplab study`)
     other = root / "other"
     other.mkdir()
-    from droplab.lab.plots import pyplot
+    from droplab.lab.plots import subplots
 
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(3, 2))
+    fig, ax = subplots(figsize=(3, 2))
     ax.plot([1, 2, 3], [3, 1, 2])
     fig.savefig(other / "curve.png")
-    plt.close(fig)
     (other / "results.json").write_text(json.dumps({
         "command": "mystery", "config": {"units": 4, "nested": {"a": 1}}, "versions": {"droplab": "0"},
         "summary": {"weight scaling": {"error": 0.1, "nll": 0.3}, "mc T=50": {"error": 0.11, "nll": 0.31}},

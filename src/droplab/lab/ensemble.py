@@ -544,10 +544,9 @@ def _reading(estimates: list[dict], heads: list[str], p: float, units: int) -> l
 
 
 def _plot(estimates: list[dict], heads: list[str], path, title: str) -> None:
-    from droplab.lab.plots import COLORS, pyplot
+    from droplab.lab.plots import COLORS, subplots, tight_layout
 
-    plt = pyplot()
-    fig, axes = plt.subplots(len(heads), 2, figsize=(11, 3.8 * len(heads)), squeeze=False)
+    fig, axes = subplots(len(heads), 2, figsize=(11, 3.8 * len(heads)), squeeze=False)
     for row, head in zip(axes, heads):
         mine = [e for e in estimates if e["network"] == f"{head} head"]
         if not mine:
@@ -574,6 +573,5 @@ def _plot(estimates: list[dict], heads: list[str], path, title: str) -> None:
             ax.grid(alpha=0.3)
         row[0].legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
+    tight_layout(fig)
     fig.savefig(path, dpi=110)
-    plt.close(fig)

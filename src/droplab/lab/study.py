@@ -223,10 +223,9 @@ def study_p_choice(scale: str, seed: int, ctx: Ctx) -> StudyResult:
 
 
 def _plot_p_choice(summary, datasets, path) -> None:
-    from droplab.lab.plots import COLORS, clip, errors, pyplot
+    from droplab.lab.plots import COLORS, clip, errors, subplots, tight_layout
 
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     for name, color in zip(datasets, COLORS):
         rows = [r for r in summary if r["dataset"] == name and r["val_accuracy"] is not None]
         ps = [r["p"] for r in rows]
@@ -244,9 +243,8 @@ def _plot_p_choice(summary, datasets, path) -> None:
     n = min((r["val_accuracy"]["n"] for r in summary if r["val_accuracy"]), default=0)
     fig.suptitle("which p? mean and " + ("95% CI" if n >= 3 else "range (n < 3: not an interval)")
                  + f" over {n} seed(s)")
-    fig.tight_layout()
+    tight_layout(fig)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------- where
@@ -400,10 +398,9 @@ def study_batchnorm_order(scale: str, seed: int, ctx: Ctx) -> StudyResult:
 
 
 def _plot_bn(runs, path) -> None:
-    from droplab.lab.plots import COLORS, pyplot
+    from droplab.lab.plots import COLORS, subplots, tight_layout
 
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     from droplab.lab.plots import errors
 
     x = np.arange(len(_BN_ARMS))
@@ -426,9 +423,8 @@ def _plot_bn(runs, path) -> None:
     n = min(a["n"] for a in acc)
     axes[1].set_ylabel("validation accuracy (%), mean and " + ("95% CI" if n >= 3 else "range"))
     fig.suptitle("dropout before vs after BatchNorm (variance shift, Li et al. 2019)")
-    fig.tight_layout()
+    tight_layout(fig)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------- cost
@@ -498,10 +494,9 @@ def study_cost(scale: str, seed: int, ctx: Ctx) -> StudyResult:
               "optimizer": "adam", "batch_size": None, "seed": seed}
 
     def plot(path):
-        from droplab.lab.plots import COLORS, pyplot
+        from droplab.lab.plots import COLORS, subplots, tight_layout
 
-        plt = pyplot()
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        fig, axes = subplots(1, 2, figsize=(11, 4))
         for (label, key), color in zip((("no dropout", "ms_no_dropout"), ("dropout p=0.5", "ms_dropout")), COLORS):
             axes[0].plot(widths, [r[key]["mean"] for r in summary], "o-", color=color, label=label)
         axes[1].plot(widths, [r["ratio_value"] for r in summary], "o-", color=COLORS[2])
@@ -516,9 +511,8 @@ def study_cost(scale: str, seed: int, ctx: Ctx) -> StudyResult:
         axes[1].set_ylabel("time with dropout / without")
         axes[1].set_ylim(bottom=0)
         fig.suptitle(f"cost of dropout: {rows} x 2 -> width -> 3, full batch")
-        fig.tight_layout()
+        tight_layout(fig)
         fig.savefig(path, dpi=110)
-        plt.close(fig)
 
     from droplab.lab import tables
 
@@ -741,10 +735,9 @@ def study_bug_gallery(scale: str, seed: int, ctx: Ctx) -> StudyResult:
              "no_rescaling": scale_rows, "p_one": nan_rows, "trained": summary_trained}
 
     def plot(path):
-        from droplab.lab.plots import COLORS, pyplot
+        from droplab.lab.plots import COLORS, subplots, tight_layout
 
-        plt = pyplot()
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        fig, axes = subplots(1, 2, figsize=(11, 4))
         grid = np.linspace(0, 1, 101)
         axes[0].plot(grid, grid, color="k", lw=0.8, label="intended: p")
         axes[0].plot(grid, [randn_mask_drop_rate(q) for q in grid], color=COLORS[1], label="theory: 1 - Phi(1-p)")
@@ -762,9 +755,8 @@ def study_bug_gallery(scale: str, seed: int, ctx: Ctx) -> StudyResult:
         for ax in axes:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-        fig.tight_layout()
+        tight_layout(fig)
         fig.savefig(path, dpi=110)
-        plt.close(fig)
 
     from droplab.lab import tables
 
@@ -883,10 +875,9 @@ def study_mnist1d(scale: str, seed: int, ctx: Ctx) -> StudyResult:
 
 
 def _plot_mnist1d(summary, path) -> None:
-    from droplab.lab.plots import COLORS, errors, pyplot
+    from droplab.lab.plots import COLORS, errors, subplots, tight_layout
 
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = subplots(figsize=(8, 4))
     x = np.arange(len(summary))
     for j, (key, label) in enumerate((("no_dropout", "no dropout"), ("dropout", f"dropout p={MNIST1D_P:g}"))):
         rows = [(i, errors(r[key]["val_accuracy"], 100)) for i, r in enumerate(summary)
@@ -901,9 +892,8 @@ def _plot_mnist1d(summary, path) -> None:
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     fig.suptitle("MNIST-1D: the paper's table, with and without dropout")
-    fig.tight_layout()
+    tight_layout(fig)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------- the command

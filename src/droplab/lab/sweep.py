@@ -535,9 +535,8 @@ def _save_fig(fig, path: Path) -> None:
 
 def plot_sweep(summary: Sequence[dict], grid: dict[str, list[Any]], out: Path) -> None:
     """``sweep_p.png`` (val accuracy and loss vs p) and ``gap.png`` (train - val accuracy vs p)."""
-    from droplab.lab.plots import COLORS, clip, errors, pyplot
+    from droplab.lab.plots import COLORS, clip, errors, subplots
 
-    plt = pyplot()
     keys = _varying(grid)
     lines: dict[str, list[dict]] = {}
     for row in summary:
@@ -563,21 +562,19 @@ def plot_sweep(summary: Sequence[dict], grid: dict[str, list[Any]], out: Path) -
 
     n = min((r["val_accuracy"]["n"] for rows in lines.values() for r in rows), default=0)
     bars = "95% CI (Student t)" if n >= 3 else "range of the values (n < 3: not an interval)"
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     draw(axes[0], "val_accuracy", 100, "validation accuracy (%)", "accuracy")
     draw(axes[1], "val_loss", 1, "validation loss", "loss")
     fig.suptitle(f"sweep: mean and {bars} over {n} seed(s)")
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.88, wspace=0.22)  # tight_layout costs 0.3 s
     _save_fig(fig, out / "sweep_p.png")
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     draw(ax, "gap", 100, "train - validation accuracy (points)", "gap")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_title(f"generalisation gap, mean and {bars.split(' (')[0]} over {n} seed(s)", fontsize=10)
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.13, top=0.9)
     _save_fig(fig, out / "gap.png")
-    plt.close(fig)
 
 
 def _table(summary, grid, n_seeds) -> dict:

@@ -387,10 +387,9 @@ def _plot_reliability(det, mc_mean, y, bins, t_max, path, name) -> None:
     import numpy as np
 
     from droplab import metrics
-    from droplab.lab.plots import pyplot
+    from droplab.lab.plots import subplots, tight_layout
 
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+    fig, axes = subplots(1, 2, figsize=(10, 4.4))
     for ax, (label, probs) in zip(axes, [("deterministic (weight scaling)", det), (f"MC dropout, T={t_max}", mc_mean)]):
         r = metrics.reliability(probs, y, bins=bins)
         width = np.diff(r.edges)
@@ -409,19 +408,17 @@ def _plot_reliability(det, mc_mean, y, bins, t_max, path, name) -> None:
         ax.set_title(f"{label}\nECE = {r.ece:.4f}, {bins} bins")
         ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(f"{name}: reliability diagram (validation set)")
-    fig.tight_layout()
+    tight_layout(fig)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _plot_vs_t(inference, path, name) -> None:
-    from droplab.lab.plots import pyplot
+    from droplab.lab.plots import subplots, tight_layout
 
-    plt = pyplot()
     det = inference[0]["metrics"]
     mc = [r for r in inference if r["method"] == "mc"]
     ts = [r["T"] for r in mc]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = subplots(1, 3, figsize=(13, 3.8))
     for ax, key, label in zip(axes, ("accuracy", "nll", "ece"), ("accuracy", "NLL (nats)", "ECE")):
         ax.plot(ts, [r["metrics"][key] for r in mc], "o-", color="#d62728", label="MC dropout")
         ax.axhline(det[key], color="#1f77b4", ls="--", label="deterministic (weight scaling)")
@@ -433,18 +430,16 @@ def _plot_vs_t(inference, path, name) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"{name}: validation metrics against the number of MC passes")
-    fig.tight_layout()
+    tight_layout(fig)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _plot_ood(mc_in, outs, t_max, path, name) -> None:
     import numpy as np
 
-    from droplab.lab.plots import COLORS, pyplot
+    from droplab.lab.plots import COLORS, subplots, tight_layout
 
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     for ax, attr, label in zip(axes, ("entropy", "mutual_information"), ("predictive entropy", "mutual information")):
         values = [getattr(mc_in, attr)] + [getattr(r, attr) for r in outs.values()]
         hi = max(float(v.max()) for v in values) or 1.0
@@ -456,18 +451,18 @@ def _plot_ood(mc_in, outs, t_max, path, name) -> None:
         ax.set_ylabel("density")
         ax.legend(fontsize=8)
     fig.suptitle(f"{name}: uncertainty of in- and out-of-distribution inputs")
-    fig.tight_layout()
+    tight_layout(fig)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _plot_map(model, X, y, far, t_max, seed, path, name, resolution: int = 120) -> None:
     import numpy as np
 
-    from droplab import nn
-    from droplab.lab.plots import pyplot
+    from matplotlib import colormaps
 
-    plt = pyplot()
+    from droplab import nn
+    from droplab.lab.plots import subplots, tight_layout
+
     pts = np.concatenate([X, far])
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     pad = 0.05 * (hi - lo)
@@ -475,8 +470,8 @@ def _plot_map(model, X, y, far, t_max, seed, path, name, resolution: int = 120) 
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
     grid = np.c_[gx.ravel(), gy.ravel()].astype(np.float32)
     r = nn.mc_predict(model, grid, samples=min(t_max, 50), seed=seed + 100, keep_samples=False)
-    cmap = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    cmap = colormaps["tab10"]
+    fig, axes = subplots(1, 2, figsize=(11, 4.6))
     for ax, (label, v) in zip(axes, [("predictive entropy", r.entropy), ("mutual information (BALD)",
                                                                          r.mutual_information)]):
         im = ax.imshow(v.reshape(gx.shape), origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]), aspect="auto",
@@ -487,6 +482,5 @@ def _plot_map(model, X, y, far, t_max, seed, path, name, resolution: int = 120) 
         ax.set_title(label)
         ax.legend(loc="lower right", fontsize=7)
     fig.suptitle(f"{name}: MC dropout uncertainty over the plane, T={min(t_max, 50)}")
-    fig.tight_layout()
+    tight_layout(fig)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
