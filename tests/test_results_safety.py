@@ -483,6 +483,33 @@ def _session(sid: int) -> list[int]:
     return found
 
 
+def _loky_workers() -> list[int]:
+    """Live loky worker processes of this process (not its resource tracker)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"popen_loky_posix" in cmd:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_local_workers_stop_when_the_command_ends(tmp_path, capsys):
+    # the command does not wait for its workers' interpreters to exit, but it stops them then, not
+    # after loky's idle timeout (minutes)
+    _run([*COMMANDS["compare"], "--seeds", "2", "--workers", "2", "--out", tmp_path / "c"], capsys, code=0)
+    deadline = time.monotonic() + 30
+    while _loky_workers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _loky_workers() == []
+    _run([*COMMANDS["compare"], "--seeds", "2", "--workers", "2", "--out", tmp_path / "d"], capsys, code=0)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_sweep_workers_die_with_a_killed_parent(tmp_path):
