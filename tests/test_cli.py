@@ -80,6 +80,21 @@ def test_help_lists_commands_without_importing_numba():
     assert "compare" in r.stdout
 
 
+def test_only_the_program_freezes_the_collector_at_exit(monkeypatch, capsys):
+    # the droplab program skips the collector's passes at interpreter exit; a caller's main(argv)
+    # leaves its own process's exit alone
+    import atexit
+    import gc
+
+    registered = []
+    monkeypatch.setattr(atexit, "register", lambda f, *a, **k: registered.append(f) or f)
+    assert main(["--version"]) == 0
+    assert gc.freeze not in registered
+    monkeypatch.setattr(sys, "argv", ["droplab", "--version"])
+    assert main() == 0
+    assert registered == [gc.freeze]
+
+
 def test_console_script_smoke(tmp_path):
     import shutil
     exe = shutil.which("droplab") or str(__import__("pathlib").Path(sys.executable).parent / "droplab")
