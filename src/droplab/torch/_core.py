@@ -24,6 +24,15 @@ derivatives are exact and nothing is ever saved), ``jvp``/``jacfwd`` (a ``jvp`` 
 ``vmap`` (a ``vmap`` rule honouring ``randomness=``: ``"error"`` raises, ``"same"`` shares one
 noise across the mapped dimension, ``"different"`` draws the noise of the stacked batch, equal
 to eager on the input with the mapped dimension merged into axis 0).
+
+Under ``vmap(grad(f))`` (per-sample gradients) the rule stacks the noise one level below the
+one ``setup_context`` sees, so each :class:`Noise` records the noise its rule applied in its
+place (``lowered``) and the gradient replays the end of that chain: every sample's gradient
+goes through that sample's own noise. A :class:`Noise` knows the vmap level of each stacked
+dimension and of each dimension of the physical tensor it meets (``levels``, ``layout``), so a
+backward under more vmaps than its forward (``vmap(jacrev(f))``'s cotangents) or fewer
+(``jacrev(vmap(f))``), and nested vmaps of any ``randomness``, place the noise on the right
+dimensions.
 """
 
 from __future__ import annotations
@@ -222,9 +231,18 @@ def noise_tensors(where: str, spec: Spec, options: dict, p: float, draw, shape, 
 @dataclass(frozen=True, eq=False)
 class Noise:
     """One training forward's noise: the spec with its options and ``p``, the draw, the noise
-    shape (per sample of any ``vmap``), the leading dimensions ``vmap(randomness="different")``
-    stacked in front (``lead``), and ``grad``: this is the replay of a forward's noise for its
-    gradient (linear, no shift; every ``vmap`` slice gets the same noise)."""
+    shape (per sample of any ``vmap``), and how ``vmap`` and autograd have placed it:
+
+    * ``lead``: the sizes ``vmap(randomness="different")`` stacked in front (outermost first),
+      the noise being drawn for the stacked batch (eager's bits with ``lead`` merged into axis 0);
+      ``levels``: the vmap level that stacked each (None once it is a dimension of the tensor
+      itself: the level at which a gradient was saved lies inside that vmap);
+    * ``layout``: the vmap levels of the physical tensor's leading dimensions in this call,
+      outermost first, one per vmap rule the call went through. A level of ``levels`` takes its
+      ``lead`` size there; any other (``randomness="same"``, or a vmap only the backward runs
+      under, as ``jacrev``'s over the cotangents) takes 1: one noise shared along it;
+    * ``grad``: the replay of a forward's noise for its gradient (linear, no shift).
+    """
 
     where: str
     spec: Spec
@@ -233,19 +251,42 @@ class Noise:
     draw: object
     shape: tuple[int, ...]
     lead: tuple[int, ...] = ()
+    levels: tuple[int | None, ...] = ()
+    layout: tuple[int, ...] = ()
     grad: bool = False
+    #: the Noise a vmap rule applied in this one's place (set by the rule: ``setup_context``
+    #: follows it to the noise the physical tensor got, see :class:`NoiseFunction`)
+    lowered: Noise | None = field(default=None, init=False, repr=False)
 
     def full_shape(self) -> tuple[int, ...]:
         return self.lead + self.shape
 
+    def target(self) -> tuple[int, ...]:
+        """The noise's shape against the physical tensor of this call: one entry per ``layout``
+        level (the ``lead`` size it stacked, else 1), then the ``lead`` that is the tensor's own,
+        then ``shape``."""
+        stacked = {lv: n for lv, n in zip(self.levels, self.lead) if lv is not None}
+        if not stacked and not self.layout:
+            return self.full_shape()
+        if not stacked.keys() <= set(self.layout):  # NoiseFunction's anchor prevents it
+            raise RuntimeError(f"{self.where}: internal error: a noise stacked by vmap levels {sorted(stacked)} "
+                               f"applied to a tensor mapped over levels {list(self.layout)}.")
+        own = tuple(n for lv, n in zip(self.levels, self.lead) if lv is None)
+        return tuple(stacked.get(lv, 1) for lv in self.layout) + own + self.shape
+
+    def stacked_levels(self) -> bool:
+        """Whether some vmap outside the current transform level drew this noise per slice."""
+        return any(lv is not None for lv in self.levels)
+
     def fused(self, x: torch.Tensor) -> bool:
         return (self.spec.bernoulli and isinstance(self.draw, _rng.Draw) and _random.plain(x)
                 and x.device.type == "cpu" and x.dtype in _FAST_DTYPES and x.layout == torch.strided
-                and tuple(x.shape) == self.full_shape() and not _random.capturing())
+                and tuple(x.shape) == self.full_shape() == self.target() and not _random.capturing())
 
     def tensors(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(mult, shift)`` on ``like``'s device, in the work dtype, at the full shape (the
-        stacked ``lead`` merged into axis 0 while drawing: eager's bits for the stacked batch)."""
+        """``(mult, shift)`` on ``like``'s device, in the work dtype, at :meth:`target` (drawn at
+        the full shape with the stacked ``lead`` merged into axis 0: eager's bits for the stacked
+        batch)."""
         full = self.full_shape()
         calc = full
         if self.lead:
@@ -253,10 +294,34 @@ class Noise:
             calc = (first,) + self.shape[1:]
         mult, shift = noise_tensors(self.where, self.spec, self.options, self.p, self.draw, calc, like.dtype,
                                     like.device)
-        if calc != full:
-            mult = mult.reshape(full)
-            shift = None if shift is None else shift.reshape(full)
+        target = self.target()
+        if calc != target:
+            mult = mult.reshape(target)
+            shift = None if shift is None else shift.reshape(target)
         return mult, None if self.grad else shift
+
+    def under(self, info) -> Noise:
+        """This noise in a vmap rule (run one level below its vmap): stacked in front when the
+        vmap draws per slice, else shared along it; recorded as :attr:`lowered`."""
+        level = (torch._C._functorch.maybe_current_level() or 0) + 1  # functorch's levels are stack depths
+        if self.grad or info.randomness == "same":
+            lowered = replace(self, layout=(level,) + self.layout)
+        else:
+            lowered = replace(self, lead=(int(info.batch_size),) + self.lead, levels=(level,) + self.levels,
+                              layout=(level,) + self.layout)
+        object.__setattr__(self, "lowered", lowered)
+        return lowered
+
+    def for_gradient(self) -> Noise:
+        """The noise to replay for this call's gradient, saved at the current transform level:
+        the noise the physical tensor got (through every vmap rule below), its vmap levels above
+        this one now dimensions of the tensor itself."""
+        noise = self
+        while noise.lowered is not None:
+            noise = noise.lowered
+        level = torch._C._functorch.maybe_current_level() or 0
+        levels = tuple(None if lv is None or lv > level else lv for lv in noise.levels)
+        return replace(noise, grad=True, levels=levels, layout=())
 
 
 def _fused_apply(x: torch.Tensor, noise: Noise, layout_like: torch.Tensor | None) -> torch.Tensor:
@@ -301,12 +366,19 @@ class NoiseFunction(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         x, noise = inputs
-        ctx.noise = noise if noise.grad else replace(noise, grad=True)
+        # a vmap rule below may have stacked the noise (randomness="different"): the gradient
+        # replays what the physical tensor got, not the per-slice noise this level was given
+        ctx.noise = noise.for_gradient()
+        # a cotangent need not be mapped by those vmaps (vjp's, made inside the mapped function):
+        # adding this zero, mapped by them, maps it so that every slice gets its own noise
+        ctx.anchor = x.new_zeros(()) if ctx.noise.stacked_levels() else None
         ctx.strides = None if x.is_contiguous() else (tuple(x.shape), tuple(torch.empty_like(x).stride()))
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
-        noise = ctx.noise
+        noise = replace(ctx.noise)  # a fresh object: vmap rules record on it what they applied
+        if ctx.anchor is not None:
+            dy = dy + ctx.anchor
         if torch.is_grad_enabled() or not noise.fused(dy):  # create_graph, transforms, other paths
             dx = NoiseFunction.apply(dy, noise)
         else:
@@ -319,19 +391,16 @@ class NoiseFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, dx: torch.Tensor, _noise):
-        return NoiseFunction.apply(dx, ctx.noise)
+        return NoiseFunction.apply(dx if ctx.anchor is None else dx + ctx.anchor, replace(ctx.noise))
 
     @staticmethod
     def vmap(info, in_dims, x: torch.Tensor, noise: Noise):
         d = in_dims[0]
         if d is None:
             return NoiseFunction.apply(x, noise), None
-        x = x.movedim(d, 0)
-        if noise.grad or info.randomness == "same":  # one noise, broadcast over the mapped slices
-            return NoiseFunction.apply(x, noise), 0
-        if info.randomness == "error":
+        if not noise.grad and info.randomness == "error":
             raise _vmap_error(noise.where)
-        return NoiseFunction.apply(x, replace(noise, lead=(int(info.batch_size),) + noise.lead)), 0
+        return NoiseFunction.apply(x.movedim(d, 0), noise.under(info)), 0
 
 
 class DrawFunction(torch.autograd.Function):

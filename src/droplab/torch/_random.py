@@ -64,9 +64,15 @@ def capturing() -> bool:
     return bool(torch.jit.is_tracing() or torch.compiler.is_compiling())
 
 
+_DENSE = torch._C.DispatchKey.Dense
+
+
 def plain(x: torch.Tensor) -> bool:
-    """An ordinary tensor whose memory NumPy can view (not a fake, functional or functorch one)."""
-    return type(x) is torch.Tensor and not torch._C._functorch.is_functorch_wrapped_tensor(x)
+    """An ordinary tensor with memory of its own (not a fake, functional or functorch one, nor
+    the legacy batched tensor of ``autograd.functional.jacobian(vectorize=True)`` and
+    ``autograd.grad(is_grads_batched=True)``, which lacks the dense dispatch key)."""
+    return (type(x) is torch.Tensor and torch._C._dispatch_keys(x).has(_DENSE)
+            and not torch._C._functorch.is_functorch_wrapped_tensor(x))
 
 
 class TensorDraw:

@@ -1,0 +1,185 @@
+"""droplab.torch against a fresh user's attack (attack 15): one test (or one parametrised
+family) per fault, each failing before its fix, then the correct cases around it.
+
+1. per-sample gradients under ``vmap(grad)`` used sample 0's noise; 2. activation
+checkpointing recomputed a seeded (or ``generator=``) module with another mask; 3. ``mc_predict``
+saw no uncertainty on transformers (PyTorch's fused path skipped the dropout modules);
+4. ``patch`` turned every torch dropout into element-wise ``Dropout``; 5. ``copy.deepcopy``
+moved the original's stream; 6. vectorised Jacobians crashed; 7. ``inplace`` was refused;
+8. ``get_rng_state`` left out CUDA's generators; 9. ``patch`` reported only through a logger.
+"""
+
+import copy
+import logging
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import droplab.torch as dt  # noqa: E402
+from droplab import family  # noqa: E402
+from droplab.torch import functional as F  # noqa: E402
+from torch.func import grad, jacrev, vjp, vmap  # noqa: E402
+
+ELEMENTWISE = {  # registry name -> (options, per-sample input shape)
+    "dropout": ({}, (4, 6)),
+    "dropout1d": ({}, (4, 3, 5)),
+    "dropout2d": ({}, (4, 3, 2, 3)),
+    "dropout3d": ({}, (2, 3, 2, 2, 2)),
+    "alpha_dropout": ({}, (4, 6)),
+    "gaussian_dropout": ({}, (4, 6)),
+    "drop_path": ({}, (4, 6)),
+    "locked_dropout": ({}, (2, 3, 4)),
+    "drop_block2d": ({"block_size": 2}, (2, 2, 4, 4)),
+}
+
+
+def _make(name, seed, p=0.3):
+    """(module, per-sample input shape) of every registered variant, float64."""
+    if name == "drop_connect":
+        torch.manual_seed(seed)  # its weights: twins alike
+        return dt.DropConnect(6, 3, p, seed=seed, dtype=torch.float64), (4, 6)
+    if name == "concrete_dropout":
+        return dt.ConcreteDropout(p=p, seed=seed), (4, 6)
+    options, shape = ELEMENTWISE[name]
+    return dt.variant(name)(p, seed=seed, **options), shape
+
+
+VARIANTS = list(ELEMENTWISE) + ["drop_connect", "concrete_dropout"]
+
+
+def _x(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, dtype=torch.float64, generator=g) + 0.5  # no zeros: a zero hides a mask
+
+
+def test_every_registered_variant_is_covered():
+    assert {s.name for s in family.specs()} == set(VARIANTS)
+
+
+def _loss(y):
+    return (y * y + y).sum()  # nonlinear: the gradient depends on the output, not only on the mask
+
+
+# -- 1. per-sample gradients under vmap -------------------------------------------------------------
+@pytest.mark.parametrize("name", VARIANTS)
+def test_fault1_vmap_grad_gives_every_sample_the_gradient_of_its_own_noise(name, seed):
+    m, shape = _make(name, seed)
+    xs = _x((3,) + shape, seed)
+    g, y = vmap(grad(lambda t: _aux(m, t), has_aux=True), randomness="different")(xs)
+    # the reference: plain autograd through the vmapped forward (the physical, stacked noise)
+    twin, _ = _make(name, seed)
+    xr = xs.clone().requires_grad_()
+    yr = vmap(twin, randomness="different")(xr)
+    gr, = torch.autograd.grad(_loss(yr), xr)
+    assert torch.equal(y, yr.detach())
+    torch.testing.assert_close(g, gr, rtol=1e-13, atol=0)
+    assert not torch.equal(g[0], g[1])
+    if name in ELEMENTWISE:  # and eager on the batch with the mapped dimension merged into axis 0
+        eager, _ = _make(name, seed)
+        xe = xs.reshape((-1,) + shape[1:]).clone().requires_grad_()
+        ge, = torch.autograd.grad(_loss(eager(xe)), xe)
+        torch.testing.assert_close(g, ge.reshape(g.shape), rtol=1e-13, atol=0)
+
+
+def _aux(m, t):
+    y = m(t)
+    return _loss(y), y
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_fault1_vmap_vjp_and_jvp_follow_each_samples_noise_even_with_an_unmapped_cotangent(name, seed):
+    m, shape = _make(name, seed)
+    xs = _x((3,) + shape, seed)
+    ones = torch.ones(_make(name, seed)[0](xs[0]).shape, dtype=torch.float64)
+
+    def k(t):
+        y, fn = vjp(m, t)
+        return y, fn(ones)[0], fn(torch.ones_like(y))[0]  # a cotangent made outside the map, one inside
+
+    y, g_out, g_in = vmap(k, randomness="different")(xs)
+    twin, _ = _make(name, seed)
+    xr = xs.clone().requires_grad_()
+    ref, = torch.autograd.grad(vmap(twin, randomness="different")(xr).sum(), xr)
+    torch.testing.assert_close(g_out, ref, rtol=1e-13, atol=0)
+    torch.testing.assert_close(g_in, ref, rtol=1e-13, atol=0)
+    if name not in ("drop_connect", "concrete_dropout"):  # output = input shape: jvp's tangent is ref's
+        m.counter = 0
+        _, t = vmap(lambda u: torch.func.jvp(m, (u,), (torch.ones(shape, dtype=torch.float64),)),
+                    randomness="different")(xs)
+        torch.testing.assert_close(t, ref, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("name", list(ELEMENTWISE))
+def test_fault1_jacobians_under_and_outside_vmap_are_each_samples_mask(name, seed):
+    m, shape = _make(name, seed)
+    xs = _x((3,) + shape, seed)
+    k = xs[0].numel()
+    J = vmap(jacrev(m), randomness="different")(xs)  # more physical dims (cotangents) than the stacked lead
+    eager, _ = _make(name, seed)
+    xe = xs.reshape((-1,) + shape[1:]).clone().requires_grad_()
+    mult, = torch.autograd.grad(eager(xe).sum(), xe)  # the element-wise factor of every sample
+    mult = mult.reshape(3, k)
+    for i in range(3):
+        assert torch.equal(J[i].reshape(k, k), torch.diag(mult[i]))
+    # a forward outside vmap, its backward under jacrev's vmap: one mask for every cotangent row
+    m.counter = 0
+    J0 = jacrev(m)(xs[0])
+    m.counter = 0
+    x0 = xs[0].clone().requires_grad_()
+    g0, = torch.autograd.grad(m(x0).sum(), x0)
+    assert torch.equal(J0.reshape(k, k), torch.diag(g0.reshape(-1)))
+
+
+@pytest.mark.parametrize("name", ["dropout", "dropout1d", "alpha_dropout", "drop_block2d"])
+def test_fault1_nested_vmaps_stack_outermost_first_and_same_is_shared_along_its_level(name, seed):
+    m, shape = _make(name, seed)
+    xs = _x((2, 3) + shape, seed)
+    g, y = vmap(vmap(grad(lambda t: _aux(m, t), has_aux=True), randomness="different"),
+                randomness="different")(xs)
+    eager, _ = _make(name, seed)
+    xe = xs.reshape((-1,) + shape[1:]).clone().requires_grad_()
+    ye = eager(xe)
+    ge, = torch.autograd.grad(_loss(ye), xe)
+    assert torch.equal(y, ye.detach().reshape(y.shape))
+    torch.testing.assert_close(g, ge.reshape(g.shape), rtol=1e-13, atol=0)
+    # "different" outside "same" (was a broadcast error or, at equal sizes, the wrong axis shared)
+    for sizes in ((3, 2), (3, 3)):
+        x = _x(shape, seed).expand(sizes + shape).clone()  # equal slices: equal noise gives equal outputs
+        y = vmap(vmap(m, randomness="same"), randomness="different")(x)
+        assert torch.equal(y[:, 0], y[:, 1]) and not torch.equal(y[0], y[1])
+        y = vmap(vmap(m, randomness="different"), randomness="same")(x)
+        assert torch.equal(y[0], y[1]) and not torch.equal(y[:, 0], y[:, 1])
+
+
+def test_fault1_the_attack_scripts_case_dropout_grad_is_twice_the_own_mask():
+    torch.manual_seed(0)
+    d = dt.Dropout(0.5)
+    x = torch.rand(4, 8) + 1.0
+    g, y = vmap(grad(lambda t: _sum_aux(d, t), has_aux=True), randomness="different")(x)
+    assert all(torch.equal(g[i], (y[i] != 0).float() * 2.0) for i in range(4))
+
+
+def _sum_aux(m, t):
+    y = m(t)
+    return y.sum(), y
+
+
+# -- 6. vectorised Jacobians ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", VARIANTS)
+def test_fault6_vectorized_jacobians_and_batched_grads_equal_the_loop(name, seed):
+    m, shape = _make(name, seed)
+    x = _x(shape, seed)
+
+    def f(t):
+        m.counter = 0  # one mask for every call
+        return m(t)
+
+    loop = torch.autograd.functional.jacobian(f, x)
+    torch.testing.assert_close(torch.autograd.functional.jacobian(f, x, vectorize=True), loop, rtol=1e-13, atol=0)
+    xr = x.clone().requires_grad_()
+    y = f(xr)
+    eye = torch.eye(y.numel(), dtype=y.dtype).reshape(-1, *y.shape)
+    batched, = torch.autograd.grad(y, xr, eye, is_grads_batched=True, retain_graph=True)
+    rows = torch.stack([torch.autograd.grad(y, xr, e, retain_graph=True)[0] for e in eye])
+    torch.testing.assert_close(batched, rows, rtol=1e-13, atol=0)
