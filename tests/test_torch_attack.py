@@ -165,6 +165,46 @@ def _sum_aux(m, t):
     return y.sum(), y
 
 
+# -- 5. deepcopy leaves the original alone ------------------------------------------------------------------
+def _train(seed, snapshots):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), dt.Dropout(0.5, seed=seed), torch.nn.Linear(16, 1))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x = torch.randn(8, 6, generator=torch.Generator().manual_seed(seed))
+    kept = []
+    for _ in range(4):
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+        if snapshots:
+            kept.append(copy.deepcopy(net))  # a best-model / EMA snapshot at every step
+    return net, kept
+
+
+def test_fault5_deepcopy_snapshots_leave_the_training_run_bit_identical(seed):
+    with_snapshots, kept = _train(seed, True)
+    without, _ = _train(seed, False)
+    assert all(torch.equal(a, b) for a, b in zip(with_snapshots.state_dict().values(), without.state_dict().values()))
+    assert with_snapshots[1].counter == without[1].counter == 4
+    streams = [k[1].rng.state() for k in kept]
+    x = torch.ones(2, 16)
+    masks = [with_snapshots[1](x)] + [k[1](x) for k in kept]  # the original and four clones
+    assert all(not torch.equal(masks[i], masks[j]) for i in range(5) for j in range(i))
+    # the same program makes the same clones
+    _, again = _train(seed, True)
+    assert [k[1].rng.state() for k in again] == streams
+
+
+def test_fault5_a_clone_of_a_clone_and_replicas_still_differ(seed):
+    d = dt.Dropout(0.5, seed=seed)
+    c1 = copy.deepcopy(d)
+    c2 = copy.deepcopy(c1)
+    x = torch.ones(200)
+    outs = [m(x) for m in (d, c1, c2)]
+    assert not torch.equal(outs[0], outs[1]) and not torch.equal(outs[1], outs[2])
+    assert not torch.equal(outs[0], outs[2]) and d.counter == 1
+
+
 # -- 6. vectorised Jacobians ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", VARIANTS)
 def test_fault6_vectorized_jacobians_and_batched_grads_equal_the_loop(name, seed):

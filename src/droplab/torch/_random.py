@@ -10,12 +10,20 @@
    made from ``s`` exactly as the NumPy engine's layer of the same seed (the same masks, to
    the bit); each training forward takes the stream's next call; torch's generator is never
    touched.
-3. **Clones and replicas never repeat each other's masks.** ``copy.deepcopy`` (and so
-   ``nn.TransformerEncoder``'s layer clones) and the replicas ``nn.DataParallel`` makes at
-   each step (``nn.parallel.replicate``) give a seeded module a :meth:`~droplab._rng.NoiseStream.child`
-   stream (its key derived from the original's next call: the original's counter moves by
-   one, so its state still says everything). Unseeded clones draw from the generator in
-   turn. A ``generator=`` is shared by clones, never copied.
+3. **Clones and replicas never repeat each other's masks.** A seeded module's
+   ``copy.deepcopy`` (and so ``nn.TransformerEncoder``'s layer clones) gets a stream of its own
+   (:func:`clone_stream`): its key derived from the original's key and counter and the number
+   of clones the original has made, so clones differ from the original and from each other,
+   the same program makes the same clones, and the original's key and counter never move (a
+   best-model, EMA or SWA snapshot leaves the training run bit-identical, as
+   ``copy.deepcopy`` of a ``torch.nn`` model leaves its generators). The replicas
+   ``nn.DataParallel`` makes at each step (``nn.parallel.replicate``) draw instead, the
+   original never running itself: each takes a :meth:`~droplab._rng.NoiseStream.child` stream,
+   a call of the original's stream, so its state says everything and a resumed run makes the
+   same replicas. Unseeded clones and replicas draw from the generator in turn; unseeded
+   replicas on several GPUs draw from each device's generator, as ``torch.nn.Dropout`` does
+   (``torch.manual_seed`` seeds every device alike). A ``generator=`` is shared by clones,
+   never copied.
 4. **Distributed ranks never repeat each other's masks.** Under ``torch.distributed``, rank
    ``r`` draws call ``c`` as counter ``c + r * 2**48`` of the same key (lane ``r``). With
    ``seed=s`` give every rank the SAME ``s``: rank 0 draws what a single process draws, the
@@ -41,6 +49,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from droplab.errors import InvalidTypeError, InvalidValueError
@@ -113,6 +122,20 @@ def fresh_draw(generator: torch.Generator | None, device, lane: int = 0):
         k0, k1, c0, c1 = _words(generator, device).tolist()
     counter = (c0 | (c1 << 32)) + (lane << _rng.LANE_SHIFT)
     return _rng.NoiseStream.from_words(k0, k1).at(counter & ((1 << 64) - 1))
+
+
+_CLONE = 0x434C4F4E  # SeedSequence tag of clone_stream ("CLON")
+
+
+def clone_stream(rng: _rng.NoiseStream, index: int) -> _rng.NoiseStream:
+    """The stream of the ``index``-th ``copy.deepcopy`` of a seeded module whose stream is
+    ``rng`` (rule 3): its key derived from ``rng``'s key and counter and ``index``, so clones never
+    repeat the original's masks or each other's, the same program makes the same clones, and
+    ``rng`` itself does not move (a snapshot leaves the training run as it was)."""
+    state = rng.state()
+    (k0, k1), c = state["key"], state["counter"]
+    ss = np.random.SeedSequence([k0, k1, c & _M32, c >> 32, _CLONE, int(index)])
+    return _rng.NoiseStream(_rng.mask_key(ss))
 
 
 class SharedGenerator:

@@ -106,15 +106,18 @@ class _Stateful:
         new = cls.__new__(cls)
         memo[id(self)] = new
         for k, v in self.__dict__.items():
-            if k != "rng":
+            if k not in ("rng", "_clones"):
                 new.__dict__[k] = copy.deepcopy(v, memo)
-        new.__dict__["rng"] = None if self.rng is None else self.rng.child()  # a clone never repeats masks
+        clones = self.__dict__.get("_clones", 0)
+        if self.rng is not None:  # a clone never repeats masks, and copying never moves this stream
+            self.__dict__["_clones"] = clones + 1
+        new.__dict__["rng"] = None if self.rng is None else _random.clone_stream(self.rng, clones)
         return new
 
     def _replicate_for_data_parallel(self):
         replica = super()._replicate_for_data_parallel()
-        if self.rng is not None:  # nn.DataParallel replicates at every step: each replica its own stream
-            replica.rng = self.rng.child()
+        if self.rng is not None:  # nn.DataParallel replicates at every step: each replica its own stream,
+            replica.rng = self.rng.child()  # a call of the original's (which never draws itself): resumable
         return replica
 
     def __prepare_scriptable__(self):
