@@ -165,6 +165,61 @@ def _sum_aux(m, t):
     return y.sum(), y
 
 
+# -- 2. activation checkpointing --------------------------------------------------------------------------
+def _ckpt_net(kind, seed):
+    torch.manual_seed(seed)
+    lin1, lin2 = torch.nn.Linear(6, 32).double(), torch.nn.Linear(32, 3).double()
+    if kind == "unseeded":
+        drop = dt.Dropout(0.5)
+    elif kind == "seeded":
+        drop = dt.Dropout(0.5, seed=seed)
+    else:
+        drop = dt.Dropout(0.5, generator=torch.Generator().manual_seed(seed))
+    return lin1, drop, lin2
+
+
+@pytest.mark.parametrize("reentrant", [True, False])
+@pytest.mark.parametrize("kind", ["unseeded", "seeded", "generator"])
+def test_fault2_checkpointing_through_dropout_is_exact_or_refused(kind, reentrant, seed):
+    from torch.utils.checkpoint import checkpoint
+
+    x = _x((5, 6), seed)
+
+    def run(checkpointed):
+        lin1, drop, lin2 = _ckpt_net(kind, seed)
+        torch.manual_seed(seed + 1)
+        body = lambda h: lin2(drop(h))  # noqa: E731 -- a Linear after the dropout: its input is recomputed
+        h = lin1(x)
+        out = checkpoint(body, h, use_reentrant=reentrant) if checkpointed else body(h)
+        (out ** 2).sum().backward()
+        return [lin1.weight.grad, lin2.weight.grad]
+
+    plain = run(False)
+    if kind == "unseeded":  # its key comes from torch's generator, which checkpoint restores
+        assert all(torch.equal(a, b) for a, b in zip(run(True), plain))
+    else:
+        what = "seed=" if kind == "seeded" else "generator="
+        with pytest.raises(RuntimeError, match=rf"Dropout: a Dropout built with {what} ran a training forward "
+                                               r"during backward .*Build it with seed=None and no generator="):
+            run(True)
+
+
+def test_fault2_checkpointing_that_never_recomputes_the_dropout_stays_exact_and_functional_forms_refuse(seed):
+    from torch.utils.checkpoint import checkpoint
+
+    x = _x((2, 12), seed).requires_grad_()
+    d = dt.Dropout(0.5, seed=seed)
+    y = checkpoint(d, x * 1.0, use_reentrant=False)  # nothing saved after it: no recomputation
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, y != 0)
+    g = torch.Generator().manual_seed(seed)
+    h = _x((2, 12), seed).requires_grad_()
+    with pytest.raises(RuntimeError, match=r"dropout: a dropout built with generator= ran a training forward"):
+        checkpoint(lambda t: (F.dropout(t, 0.5, generator=g) ** 2), h * 1.0, use_reentrant=True).sum().backward()
+    out = checkpoint(lambda t: F.dropout(t, 0.5, seed=seed) ** 2, h * 1.0, use_reentrant=True)  # a pure function
+    out.sum().backward()
+
+
 # -- 5. deepcopy leaves the original alone ------------------------------------------------------------------
 def _train(seed, snapshots):
     torch.manual_seed(seed)

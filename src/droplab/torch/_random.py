@@ -45,6 +45,13 @@
    evaluation mode). ``torch.compile`` runs droplab modules eagerly (a graph break), so
    both kinds draw anew at each call. ``torch.jit.script`` is refused with one error
    naming ``torch.compile``.
+7. **Activation checkpointing recomputes unseeded modules exactly.**
+   ``torch.utils.checkpoint`` (both modes) runs the forward again during backward with torch's
+   default generators restored, so an unseeded module draws the forward's key again. A seeded
+   module's stream, or a ``generator=``, has moved on by then: rather than a gradient through
+   another mask, its forward during a backward raises an error naming the layer and the fix
+   (:func:`check_not_recomputing`). A checkpointed function that never recomputes the dropout
+   (nothing after it saves its output) is unaffected.
 """
 
 from __future__ import annotations
@@ -55,8 +62,8 @@ import torch
 from droplab.errors import InvalidTypeError, InvalidValueError
 from droplab import _rng, _validate
 
-__all__ = ["rank", "capturing", "plain", "fresh_draw", "TensorDraw", "SharedGenerator", "get_rng_state",
-           "set_rng_state"]
+__all__ = ["rank", "capturing", "plain", "check_not_recomputing", "fresh_draw", "TensorDraw", "clone_stream",
+           "SharedGenerator", "get_rng_state", "set_rng_state"]
 
 _M32 = 0xFFFFFFFF
 
@@ -82,6 +89,21 @@ def plain(x: torch.Tensor) -> bool:
     ``autograd.grad(is_grads_batched=True)``, which lacks the dense dispatch key)."""
     return (type(x) is torch.Tensor and torch._C._dispatch_keys(x).has(_DENSE)
             and not torch._C._functorch.is_functorch_wrapped_tensor(x))
+
+
+def check_not_recomputing(where: str, seeded: bool) -> None:
+    """Refuse a draw from a module's own stream (``seeded``) or its ``generator=`` while autograd
+    runs a backward: activation checkpointing (``torch.utils.checkpoint``, both modes) recomputing
+    the forward. It restores torch's default generators only, so the recomputed draw would
+    differ from the forward's and the gradients would silently use another mask (rule 7)."""
+    if torch._C._current_graph_task_id() != -1:
+        what = "seed=" if seeded else "generator="
+        raise RuntimeError(
+            f"{where}: a {where} built with {what} ran a training forward during backward (activation checkpointing "
+            f"recomputing it): its {'stream' if seeded else 'generator'} has moved on since the forward, so the "
+            "recomputed mask would differ from the forward's and the gradients would be wrong. Build it with "
+            "seed=None and no generator= (its key then comes from torch's default generator, whose state "
+            "torch.utils.checkpoint restores), or keep it outside the checkpointed function.")
 
 
 class TensorDraw:

@@ -58,8 +58,12 @@ def apply(name: str, x: torch.Tensor, p: float | None = None, training: bool = T
         if counter:
             raise InvalidValueError(_validate.message(where, "counter", "0 without `seed`", counter,
                                                "A call counter selects a call of a seeded stream; pass seed= too."))
-        return _core.apply(where, spec, opts, p, x, training,
-                           lambda t: _random.fresh_draw(generator, t.device, _random.rank()))
+        def draw(t):
+            if generator is not None:
+                _random.check_not_recomputing(where, False)
+            return _random.fresh_draw(generator, t.device, _random.rank())
+
+        return _core.apply(where, spec, opts, p, x, training, draw)
     _rng.check_seed(where, seed)
     return _core.apply(where, spec, opts, p, x, training, lambda t: _rng.NoiseStream.from_seed(seed, where).at(counter))
 

@@ -85,6 +85,8 @@ class _Stateful:
         """The draw of this training forward (PyTorch's rules, :mod:`droplab.torch._random`)."""
         lane = _random.rank() if self.rank_lanes else 0
         if self.rng is None:
+            if self._generator.generator is not None:
+                _random.check_not_recomputing(type(self).__name__, False)
             return _random.fresh_draw(self._generator.generator, x.device, lane)
         if _random.capturing():
             name = type(self).__name__
@@ -92,6 +94,7 @@ class _Stateful:
                 f"{name}: a seeded {name} cannot be captured in training mode: its key and counter are Python "
                 "state that the captured graph would freeze (every execution would replay one mask). Build it "
                 "with seed=None (it then draws from torch's generator inside the graph), or capture in eval mode.")
+        _random.check_not_recomputing(type(self).__name__, True)
         return self.rng.next(lane)
 
     def reseed(self, seed=None, *, generator: torch.Generator | None = None):
