@@ -278,3 +278,64 @@ def test_fault6_vectorized_jacobians_and_batched_grads_equal_the_loop(name, seed
     batched, = torch.autograd.grad(y, xr, eye, is_grads_batched=True, retain_graph=True)
     rows = torch.stack([torch.autograd.grad(y, xr, e, retain_graph=True)[0] for e in eye])
     torch.testing.assert_close(batched, rows, rtol=1e-13, atol=0)
+
+
+# -- 7. inplace ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls,shape", [(dt.Dropout, (4, 6)), (dt.Dropout1d, (4, 3, 5)), (dt.Dropout2d, (2, 3, 2, 2)),
+                                       (dt.Dropout3d, (2, 3, 2, 2, 2)), (dt.AlphaDropout, (4, 6))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_fault7_inplace_writes_into_the_input_with_the_same_values_and_gradients(cls, shape, dtype, seed):
+    w = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).requires_grad_()
+    outs, grads = [], []
+    for inplace in (False, True):
+        m = cls(0.4, inplace, seed=seed)
+        h = (w * 2).to(dtype)  # a non-leaf, as torch.nn.Dropout(inplace=True) is used
+        y = m(h)
+        assert (y is h) == inplace
+        (y.double() ** 2).sum().backward()
+        outs.append(y.detach())
+        grads.append(w.grad.clone())
+        w.grad = None
+    assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
+    # as torch's: eval and p = 0 return the input itself; a leaf that requires grad is refused
+    h = torch.ones(shape)
+    assert cls(0.4, True).eval()(h) is h and cls(0.0, True)(h) is h
+    with pytest.raises(RuntimeError, match="a leaf Variable that requires grad"):
+        cls(0.4, True)(torch.ones(shape, requires_grad=True))
+    with pytest.raises(RuntimeError, match="a leaf Variable that requires grad"):
+        torch.nn.Dropout(0.4, True)(torch.ones(shape, requires_grad=True))
+
+
+def test_fault7_inplace_where_torch_takes_it_and_nowhere_else(seed):
+    assert repr(dt.Dropout(0.5, True)) == "droplab.Dropout(p=0.5, inplace=True)"
+    assert repr(dt.Dropout2d(0.5, inplace=False)) == "droplab.Dropout2d(p=0.5)"
+    assert repr(dt.Dropout(0.5, False, inverted=False)) == "droplab.Dropout(p=0.5, inverted=False)"
+    h = torch.randn(4, 6) * 1.0
+    ref = F.dropout(h.clone(), 0.5, True, False, seed=seed)
+    assert F.dropout(h, 0.5, True, True, seed=seed) is h and torch.equal(h, ref)
+    for fn, x in ((F.dropout1d, torch.ones(2, 3, 4)), (F.dropout2d, torch.ones(2, 3, 2, 2)),
+                  (F.dropout3d, torch.ones(2, 3, 2, 2, 2)), (F.alpha_dropout, torch.ones(3))):
+        assert fn(x, 0.5, True, inplace=True, seed=seed) is x
+    classic = torch.ones(3)
+    assert dt.Dropout(0.25, True, inverted=False).eval()(classic) is classic
+    assert torch.equal(classic, torch.full((3,), 0.75))
+    h = torch.ones(4, 6)[:, ::2]  # a strided view: written in place, its layout kept
+    assert dt.Dropout(0.5, True, seed=seed)(h) is h
+    with pytest.raises(TypeError, match=r"Dropout: `inplace` must be True or False; got inplace=3"):
+        dt.Dropout(0.5, 3)
+    with pytest.raises(TypeError, match=r"Dropout\(\) got multiple values for argument 'inplace'"):
+        dt.Dropout(0.5, True, inplace=True)
+    with pytest.raises(TypeError, match=r"GaussianDropout\(\) got an unexpected keyword argument 'inplace'"):
+        dt.GaussianDropout(0.5, inplace=True)
+    with pytest.raises(TypeError, match=r"gaussian_dropout\(\) got an unexpected keyword argument 'inplace'"):
+        F.gaussian_dropout(torch.ones(3), 0.5, True, inplace=True)
+
+
+def test_fault7_inplace_under_vmap_and_grad(seed):
+    m = dt.Dropout(0.5, True, seed=seed)
+    twin = dt.Dropout(0.5, seed=seed)
+    xs = _x((3, 8), seed)
+    y = vmap(lambda t: m(t * 1.0), randomness="different")(xs)
+    assert torch.equal(y, vmap(twin, randomness="different")(xs))
+    g = grad(lambda t: m(t * 1.0).sum())(xs[0])
+    assert torch.equal(g, grad(lambda t: twin(t).sum())(xs[0]))

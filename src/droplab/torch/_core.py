@@ -48,8 +48,8 @@ from droplab import _rng, _validate, kernels
 from droplab.family import Spec, variants
 from droplab.torch import _random
 
-__all__ = ["make_stream", "philox_words", "keep_tensor", "check_input", "Noise", "NoiseFunction", "DrawFunction",
-           "apply", "noise_tensors", "uniform_tensor"]
+__all__ = ["make_stream", "philox_words", "keep_tensor", "check_input", "Noise", "NoiseFunction",
+           "InplaceNoiseFunction", "DrawFunction", "apply", "noise_tensors", "uniform_tensor"]
 
 _FAST_DTYPES = (torch.float32, torch.float64)
 _M32 = 0xFFFFFFFF
@@ -403,6 +403,29 @@ class NoiseFunction(torch.autograd.Function):
         return NoiseFunction.apply(x.movedim(d, 0), noise.under(info)), 0
 
 
+class InplaceNoiseFunction(torch.autograd.Function):
+    """:class:`NoiseFunction` writing into its input (torch's ``inplace=True``; eager, plain
+    tensors): the same values and gradient, ``x`` marked dirty so autograd rebases its history
+    (and refuses a leaf that requires grad, as torch does)."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, noise: Noise) -> torch.Tensor:
+        if noise.fused(x) and x.is_contiguous():
+            a = x.detach().numpy()
+            noise.draw.apply(a, noise.p, noise.spec.scale(noise.options, noise.p), out=a)  # the kernels allow out=x
+        else:
+            x.copy_(NoiseFunction.forward(x, noise))
+        return x
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.mark_dirty(inputs[0])
+        NoiseFunction.setup_context(ctx, inputs, output)
+
+    backward = NoiseFunction.backward
+    jvp = NoiseFunction.jvp
+
+
 class DrawFunction(torch.autograd.Function):
     """A noise tensor of one call (no gradient), made by ``make(lead)`` at ``lead + shape``:
     a Function only so that ``vmap`` can tell it how to batch (``randomness=``). ``anchor`` is
@@ -443,20 +466,29 @@ def draw_tensor(anchor: torch.Tensor, make, where: str) -> torch.Tensor:
     return DrawFunction.apply(anchor, make, where)
 
 
-def apply(where: str, spec: Spec, options: dict, p: float, x, training: bool, next_draw) -> torch.Tensor:
+def apply(where: str, spec: Spec, options: dict, p: float, x, training: bool, next_draw,
+          inplace: bool = False) -> torch.Tensor:
     """The whole forward of an element-wise variant (modules and functional forms alike):
     check the input, take the noise shape (the rank rule holds in every mode and at every
     ``p``), then the identity (or the evaluation factor), or the noise of ``next_draw(x)``:
     through :class:`NoiseFunction`, or as plain torch operations in a captured graph (so the
-    graph holds the draw and the Philox, and draws anew at each execution)."""
+    graph holds the draw and the Philox, and draws anew at each execution). ``inplace``: the
+    result is written into ``x``, which is returned (torch's ``inplace=True``)."""
     x = check_input(where, x)
     shape = spec.noise_shape(where, options, tuple(x.shape))
     if not training or p == 0:
         factor = spec.eval_factor(options, p) if not training else 1.0
-        return x if factor == 1.0 else x * factor
+        if factor == 1.0:
+            return x
+        return x.mul_(factor) if inplace else x * factor
     noise = Noise(where, spec, options, p, next_draw(x), shape)
     if _random.capturing():
         mult, shift = noise.tensors(x)
         y = x * mult
-        return (y if shift is None else y + shift).to(x.dtype)
-    return NoiseFunction.apply(x, noise)
+        y = (y if shift is None else y + shift).to(x.dtype)
+        return x.copy_(y) if inplace else y
+    if not inplace:
+        return NoiseFunction.apply(x, noise)
+    if _random.plain(x):
+        return InplaceNoiseFunction.apply(x, noise)
+    return x.copy_(NoiseFunction.apply(x, noise))  # under torch.func transforms

@@ -33,6 +33,7 @@ import torch
 from droplab.errors import InvalidValueError
 from droplab import _rng, _validate, family
 from droplab.torch import _core, _random
+from droplab.torch.modules import TORCH_CLASSES, take_inplace
 
 __all__ = [
     "apply", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "gaussian_dropout",
@@ -43,14 +44,18 @@ __all__ = [
 def apply(name: str, x: torch.Tensor, p: float | None = None, training: bool = True, *, seed=None, counter: int = 0,
           generator: torch.Generator | None = None, **options) -> torch.Tensor:
     """The element-wise variant registered as ``name``, applied once (see the module doc).
+    ``inplace=True`` (the variants torch.nn has, :data:`~droplab.torch.modules.TORCH_CLASSES`)
+    writes the result into ``x`` and returns it, as torch's ``inplace=True``.
 
     Raises:
         ValueError: a bad ``p`` or option, a negative ``counter``, ``counter`` without ``seed``,
             both ``seed`` and ``generator``.
-        TypeError: ``generator`` not a ``torch.Generator``.
+        TypeError: ``generator`` not a ``torch.Generator``; ``inplace`` for a variant torch.nn
+            does not have.
     """
     spec = family.get(name)
     where = spec.name
+    _, inplace = take_inplace(where, spec, (), options)
     p, opts = spec.bind(where, () if p is None else (p,), options)
     counter = _validate.nonnegative_int(where, "counter", counter)
     generator = _core.check_generator(where, seed, generator)
@@ -63,22 +68,31 @@ def apply(name: str, x: torch.Tensor, p: float | None = None, training: bool = T
                 _random.check_not_recomputing(where, False)
             return _random.fresh_draw(generator, t.device, _random.rank())
 
-        return _core.apply(where, spec, opts, p, x, training, draw)
+        return _core.apply(where, spec, opts, p, x, training, draw, inplace)
     _rng.check_seed(where, seed)
-    return _core.apply(where, spec, opts, p, x, training, lambda t: _rng.NoiseStream.from_seed(seed, where).at(counter))
+    return _core.apply(where, spec, opts, p, x, training, lambda t: _rng.NoiseStream.from_seed(seed, where).at(counter),
+                       inplace)
 
 
 def _functional(name: str):
     spec = family.get(name)
 
-    def fn(x: torch.Tensor, p: float = spec.p_default, training: bool = True, *, seed=None, counter: int = 0,
-           generator: torch.Generator | None = None, **options) -> torch.Tensor:
-        return apply(name, x, p, training, seed=seed, counter=counter, generator=generator, **options)
+    if name in TORCH_CLASSES:  # torch's signature: (input, p, training, inplace)
+        def fn(x: torch.Tensor, p: float = spec.p_default, training: bool = True, inplace: bool = False, *, seed=None,
+               counter: int = 0, generator: torch.Generator | None = None, **options) -> torch.Tensor:
+            return apply(name, x, p, training, seed=seed, counter=counter, generator=generator, inplace=inplace,
+                         **options)
+    else:
+        def fn(x: torch.Tensor, p: float = spec.p_default, training: bool = True, *, seed=None, counter: int = 0,
+               generator: torch.Generator | None = None, **options) -> torch.Tensor:
+            return apply(name, x, p, training, seed=seed, counter=counter, generator=generator, **options)
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = (f"{spec.summary}\n\nThe functional form of :class:`droplab.torch.{spec.class_name}` (its options "
                   f"as keywords). ``p``: {spec.p_doc} (not the keep probability). Noise from ``seed`` and "
-                  "``counter``, else ``generator`` or torch's default generator (see the module doc).")
+                  "``counter``, else ``generator`` or torch's default generator (see the module doc)."
+                  + (" ``inplace``: write the result into ``x`` and return it, as torch's." if name in TORCH_CLASSES
+                     else ""))
     return fn
 
 

@@ -27,6 +27,7 @@ import torch
 from droplab.errors import InvalidTypeError, InvalidValueError
 from droplab import _rng, _validate, family
 from droplab.family import Spec
+from droplab.family._spec import flag
 from droplab.torch import _core, _random
 
 __all__ = [
@@ -41,6 +42,42 @@ SEED_DOC = ("seed (int | np.random.Generator | None): seed of the module's own n
             "torch.nn.Dropout (torch.manual_seed makes it reproducible).\n"
             "    generator (torch.Generator | None): with ``seed=None``, draw from this generator instead of "
             "torch's default one. Default None.")
+
+INPLACE_DOC = ("inplace (bool): write the result into the input and return it, as torch.nn's ``inplace=True`` "
+               "(the second positional argument, as in torch.nn). Default False.\n    ")
+
+#: torch.nn's dropout classes droplab has the equivalent of (registry name -> torch.nn class):
+#: the same ``p`` and semantics (channels dropped whole, SELU's statistics kept), and torch's
+#: ``inplace`` accepted where torch takes it (the modules' second positional argument, the
+#: functional forms' fourth). :func:`droplab.torch.patch` maps each class to its equivalent.
+TORCH_CLASSES: dict[str, type] = {
+    "dropout": torch.nn.Dropout, "dropout1d": torch.nn.Dropout1d, "dropout2d": torch.nn.Dropout2d,
+    "dropout3d": torch.nn.Dropout3d, "alpha_dropout": torch.nn.AlphaDropout,
+}
+
+
+def torch_equivalent(cls: type) -> type | None:
+    """The droplab class equivalent to the ``torch.nn`` class ``cls`` (exactly that class, not a
+    subclass, whose forward may differ), or None."""
+    name = next((n for n, c in TORCH_CLASSES.items() if c is cls), None)
+    return None if name is None else variant(name)
+
+
+def take_inplace(where: str, spec: Spec, args: tuple, kwargs: dict, first: int = 1) -> tuple[tuple, bool]:
+    """``(args without inplace, inplace)``: torch's ``inplace`` at positional index ``first`` or
+    as a keyword, for the variants of :data:`TORCH_CLASSES` (others leave it to ``bind``'s error)."""
+    if spec.name not in TORCH_CLASSES:
+        return args, False
+    inplace = kwargs.pop("inplace", None)
+    if len(args) > first:
+        if inplace is not None:
+            raise InvalidTypeError(f"{where}() got multiple values for argument 'inplace'")
+        inplace, args = args[first], args[:first] + args[first + 1:]
+        if len(args) > first:
+            raise InvalidTypeError(f"{where}() takes at most {first + 1} positional arguments after self "
+                                   f"({len(args) + 1} given)")
+    return args, flag("inplace")(where, False if inplace is None else inplace)
+
 
 _NO_STREAM = ("an unseeded module draws from torch's generator and has no counter; build it with seed= (or call "
               "reseed(seed)) to replay calls")
@@ -152,8 +189,12 @@ class _Stateful:
         return self.spec.rows_independent(self._options)
 
 
+def _engine_doc(spec: Spec) -> str:
+    return (INPLACE_DOC if spec.name in TORCH_CLASSES else "") + SEED_DOC
+
+
 class Dropout(_Stateful, torch.nn.Module):
-    __doc__ = family.get("dropout").docstring("torch", SEED_DOC) + """
+    __doc__ = family.get("dropout").docstring("torch", _engine_doc(family.get("dropout"))) + """
 
 Attributes:
     rng (droplab._rng.NoiseStream | None): a seeded module's key and call counter (None: unseeded).
@@ -161,10 +202,12 @@ Attributes:
 """
 
     spec: Spec = family.get("dropout")
+    inplace = False  # torch.nn's flag, for the variants of TORCH_CLASSES (set by the constructor)
 
     def __init__(self, *args, seed=None, generator: torch.Generator | None = None, **kwargs) -> None:
         torch.nn.Module.__init__(self)
         where = type(self).__name__
+        args, self.inplace = take_inplace(where, type(self).spec, args, kwargs)
         p, self._options = type(self).spec.bind(where, args, kwargs)
         self.p = p
         self._init_random(where, seed, generator)
@@ -185,7 +228,7 @@ Attributes:
     def extra_repr(self) -> str:
         defaults = {o.name: o.default for o in self.spec.options}
         parts = [f"p={self.p:g}"] + [f"{k}={v!r}" for k, v in self._options.items() if v != defaults[k]]
-        return ", ".join(parts)
+        return ", ".join(parts + (["inplace=True"] if self.inplace else []))
 
     def noise_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The shape the noise is drawn at, broadcast over the input; raises for a wrong rank."""
@@ -193,12 +236,21 @@ Attributes:
 
     @torch.compiler.disable  # a graph break: runs eagerly (the stream is Python state)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _core.apply(type(self).__name__, self.spec, self._options, self.p, x, self.training, self.next_draw)
+        return _core.apply(type(self).__name__, self.spec, self._options, self.p, x, self.training, self.next_draw,
+                           self.inplace)
 
 
-_P = inspect.Parameter
-Dropout.__init__.__signature__ = Dropout.spec.signature([_P("seed", _P.KEYWORD_ONLY, default=None),
-                                                          _P("generator", _P.KEYWORD_ONLY, default=None)])
+def _signature(spec: Spec) -> inspect.Signature:
+    """The spec's constructor signature, with torch's ``inplace`` second where torch.nn has one."""
+    P = inspect.Parameter
+    sig = spec.signature([P("seed", P.KEYWORD_ONLY, default=None), P("generator", P.KEYWORD_ONLY, default=None)])
+    if spec.name not in TORCH_CLASSES:
+        return sig
+    params = list(sig.parameters.values())
+    return sig.replace(parameters=params[:2] + [P("inplace", P.POSITIONAL_OR_KEYWORD, default=False)] + params[2:])
+
+
+Dropout.__init__.__signature__ = _signature(Dropout.spec)
 _CLASSES: dict[Spec, type] = {Dropout.spec: Dropout}
 
 
@@ -221,11 +273,9 @@ def variant(name: str | Spec) -> type:
     def __init__(self, *args, seed=None, generator: torch.Generator | None = None, **kwargs) -> None:
         Dropout.__init__(self, *args, seed=seed, generator=generator, **kwargs)
 
-    P = inspect.Parameter
-    __init__.__signature__ = spec.signature([P("seed", P.KEYWORD_ONLY, default=None),
-                                             P("generator", P.KEYWORD_ONLY, default=None)])
+    __init__.__signature__ = _signature(spec)
     cls = type(spec.class_name, (Dropout,), {
-        "spec": spec, "__init__": __init__, "__doc__": spec.docstring("torch", SEED_DOC),
+        "spec": spec, "__init__": __init__, "__doc__": spec.docstring("torch", _engine_doc(spec)),
         "__module__": __name__, "__qualname__": spec.class_name})
     _CLASSES[spec] = cls
     return cls
