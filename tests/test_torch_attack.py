@@ -220,6 +220,55 @@ def test_fault2_checkpointing_that_never_recomputes_the_dropout_stays_exact_and_
     out.sum().backward()
 
 
+# -- 4. patch maps each torch class to its equivalent -------------------------------------------------------
+@pytest.mark.parametrize("old,new,shape", [
+    (torch.nn.Dropout, dt.Dropout, (4, 50)),
+    (torch.nn.Dropout1d, dt.Dropout1d, (4, 50, 6)),
+    (torch.nn.Dropout2d, dt.Dropout2d, (4, 50, 3, 2)),
+    (torch.nn.Dropout3d, dt.Dropout3d, (4, 50, 2, 2, 2)),
+    (torch.nn.AlphaDropout, dt.AlphaDropout, (4, 50)),
+])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_fault4_patch_maps_each_torch_class_to_its_equivalent(old, new, shape, inplace, seed):
+    net = torch.nn.Sequential(torch.nn.Identity(), old(0.4, inplace))
+    dt.patch(net, seed=seed)
+    m = net[1]
+    assert type(m) is new and m.p == 0.4 and m.inplace == inplace
+    assert net.droplab_patched == (dt.Replacement(("1",), old, new),)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).abs() + 0.5
+    y = m(x.clone())
+    if len(shape) > 2:  # channels dropped whole, as torch's
+        kept = (y != 0).flatten(2)
+        assert torch.equal(kept.all(-1), kept.any(-1))
+    if old is torch.nn.AlphaDropout:  # SELU's fixed point kept: not zeros
+        z = torch.randn(200_000, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        out = m(z)
+        assert abs(float(out.mean())) < 0.02 and abs(float(out.var()) - 1) < 0.02  # n = 2e5: 5 sigma ~ 0.011
+    # an explicit variant keeps the earlier behaviour: that class for every module
+    net = dt.patch(torch.nn.Sequential(old(0.4)), dt.Dropout)
+    assert type(net[0]) is dt.Dropout and net[0].p == 0.4
+
+
+def test_fault4_classes_without_an_equivalent_are_left_with_a_warning_and_a_report():
+    class Mine(torch.nn.Dropout):
+        def forward(self, x):
+            return x
+
+    net = torch.nn.Sequential(torch.nn.FeatureAlphaDropout(0.2), Mine(0.3), torch.nn.Dropout(0.1))
+    with pytest.warns(UserWarning) as caught:
+        dt.patch(net)
+    assert [str(w.message).split(" left")[0] for w in caught] == ["patch: 0: torch.nn.FeatureAlphaDropout",
+                                                                  f"patch: 1: {__name__}.{Mine.__qualname__}"]
+    assert "droplab has no equivalent for inputs of every rank" in str(caught[0].message)
+    assert "AlphaDropout, types=torch.nn.FeatureAlphaDropout, axes=(2, 3, 4))" in str(caught[0].message)
+    assert type(net[0]) is torch.nn.FeatureAlphaDropout and type(net[1]) is Mine and type(net[2]) is dt.Dropout
+    left = [r for r in net.droplab_patched if r.new is None]
+    assert [r.names for r in left] == [("0",), ("1",)] and "whose forward droplab cannot know" in left[1].reason
+    # the report's fix works
+    dt.patch(net, dt.AlphaDropout, types=torch.nn.FeatureAlphaDropout, axes=(2, 3, 4))
+    assert type(net[0]) is dt.AlphaDropout and net[0].axes == (2, 3, 4)
+
+
 # -- 5. deepcopy leaves the original alone ------------------------------------------------------------------
 def _train(seed, snapshots):
     torch.manual_seed(seed)
@@ -339,3 +388,24 @@ def test_fault7_inplace_under_vmap_and_grad(seed):
     assert torch.equal(y, vmap(twin, randomness="different")(xs))
     g = grad(lambda t: m(t * 1.0).sum())(xs[0])
     assert torch.equal(g, grad(lambda t: twin(t).sum())(xs[0]))
+
+
+# -- 9. patch's report -----------------------------------------------------------------------------------
+def test_fault9_patch_returns_the_model_with_its_report(caplog):
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Dropout(0.2))
+            self.alias = self.body[1]
+            self.chan = torch.nn.Dropout2d(0.3)
+
+    net = Net()
+    with caplog.at_level(logging.WARNING):  # nothing at the default level: the report is the return value
+        model = dt.patch(net)
+    assert model is net and caplog.text == ""
+    assert model.droplab_patched == (dt.Replacement(("alias", "body.1"), torch.nn.Dropout, dt.Dropout),
+                                     dt.Replacement(("chan",), torch.nn.Dropout2d, dt.Dropout2d))
+    assert [str(r) for r in model.droplab_patched] == ["alias = body.1: torch.nn.Dropout -> droplab.torch.Dropout",
+                                                       "chan: torch.nn.Dropout2d -> droplab.torch.Dropout2d"]
+    again = dt.patch(torch.nn.Sequential(torch.nn.Dropout(0.1)), dt.LockedDropout)
+    assert again.droplab_patched == (dt.Replacement(("0",), torch.nn.Dropout, dt.LockedDropout),)

@@ -379,12 +379,12 @@ def test_rng_state_errors():
 
 
 # -- 8. patch ------------------------------------------------------------------------------------------
-def test_fault8_patch_replaces_every_alias_keeps_sharing_defaults_to_dropout_and_says_so(caplog, seed):
+def test_fault8_patch_replaces_every_alias_keeps_sharing_maps_to_the_equivalent_and_says_so(caplog, seed):
     block = _Block().eval()
     with caplog.at_level(logging.INFO, logger="droplab.torch"):
         out = dt.patch(block)
     assert out is block and type(block.drop) is dt.Dropout and block.attn_drop is block.drop
-    assert type(block.chan) is dt.Dropout and block.chan.p == 0.1 and not block.drop.training
+    assert type(block.chan) is dt.Dropout1d and block.chan.p == 0.1 and not block.drop.training  # attack 15, fault 4
     assert "droplab.Dropout(p=0.3)" in str(block) and "\n  (drop): Dropout(" not in str(block)
     assert "patch: drop = attn_drop: Dropout(p=0.3, inplace=False) -> droplab.Dropout(p=0.3)" in caplog.text
     assert "chan:" in caplog.text

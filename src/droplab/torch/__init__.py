@@ -13,7 +13,8 @@ probability that an element is zeroed (not the keep probability).
 * Rate schedules: :class:`RateScheduler` with :class:`Constant`, :class:`LinearRamp`,
   :class:`EarlyDropout`.
 * MC dropout: :class:`enable_mc_dropout`, :func:`mc_predict` (the :class:`~droplab.mc.MCResult`
-  of :func:`droplab.nn.mc_predict`), :func:`patch`.
+  of :func:`droplab.nn.mc_predict`); :func:`patch` (each ``torch.nn`` dropout to its droplab
+  equivalent; the report, ``model.droplab_patched``, is a tuple of :class:`Replacement`).
 * Random state and checkpoints: :func:`get_rng_state`, :func:`set_rng_state`,
   :func:`checkpoint`, :func:`restore`; ``doctor`` (:func:`droplab.doctor.check_torch_model`).
 
@@ -52,7 +53,7 @@ from droplab.mc import MCResult
 from droplab.torch import functional
 from droplab.torch._random import get_rng_state, set_rng_state
 from droplab.torch.checkpoint import checkpoint, restore
-from droplab.torch.mc import MCPrediction, enable_mc_dropout, is_dropout, mc_predict, patch
+from droplab.torch.mc import MCPrediction, Replacement, enable_mc_dropout, is_dropout, mc_predict, patch
 from droplab.torch.modules import (
     AlphaDropout,
     ConcreteDropout,
@@ -76,7 +77,7 @@ __all__ = [
     "DropConnectLinear",
     "DropBlock2d", "DropPath", "LockedDropout", "ConcreteDropout", "regularization_loss", "variant",
     "Constant", "LinearRamp", "EarlyDropout", "RateScheduler",
-    "is_dropout", "enable_mc_dropout", "MCResult", "MCPrediction", "mc_predict", "patch",
+    "is_dropout", "enable_mc_dropout", "MCResult", "MCPrediction", "mc_predict", "patch", "Replacement",
     "get_rng_state", "set_rng_state", "checkpoint", "restore",
     "functional", "doctor",
 ]

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,7 +34,7 @@ from droplab import _rng, _validate
 from droplab.errors import InvalidTypeError, InvalidValueError
 from droplab.mc import MCResult, Stats, check_samples, deterministic, outputs, result
 
-__all__ = ["is_dropout", "enable_mc_dropout", "MCResult", "MCPrediction", "mc_predict", "patch"]
+__all__ = ["is_dropout", "enable_mc_dropout", "MCResult", "MCPrediction", "mc_predict", "patch", "Replacement"]
 
 _log = logging.getLogger("droplab.torch")
 
@@ -253,39 +255,98 @@ def mc_predict(model: torch.nn.Module, x: torch.Tensor, samples: int = 50, seed=
     return result(parts, T, classification, tau, bool(keep_samples), stacked).map(to_tensor)
 
 
+@dataclass(frozen=True)
+class Replacement:
+    """One ``torch.nn`` dropout module :func:`patch` found: every qualified name it is registered
+    under, its class, and the class of the droplab module put in its place (``new is None``: left
+    as it was, ``reason`` says why)."""
+
+    names: tuple[str, ...]
+    old: type
+    new: type | None
+    reason: str = ""
+
+    def __str__(self) -> str:
+        names = " = ".join(self.names)
+        if self.new is None:
+            return f"{names}: {_class_name(self.old)} left in place: {self.reason}"
+        return f"{names}: {_class_name(self.old)} -> {_class_name(self.new)}"
+
+
+def _class_name(cls: type) -> str:
+    for public in ("torch.nn", "droplab.torch"):
+        if cls.__module__.startswith(public + ".") and getattr(__import__(public, fromlist=["_"]), cls.__name__,
+                                                                None) is cls:
+            return f"{public}.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _no_equivalent(cls: type) -> str:
+    from droplab.torch.modules import TORCH_CLASSES
+
+    base = next((c for c in TORCH_CLASSES.values() if issubclass(cls, c)), None)
+    if base is not None:
+        return (f"a subclass of torch.nn.{base.__name__}, whose forward droplab cannot know; pass variant= (and "
+                f"types={cls.__name__}) to replace it")
+    if cls is torch.nn.FeatureAlphaDropout:
+        return ("droplab has no equivalent for inputs of every rank; for one rank (here 5-D), "
+                "patch(model, droplab.torch.AlphaDropout, types=torch.nn.FeatureAlphaDropout, axes=(2, 3, 4))")
+    return f"droplab has no equivalent of {_class_name(cls)}; pass variant= to replace it"
+
+
 def patch(model: torch.nn.Module, variant: type | None = None, *, types=None, seed=None, **kwargs) -> torch.nn.Module:
     """Replace ``model``'s ``torch.nn`` dropout modules by droplab's, in place.
 
+    By default each module becomes its droplab equivalent (one table,
+    :data:`droplab.torch.modules.TORCH_CLASSES`): ``Dropout``, ``Dropout1d``/``2d``/``3d`` and
+    ``AlphaDropout`` become the droplab class of the same name, with the same ``p``, ``inplace``
+    and semantics (channels dropped whole, SELU's statistics kept). A class droplab has no
+    equivalent of (``FeatureAlphaDropout``, or a subclass whose forward it cannot know) is left
+    in place, with a warning and an entry in the report. With ``variant``, every module of
+    ``types`` becomes ``variant(p=old.p, seed=..., **kwargs)``.
+
     Every name a module is registered under is replaced (``self.attn_drop = self.drop`` stays
     one module: the same new module under both names), each new module keeps the old one's
-    ``p`` and training mode, and ``print(model)`` shows ``droplab.<Class>`` where one was put.
-    What was replaced is logged (logger ``droplab.torch``, level INFO), one line per module.
+    training mode, and ``print(model)`` shows ``droplab.<Class>`` where one was put.
+
+    The report: ``model.droplab_patched`` (set by each call) is a tuple of :class:`Replacement`
+    ``(names, old, new, reason)``, one per module found, in model order; each is also logged
+    (logger ``droplab.torch``, level INFO).
 
     Args:
         model (torch.nn.Module): the network (modified in place and returned).
         variant (type | None): a droplab module class (``droplab.torch.Dropout``,
-            ``LockedDropout``...) or any callable taking ``p=`` and ``seed=``. Default
-            :class:`droplab.torch.Dropout`.
+            ``LockedDropout``...) or any callable taking ``p=`` and ``seed=``, for every module
+            replaced. Default None: each module's equivalent.
         types (type | tuple[type, ...] | None): which modules to replace. Default: every
             ``torch.nn`` dropout (Dropout, Dropout1d/2d/3d, AlphaDropout, FeatureAlphaDropout).
         seed (int | np.random.Generator | None): the ``i``-th replaced module gets the ``i``-th
             child of ``SeedSequence(seed)``, so no two share masks. Default None: unseeded
             modules, drawing from torch's generator as the ones they replace.
-        **kwargs: passed to ``variant``; ``p=`` here overrides the old modules' rates.
+        **kwargs: passed to the new modules; ``p=`` here overrides the old modules' rates.
 
     Returns:
-        ``model``.
+        ``model``, with the report in ``model.droplab_patched``.
 
     Raises:
         ValueError: the model has no module of ``types``.
         TypeError: ``variant`` not callable, or ``model`` not a Module.
+
+    Example:
+        >>> import torch, droplab.torch as dt
+        >>> net = dt.patch(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Dropout2d(0.2)))
+        >>> net[1]
+        droplab.Dropout2d(p=0.2)
+        >>> print(*net.droplab_patched)
+        1: torch.nn.Dropout2d -> droplab.torch.Dropout2d
     """
+    from droplab.torch.modules import torch_equivalent
+
     where = "patch"
     _check_model(where, model)
-    if variant is None:
-        from droplab.torch.modules import Dropout as variant
-    if not callable(variant):
-        raise InvalidTypeError(_validate.message(where, "variant", "a module class such as droplab.torch.Dropout", variant))
+    if variant is not None and not callable(variant):
+        raise InvalidTypeError(_validate.message(where, "variant", "a module class such as droplab.torch.Dropout",
+                                                 variant))
     types = torch.nn.modules.dropout._DropoutNd if types is None else types
     sites: dict[int, list] = {}  # id(old module) -> [(parent, name, qualified name)], in model order
     olds: dict[int, torch.nn.Module] = {}
@@ -301,12 +362,27 @@ def patch(model: torch.nn.Module, variant: type | None = None, *, types=None, se
     if not sites:
         raise InvalidValueError(_validate.message(where, "model", "a model containing torch.nn dropout modules to replace",
                                            type(model).__name__))
-    seeds = _rng.seed_sequence(seed, where).spawn(len(sites)) if seed is not None else [None] * len(sites)
-    for (key, places), s in zip(sites.items(), seeds):
-        old = olds[key]
-        new = variant(seed=s, **{"p": old.p, **kwargs})
-        new.train(old.training)
-        for parent, name, _ in places:
-            setattr(parent, name, new)
-        _log.info("patch: %s: %r -> %r", " = ".join(q for _, _, q in places), old, new)
+    targets = {key: variant if variant is not None else torch_equivalent(type(olds[key])) for key in sites}
+    todo = [key for key in sites if targets[key] is not None]
+    seeds = _rng.seed_sequence(seed, where).spawn(len(todo)) if seed is not None else [None] * len(todo)
+    seeds = dict(zip(todo, seeds))
+    report = []
+    for key, places in sites.items():
+        old, cls = olds[key], targets[key]
+        names = tuple(q for _, _, q in places)
+        if cls is None:
+            entry = Replacement(names, type(old), None, _no_equivalent(type(old)))
+            warnings.warn(f"patch: {entry}", stacklevel=2)
+        else:
+            args = {"p": old.p, **kwargs}
+            if variant is None:
+                args.setdefault("inplace", bool(old.inplace))
+            new = cls(seed=seeds[key], **args)
+            new.train(old.training)
+            for parent, name, _ in places:
+                setattr(parent, name, new)
+            entry = Replacement(names, type(old), type(new))
+            _log.info("patch: %s: %r -> %r", " = ".join(names), old, new)
+        report.append(entry)
+    model.droplab_patched = tuple(report)
     return model
