@@ -220,6 +220,51 @@ def test_fault2_checkpointing_that_never_recomputes_the_dropout_stays_exact_and_
     out.sum().backward()
 
 
+# -- 3. MC dropout on transformers ----------------------------------------------------------------------------
+class _Transformer(torch.nn.Module):
+    def __init__(self, layers=1):
+        super().__init__()
+        self.inp = torch.nn.Linear(4, 16)
+        layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.3, batch_first=True)
+        self.enc = torch.nn.TransformerEncoder(layer, layers) if layers > 1 else layer
+        self.head = torch.nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(self.enc(self.inp(x)).mean(1))
+
+
+@pytest.mark.parametrize("layers", [1, 2])  # a layer, and an encoder (its nested-tensor path)
+def test_fault3_mc_predict_samples_the_dropout_of_transformers(layers, seed):
+    x = torch.randn(6, 5, 4, generator=torch.Generator().manual_seed(seed))
+    torch.manual_seed(seed)
+    r = dt.mc_predict(_Transformer(layers).eval(), x, samples=8, seed=seed)
+    assert float(r.std.max()) > 0 and float(r.mutual_information.max()) > 0
+
+    def make():
+        torch.manual_seed(seed)
+        return dt.patch(_Transformer(layers), seed=seed).eval()
+
+    model, twin = make(), make()
+    was = torch.backends.mha.get_fastpath_enabled()
+    r = dt.mc_predict(model, x, samples=8, keep_samples=True)
+    assert torch.backends.mha.get_fastpath_enabled() == was  # switched back
+    # the passes are training-mode dropout forwards of the stacked batch, as a manual loop with grad on
+    with dt.enable_mc_dropout(twin):
+        manual = torch.softmax(twin(x.repeat(8, 1, 1)), -1).double().reshape(8, 6, 3)
+    assert torch.equal(r.samples, manual.detach()) and float(r.std.max()) > 0
+    with dt.enable_mc_dropout(twin), torch.no_grad():  # a manual loop under no_grad samples too
+        assert not torch.equal(twin(x), twin(x))
+    assert torch.backends.mha.get_fastpath_enabled() == was
+
+
+def test_fault3_the_fast_path_setting_comes_back_on_error():
+    was = torch.backends.mha.get_fastpath_enabled()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5), torch.nn.Linear(5, 2))
+    with pytest.raises(RuntimeError):
+        dt.mc_predict(model, torch.randn(3, 4), samples=2)
+    assert torch.backends.mha.get_fastpath_enabled() == was
+
+
 # -- 4. patch maps each torch class to its equivalent -------------------------------------------------------
 @pytest.mark.parametrize("old,new,shape", [
     (torch.nn.Dropout, dt.Dropout, (4, 50)),

@@ -50,13 +50,30 @@ def _check_model(where: str, model) -> torch.nn.Module:
     return model
 
 
+def _set_fastpath(on: bool) -> bool | None:
+    """Switch PyTorch's fused transformer path (which skips dropout modules in evaluation mode)
+    on or off; returns the previous setting (None where this torch has no switch)."""
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
+        return None
+    was = bool(mha.get_fastpath_enabled())
+    mha.set_fastpath_enabled(on)
+    return was
+
+
 class enable_mc_dropout:
     """Put only the dropout-family modules of ``model`` in training mode; every other module
     (BatchNorm, ...) in eval. Usable as a context manager, which restores every module's mode
     on exit, also on error; or call :meth:`restore` yourself.
 
     It never calls ``model.train()`` (that would switch BatchNorm to batch statistics: the
-    bug Keras users hit, keras #9412).
+    bug Keras users hit, keras #9412). While it is on, PyTorch's fused transformer path
+    (``torch.backends.mha`` fast path: ``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer``
+    and ``nn.TransformerEncoder``'s nested tensors, which run in evaluation mode under
+    ``no_grad`` and never call their dropout modules) is switched off, so those dropout modules
+    sample too; it is switched back on exit. Only dropout *modules* sample: dropout given as a
+    float (``nn.MultiheadAttention``'s attention ``dropout``, ``nn.LSTM``'s ``dropout``) follows
+    its owner's mode, evaluation.
 
     Args:
         model (torch.nn.Module): the network.
@@ -82,11 +99,16 @@ class enable_mc_dropout:
             on = is_dropout(m)
             m.training = on
             self.count += on
+        self._fastpath = _set_fastpath(False)
 
     def restore(self) -> None:
-        """Give every module back the mode it had (idempotent)."""
+        """Give every module back the mode it had, and the transformer fast path its setting
+        (idempotent)."""
         for m, mode in self._saved:
             m.training = mode
+        if self._fastpath is not None:
+            _set_fastpath(self._fastpath)
+            self._fastpath = None
 
     def __enter__(self) -> enable_mc_dropout:
         return self
@@ -133,7 +155,11 @@ def mc_predict(model: torch.nn.Module, x: torch.Tensor, samples: int = 50, seed=
     ``p`` of the dropout modules is the probability that a unit is zeroed; each pass is a
     training-mode forward of the dropout modules only (:class:`enable_mc_dropout`: BatchNorm and
     every other module stay in eval mode, ``model.train()`` is never called) under
-    ``torch.no_grad``; every module's mode is restored afterwards, also on error.
+    ``torch.no_grad``, with PyTorch's fused transformer path switched off (in evaluation mode
+    it never calls the dropout modules of ``nn.TransformerEncoderLayer``); every module's mode,
+    and that switch, are restored afterwards, also on error. Only dropout modules sample:
+    dropout given as a float (``nn.MultiheadAttention``'s attention ``dropout``, ``nn.LSTM``'s
+    ``dropout``) stays off, as its owner is in evaluation mode.
 
     The passes are batched: a chunk of inputs is tiled ``samples`` times along the batch axis
     and runs as one forward, which gives each copy its own noise only when EVERY sampling
