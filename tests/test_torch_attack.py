@@ -435,6 +435,40 @@ def test_fault7_inplace_under_vmap_and_grad(seed):
     assert torch.equal(g, grad(lambda t: twin(t).sum())(xs[0]))
 
 
+# -- 8. the random state of CUDA's generators ------------------------------------------------------------
+def test_fault8_rng_state_carries_cuda_generators_when_cuda_is_in_use(monkeypatch, seed):
+    net = torch.nn.Sequential(dt.Dropout(0.5), dt.Dropout(0.5, seed=seed))
+    if not torch.cuda.is_available():  # this machine: no CUDA call at all
+        monkeypatch.setattr(torch.cuda, "get_rng_state_all", _never)
+        monkeypatch.setattr(torch.cuda, "set_rng_state", _never)
+        state = dt.get_rng_state(net)
+        assert "cuda" not in state and "torch" in state
+        dt.set_rng_state(net, {**state, "cuda": [torch.zeros(16, dtype=torch.uint8)]})  # taken on a GPU: loads here
+    # a machine with an initialised GPU (CUDA's calls stood in for)
+    fake = [torch.arange(16, dtype=torch.uint8)]
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: fake)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: calls.append((s, device)))
+    state = dt.get_rng_state(net)
+    assert state["cuda"] is fake
+    x = torch.ones(100)
+    a = net(x)
+    dt.set_rng_state(net, state)
+    assert torch.equal(net(x), a) and calls == [(fake[0], 0)]
+    calls.clear()
+    dt.set_rng_state(net, {k: v for k, v in state.items() if k != "cuda"})  # a CPU state loads on a GPU machine
+    assert calls == [] and torch.equal(net(x), a)
+    only_seeded = torch.nn.Sequential(dt.Dropout(0.5, seed=seed))
+    assert "cuda" not in dt.get_rng_state(only_seeded)  # nothing draws from CUDA's generators
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("a CUDA call on a machine without CUDA")
+
+
 # -- 9. patch's report -----------------------------------------------------------------------------------
 def test_fault9_patch_returns_the_model_with_its_report(caplog):
     class Net(torch.nn.Module):

@@ -36,7 +36,8 @@
    ``state_dict`` (whose keys are exactly those of the model with ``torch.nn.Dropout``, so
    plain PyTorch checkpoints load strictly both ways); :func:`get_rng_state` /
    :func:`set_rng_state` carry it (every seeded stream, and the state of every generator an
-   unseeded module draws from), and :func:`droplab.torch.checkpoint` uses them.
+   unseeded module draws from: torch's default CPU generator and, when CUDA is in use, every
+   CUDA device's), and :func:`droplab.torch.checkpoint` uses them.
 6. **Captured graphs draw a fresh mask per execution.** Under ``torch.export`` and
    ``torch.jit.trace`` an unseeded module's key is a graph op (``aten.randint``) feeding the
    pure-torch Philox (the same bits as the kernels), so every execution of the graph draws
@@ -192,8 +193,12 @@ def get_rng_state(model: torch.nn.Module) -> dict:
     ``{"key": [k0, k1], "counter": c}`` (None for an unseeded module); ``"generators"`` maps
     the name of each unseeded module given a ``generator=`` to that generator's state;
     ``"torch"`` is ``torch.get_rng_state()`` when an unseeded module draws from torch's
-    default generator (else absent). A module registered under two names is listed once.
-    Pass it to :func:`set_rng_state` (it pickles with ``torch.save``).
+    default generators (else absent), and ``"cuda"`` then ``torch.cuda.get_rng_state_all()``
+    as well, when CUDA is initialised (unseeded modules on a GPU draw from its generator;
+    nothing touches CUDA otherwise). A module registered under two names is listed once.
+    Pass it to :func:`set_rng_state` (it pickles with ``torch.save``); a state taken without
+    ``"cuda"`` loads anywhere, and one with it loads on a machine without CUDA (which has no
+    CUDA generator to restore).
 
     Example:
         >>> import torch, droplab.torch as dt
@@ -216,7 +221,15 @@ def get_rng_state(model: torch.nn.Module) -> dict:
     state = {"modules": modules, "generators": generators}
     if default:
         state["torch"] = torch.get_rng_state()
+        if _cuda_ready():
+            state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def _cuda_ready() -> bool:
+    """CUDA is there and has been initialised (a process that never used it has nothing to save,
+    and asking would initialise it)."""
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
 
 
 def set_rng_state(model: torch.nn.Module, state: dict) -> None:
@@ -242,3 +255,6 @@ def set_rng_state(model: torch.nn.Module, state: dict) -> None:
             g.set_state(g_state)
     if "torch" in state:
         torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        for device, g_state in enumerate(state["cuda"][:torch.cuda.device_count()]):  # the devices both have
+            torch.cuda.set_rng_state(g_state, device)
