@@ -545,4 +545,6 @@ def test_readme_migration_example_runs_as_written():
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})
-    assert out.getvalue().splitlines() == ["droplab.Dropout(p=0.1) True", "torch.Size([64, 3]) classification True"]
+    assert out.getvalue().splitlines() == ["droplab.Dropout(p=0.1) True",
+                                           "drop = attn_drop: torch.nn.Dropout -> droplab.torch.Dropout",
+                                           "torch.Size([64, 3]) classification True"]

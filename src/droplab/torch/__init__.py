@@ -19,10 +19,11 @@ probability that an element is zeroed (not the keep probability).
   :func:`checkpoint`, :func:`restore`; ``doctor`` (:func:`droplab.doctor.check_torch_model`).
 
 Random state follows PyTorch's rules, written once in :mod:`droplab.torch._random`: unseeded
-modules draw from torch's generator at each training forward; clones, DataParallel replicas
-and distributed ranks never repeat each other's masks; seeded modules reproduce the NumPy
-engine's masks bit for bit; ``state_dict()`` has the keys of the same model with ``torch.nn``
-dropout.
+modules draw from torch's generator at each training forward (so activation checkpointing
+recomputes them exactly); clones, DataParallel replicas and distributed ranks never repeat
+each other's masks, and a deep copy never moves the original's stream; seeded modules
+reproduce the NumPy engine's masks bit for bit; ``state_dict()`` has the keys of the same model
+with ``torch.nn`` dropout.
 
 Masks: contiguous float32/float64 CPU tensors go through :mod:`droplab.kernels` on zero-copy
 numpy views inside a custom ``autograd.Function`` that saves no tensor (backward regenerates
