@@ -109,3 +109,17 @@ def test_ensemble_says_when_its_networks_diverged(tmp_path, capsys):
     assert "2 of 2 network(s) diverged" in printed
     doc = json.loads((out / "results.json").read_text())
     assert any("diverged" in line for line in doc["reading"])
+
+
+def test_a_command_whose_runs_all_diverge_warns_nothing(tmp_path, capsys):
+    """Every run diverging is a result, said in the readings: no library warning on stderr
+    (the learning curves say so in place of an empty legend)."""
+    import warnings
+
+    out = tmp_path / "o"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(["compare", "--lr", "1e6", "--epochs", "1", "--workers", "1", "--quiet", "--out", str(out)]) == 0
+    assert [str(w.message) for w in caught] == []
+    assert "Warning" not in capsys.readouterr().err
+    assert (out / "learning_curves.png").stat().st_size > 0

@@ -96,7 +96,10 @@ def learning_curves(arms: Mapping[str, Sequence[Mapping[str, Sequence[float]]]],
         if metric == "accuracy":
             ax.set_ylim(max(ax.get_ylim()[0], 0.0), min(ax.get_ylim()[1], 1.0))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:  # every run diverged (no history): say so instead of an empty legend
+            ax.text(0.5, 0.5, "no curves: every run diverged", transform=ax.transAxes, ha="center", va="center")
         if metric == "loss":
             ax.set_yscale("log")
     if title:
