@@ -21,17 +21,7 @@ from droplab import family  # noqa: E402
 from droplab.torch import functional as F  # noqa: E402
 from torch.func import grad, jacrev, vjp, vmap  # noqa: E402
 
-ELEMENTWISE = {  # registry name -> (options, per-sample input shape)
-    "dropout": ({}, (4, 6)),
-    "dropout1d": ({}, (4, 3, 5)),
-    "dropout2d": ({}, (4, 3, 2, 3)),
-    "dropout3d": ({}, (2, 3, 2, 2, 2)),
-    "alpha_dropout": ({}, (4, 6)),
-    "gaussian_dropout": ({}, (4, 6)),
-    "drop_path": ({}, (4, 6)),
-    "locked_dropout": ({}, (2, 3, 4)),
-    "drop_block2d": ({"block_size": 2}, (2, 2, 4, 4)),
-}
+from test_torch_conventions import ELEMENTWISE  # noqa: E402  (registry name -> (options, per-sample shape))
 
 
 def _make(name, seed, p=0.3):
