@@ -142,6 +142,32 @@ def test_fault1_nested_vmaps_stack_outermost_first_and_same_is_shared_along_its_
         assert torch.equal(y[0], y[1]) and not torch.equal(y[:, 0], y[:, 1])
 
 
+@pytest.mark.parametrize("name", ["concrete_dropout", "drop_connect", "drop_connect_per_example"])
+def test_recheck15_nested_different_vmaps_draw_per_slice_noise_for_concrete_and_dropconnect(name, seed):
+    """vmap(vmap(m, "different"), "different") crashed (the inner level's batch was put before the
+    outer one's). The noise is the single vmap's over the merged batch, independent per slice."""
+    def make():
+        if name == "drop_connect_per_example":
+            torch.manual_seed(seed)
+            return dt.DropConnect(6, 3, 0.3, seed=seed, per="example", dtype=torch.float64), (4, 6)
+        return _make(name, seed)
+    m, shape = make()
+    xs = _x((2, 3) + shape, seed)
+    g, y = vmap(vmap(grad(lambda t: _aux(m, t), has_aux=True), randomness="different"),
+                randomness="different")(xs)
+    twin, _ = make()
+    xr = xs.reshape((-1,) + shape).clone().requires_grad_()
+    yr = vmap(twin, randomness="different")(xr)
+    gr, = torch.autograd.grad(_loss(yr), xr)
+    assert torch.equal(y, yr.detach().reshape(y.shape))
+    torch.testing.assert_close(g, gr.reshape(g.shape), rtol=1e-13, atol=0)
+    m2, _ = make()
+    x = _x(shape, seed).expand((3, 3) + shape).clone()  # equal slices: only the noise tells them apart
+    y = vmap(vmap(m2, randomness="different"), randomness="different")(x)
+    assert all(not torch.equal(y[a, b], y[c, d]) for a in range(3) for b in range(3)
+               for c in range(3) for d in range(3) if (a, b) != (c, d))
+
+
 def test_fault1_the_attack_scripts_case_dropout_grad_is_twice_the_own_mask():
     torch.manual_seed(0)
     d = dt.Dropout(0.5)

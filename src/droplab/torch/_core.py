@@ -455,7 +455,10 @@ class DrawFunction(torch.autograd.Function):
         if info.randomness == "error":
             raise _vmap_error(where)
         batch = int(info.batch_size)
-        return DrawFunction.apply(anchor.movedim(d, 0), lambda lead: make((batch,) + lead), where), 0
+        # Under nested vmaps the innermost rule runs first and the outer rules wrap its ``make``
+        # with their own batch: the outer sizes arrive in ``lead`` (outermost first) and this
+        # level's batch goes after them, so the tensor's dimensions are outer, then inner.
+        return DrawFunction.apply(anchor.movedim(d, 0), lambda lead: make(lead + (batch,)), where), 0
 
 
 def draw_tensor(anchor: torch.Tensor, make, where: str) -> torch.Tensor:
