@@ -281,6 +281,43 @@ def test_fault3_the_fast_path_setting_comes_back_on_error():
     assert torch.backends.mha.get_fastpath_enabled() == was
 
 
+@pytest.mark.parametrize("user", [True, False])
+@pytest.mark.parametrize("order", ["creation", "reverse"])
+def test_recheck15_overlapping_handles_share_a_counted_fast_path_switch(user, order, seed):
+    """Two handles released in creation order switched the fast path back on while the second
+    was active (its transformer stopped sampling) and left it off at the end."""
+    mha = torch.backends.mha
+    was = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(user)
+    try:
+        torch.manual_seed(seed)
+        m1, m2 = _Transformer().eval(), _Transformer().eval()
+        x = torch.randn(4, 5, 4)
+        h1 = dt.enable_mc_dropout(m1)
+        h2 = dt.enable_mc_dropout(m2)
+        first, second = (h1, h2) if order == "creation" else (h2, h1)
+        still = m2 if order == "creation" else m1
+        assert not mha.get_fastpath_enabled()
+        first.restore()
+        first.restore()  # idempotent: releases its count once
+        assert not mha.get_fastpath_enabled()
+        with torch.no_grad():
+            assert not torch.equal(still(x), still(x))  # the active handle's model still samples
+        with dt.enable_mc_dropout(m1 if still is m2 else m2):  # a third one inside, as mc_predict
+            pass
+        assert not mha.get_fastpath_enabled()
+        second.restore()
+        assert mha.get_fastpath_enabled() is user
+        with pytest.raises(RuntimeError):  # an error inside a context manager releases its count
+            with dt.enable_mc_dropout(m1):
+                raise RuntimeError("boom")
+        assert mha.get_fastpath_enabled() is user
+        dt.mc_predict(m1, x, samples=2)
+        assert mha.get_fastpath_enabled() is user
+    finally:
+        mha.set_fastpath_enabled(was)
+
+
 # -- 4. patch maps each torch class to its equivalent -------------------------------------------------------
 @pytest.mark.parametrize("old,new,shape", [
     (torch.nn.Dropout, dt.Dropout, (4, 50)),

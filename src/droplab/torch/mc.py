@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -50,15 +51,42 @@ def _check_model(where: str, model) -> torch.nn.Module:
     return model
 
 
-def _set_fastpath(on: bool) -> bool | None:
-    """Switch PyTorch's fused transformer path (which skips dropout modules in evaluation mode)
-    on or off; returns the previous setting (None where this torch has no switch)."""
+def _mha():
     mha = getattr(torch.backends, "mha", None)
-    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
-        return None
-    was = bool(mha.get_fastpath_enabled())
-    mha.set_fastpath_enabled(on)
-    return was
+    return mha if mha is not None and hasattr(mha, "set_fastpath_enabled") else None
+
+
+# One process-wide count of active enable_mc_dropout handles: the first to start saves the
+# user's fast-path setting and switches the path off; the last to finish puts the saved setting
+# back, whatever order the handles are released in.
+_fastpath_lock = threading.Lock()
+_fastpath_active = 0
+_fastpath_saved: bool | None = None
+
+
+def _acquire_fastpath() -> None:
+    """Count one more active handle; the first switches PyTorch's fused transformer path (which
+    skips dropout modules in evaluation mode) off, saving the user's setting."""
+    global _fastpath_active, _fastpath_saved
+    with _fastpath_lock:
+        mha = _mha()
+        if _fastpath_active == 0 and mha is not None:
+            _fastpath_saved = bool(mha.get_fastpath_enabled())
+        _fastpath_active += 1
+        if mha is not None:
+            mha.set_fastpath_enabled(False)
+
+
+def _release_fastpath() -> None:
+    """Count one handle fewer; the last gives the fast path back the setting the first saved."""
+    global _fastpath_active, _fastpath_saved
+    with _fastpath_lock:
+        _fastpath_active -= 1
+        if _fastpath_active == 0:
+            mha = _mha()
+            if mha is not None and _fastpath_saved is not None:
+                mha.set_fastpath_enabled(_fastpath_saved)
+            _fastpath_saved = None
 
 
 class enable_mc_dropout:
@@ -71,7 +99,8 @@ class enable_mc_dropout:
     (``torch.backends.mha`` fast path: ``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer``
     and ``nn.TransformerEncoder``'s nested tensors, which run in evaluation mode under
     ``no_grad`` and never call their dropout modules) is switched off, so those dropout modules
-    sample too; it is switched back on exit. Only dropout *modules* sample: dropout given as a
+    sample too. The switch is counted across the process: the first active handle saves your
+    setting and turns the path off, the last one released (in any order) puts your setting back. Only dropout *modules* sample: dropout given as a
     float (``nn.MultiheadAttention``'s attention ``dropout``, ``nn.LSTM``'s ``dropout``) follows
     its owner's mode, evaluation.
 
@@ -99,16 +128,17 @@ class enable_mc_dropout:
             on = is_dropout(m)
             m.training = on
             self.count += on
-        self._fastpath = _set_fastpath(False)
+        _acquire_fastpath()
+        self._active = True
 
     def restore(self) -> None:
         """Give every module back the mode it had, and the transformer fast path its setting
         (idempotent)."""
         for m, mode in self._saved:
             m.training = mode
-        if self._fastpath is not None:
-            _set_fastpath(self._fastpath)
-            self._fastpath = None
+        if self._active:
+            self._active = False
+            _release_fastpath()
 
     def __enter__(self) -> enable_mc_dropout:
         return self
