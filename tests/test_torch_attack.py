@@ -433,12 +433,13 @@ def test_fault6_vectorized_jacobians_and_batched_grads_equal_the_loop(name, seed
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_fault7_inplace_writes_into_the_input_with_the_same_values_and_gradients(cls, shape, dtype, seed):
     w = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).requires_grad_()
+    writes = cls is not dt.AlphaDropout  # as torch's module, AlphaDropout stores inplace but ignores it
     outs, grads = [], []
     for inplace in (False, True):
         m = cls(0.4, inplace, seed=seed)
         h = (w * 2).to(dtype)  # a non-leaf, as torch.nn.Dropout(inplace=True) is used
         y = m(h)
-        assert (y is h) == inplace
+        assert (y is h) == (inplace and writes)
         (y.double() ** 2).sum().backward()
         outs.append(y.detach())
         grads.append(w.grad.clone())
@@ -447,8 +448,12 @@ def test_fault7_inplace_writes_into_the_input_with_the_same_values_and_gradients
     # as torch's: eval and p = 0 return the input itself; a leaf that requires grad is refused
     h = torch.ones(shape)
     assert cls(0.4, True).eval()(h) is h and cls(0.0, True)(h) is h
-    with pytest.raises(RuntimeError, match="a leaf Variable that requires grad"):
+    if writes:
+        with pytest.raises(RuntimeError, match="a leaf Variable that requires grad"):
+            cls(0.4, True)(torch.ones(shape, requires_grad=True))
+    else:
         cls(0.4, True)(torch.ones(shape, requires_grad=True))
+        torch.nn.AlphaDropout(0.4, True)(torch.ones(shape, requires_grad=True))
     with pytest.raises(RuntimeError, match="a leaf Variable that requires grad"):
         torch.nn.Dropout(0.4, True)(torch.ones(shape, requires_grad=True))
 
@@ -541,3 +546,45 @@ def test_fault9_patch_returns_the_model_with_its_report(caplog):
                                                        "chan: torch.nn.Dropout2d -> droplab.torch.Dropout2d"]
     again = dt.patch(torch.nn.Sequential(torch.nn.Dropout(0.1)), dt.LockedDropout)
     assert again.droplab_patched == (dt.Replacement(("0",), torch.nn.Dropout, dt.LockedDropout),)
+
+
+# -- recheck 15: in-place under no_grad returns the input itself; AlphaDropout's module ignores inplace --
+@pytest.mark.parametrize("kind", ["leaf", "nonleaf", "parameter", "plain"])
+@pytest.mark.parametrize("shape", [(8,), (4, 6, 3, 3)])
+def test_recheck15_inplace_under_no_grad_returns_the_input_like_torch(kind, shape):
+    def inp():
+        if kind == "leaf":
+            return torch.ones(shape, requires_grad=True)
+        if kind == "parameter":
+            return torch.nn.Parameter(torch.ones(shape))
+        t = torch.ones(shape, requires_grad=kind == "nonleaf")
+        return t * 1.0 if kind == "nonleaf" else t
+    for ours, theirs in [(dt.Dropout(0.5, inplace=True), torch.nn.Dropout(0.5, inplace=True)),
+                         (lambda t: F.dropout(t, 0.5, True, True), lambda t: torch.nn.functional.dropout(t, 0.5, True, True))]:
+        for mod in (ours, theirs):
+            w = inp()
+            with torch.no_grad():
+                v0 = w._version
+                r = mod(w)
+            assert r is w and bool((w != 1).any()) and w._version > v0
+            assert r.requires_grad == w.requires_grad
+
+
+@pytest.mark.parametrize("cls,droplab_cls,shape", [
+    (torch.nn.AlphaDropout, dt.AlphaDropout, (4, 6)),
+    (torch.nn.Dropout1d, dt.Dropout1d, (4, 6, 5)),
+    (torch.nn.Dropout2d, dt.Dropout2d, (4, 6, 3, 3)),
+    (torch.nn.Dropout3d, dt.Dropout3d, (4, 6, 2, 2, 2)),
+])
+def test_recheck15_module_inplace_writes_into_the_input_exactly_when_torchs_module_does(cls, droplab_cls, shape):
+    for mod in (cls(0.5, inplace=True), droplab_cls(0.5, inplace=True)):
+        assert mod.inplace is True and "inplace=True" in repr(mod)
+        x = torch.ones(shape)
+        y = mod(x)
+        assert y.shape == x.shape and bool((y != 1).any())
+        writes = cls is not torch.nn.AlphaDropout  # torch's AlphaDropout module ignores inplace
+        assert (y is x) == writes and bool((x != 1).any()) == writes
+    # the functional forms honour inplace, AlphaDropout's too, as torch's
+    for fn in (torch.nn.functional.alpha_dropout, F.alpha_dropout):
+        x = torch.ones(4, 6)
+        assert fn(x, 0.5, True, True) is x and bool((x != 1).any())

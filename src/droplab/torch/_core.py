@@ -493,5 +493,11 @@ def apply(where: str, spec: Spec, options: dict, p: float, x, training: bool, ne
     if not inplace:
         return NoiseFunction.apply(x, noise)
     if _random.plain(x):
+        if not torch.is_grad_enabled() and torch.autograd.forward_ad._current_level < 0:
+            # nothing to record: write into x and return x itself, as torch (an autograd Function
+            # under no_grad would return another tensor object for a leaf that requires grad)
+            InplaceNoiseFunction.forward(x, noise)
+            torch.autograd.graph.increment_version(x)  # the kernels write through numpy: tell autograd
+            return x
         return InplaceNoiseFunction.apply(x, noise)
     return x.copy_(NoiseFunction.apply(x, noise))  # under torch.func transforms

@@ -56,6 +56,12 @@ TORCH_CLASSES: dict[str, type] = {
 }
 
 
+#: variants whose torch.nn module accepts and stores ``inplace`` but never writes into its input
+#: (torch 2.x: ``nn.AlphaDropout.forward`` calls ``F.alpha_dropout`` without it); droplab's module
+#: does the same, while the functional form honours ``inplace`` as ``F.alpha_dropout`` does.
+MODULE_IGNORES_INPLACE = frozenset({"alpha_dropout"})
+
+
 def torch_equivalent(cls: type) -> type | None:
     """The droplab class equivalent to the ``torch.nn`` class ``cls`` (exactly that class, not a
     subclass, whose forward may differ), or None."""
@@ -237,7 +243,7 @@ Attributes:
     @torch.compiler.disable  # a graph break: runs eagerly (the stream is Python state)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _core.apply(type(self).__name__, self.spec, self._options, self.p, x, self.training, self.next_draw,
-                           self.inplace)
+                           self.inplace and self.spec.name not in MODULE_IGNORES_INPLACE)
 
 
 def _signature(spec: Spec) -> inspect.Signature:
