@@ -259,7 +259,9 @@ def check_torch_model(model, example_input, *, mc_fn: Callable | None = None, se
     return report
 
 
-def _channel_findings(tracer: _Tracer, report: Report, seen: set) -> None:
+def _channel_findings(tracer, report: Report, seen: set, suggest_other_rank: bool = True) -> None:
+    """One ``channel-input`` finding per channel-dropout layer that got input of another rank
+    (both engines' tracers record ``(path, module, shape)`` in ``tracer.channel``)."""
     for path, module, shape in tracer.channel:
         if path in seen:
             continue
@@ -271,8 +273,9 @@ def _channel_findings(tracer: _Tracer, report: Report, seen: set) -> None:
                 f"{rank}-D input" + (", so it raises" if droplab else
                                      ", and PyTorch silently reinterprets it (as an unbatched input or another "
                                      "channel layout), so it drops other units than whole channels"))
+        fix = f"give it {spec.layout}" + (", or use the channel dropout of this rank" if suggest_other_rank else "")
         report.add(Finding("channel-input", "error", path, what, f"{len(shape)}-D {shape}", f"{rank}-D {spec.layout}",
-                           spec.rank_hint or f"give it {spec.layout}, or use the channel dropout of this rank"))
+                           spec.rank_hint or fix))
 
 
 def _torch_checks(model, example, tracer: _Tracer, report: Report, mc_fn) -> None:
@@ -609,19 +612,6 @@ def check_model(model, example_input, *, mc_fn: Callable | None = None, seed: in
     return report
 
 
-def _nn_channel(tracer: _NNTracer, report: Report, seen: set) -> None:
-    for path, module, shape in tracer.channel:
-        if path in seen:
-            continue
-        seen.add(path)
-        spec, options = spec_of_module(module)
-        rank = channel_rank(spec, options)
-        report.add(Finding("channel-input", "error", path, f"{type(module).__name__} got a {len(shape)}-D input "
-                           f"{shape}; its spec ({spec.layout}) takes {rank}-D input, so it raises",
-                           f"{len(shape)}-D {shape}", f"{rank}-D {spec.layout}",
-                           spec.rank_hint or f"give it {spec.layout}"))
-
-
 def _nn_checks(model, x, tracer: _NNTracer, report: Report, mc_fn) -> None:
     seen: set = set()
     model.eval()
@@ -632,12 +622,12 @@ def _nn_checks(model, x, tracer: _NNTracer, report: Report, mc_fn) -> None:
             with np.errstate(all="ignore"):
                 out = np.array(model.forward(x), copy=True)
         except Exception as exc:  # noqa: BLE001
-            _nn_channel(tracer, report, seen)
+            _channel_findings(tracer, report, seen, suggest_other_rank=False)
             if not tracer.channel:  # a refused channel input explains the exception already
                 report.add(_raised_finding(exc, f"in evaluation mode on {describe_input(x)}"))
             return
         passes.append((out, [(p, m, np.array(i, copy=True), np.array(o, copy=True)) for p, m, i, o in tracer.calls]))
-    _nn_channel(tracer, report, seen)
+    _channel_findings(tracer, report, seen, suggest_other_rank=False)
     same = np.array_equal(passes[0][0], passes[1][0], equal_nan=True)
     report.check("two evaluation passes equal", "model", bool(same), True, bool(same))
     if not same:
@@ -686,11 +676,11 @@ def _nn_checks(model, x, tracer: _NNTracer, report: Report, mc_fn) -> None:
         with np.errstate(all="ignore"):
             out = model.forward(x)
     except Exception as exc:  # noqa: BLE001
-        _nn_channel(tracer, report, seen)
+        _channel_findings(tracer, report, seen, suggest_other_rank=False)
         if not tracer.channel:
             report.add(_raised_finding(exc, f"in training mode on {describe_input(x)}"))
         return
-    _nn_channel(tracer, report, seen)
+    _channel_findings(tracer, report, seen, suggest_other_rank=False)
     drop_out = {id(o): p for p, m, i, o in tracer.calls if getattr(m, "is_dropout", False) and m.training}
     for p, m, i, o in tracer.calls:
         if isinstance(m, tracer.bn_types) and id(i) in drop_out:
