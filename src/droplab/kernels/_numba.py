@@ -14,6 +14,7 @@ threads change nothing but speed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 
@@ -23,7 +24,7 @@ from numba import njit, prange
 
 from droplab.kernels._reference import LANES, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1
 
-__all__ = ["CHUNK", "philox4x32", "words", "apply", "mask_values", "keep_mask"]
+__all__ = ["CHUNK", "philox4x32", "words", "apply", "mask_values", "keep_mask", "use_pool", "on_this_thread"]
 
 #: Elements per parallel work item (a multiple of ``LANES``). 8192 float32 elements plus their
 #: 32 KiB of words stay in L1/L2 while giving a 2-core machine hundreds of items to balance.
@@ -45,6 +46,31 @@ SERIAL_BELOW = 1 << 16
 # when two Python threads launch parallel kernels at once; one lock makes them take turns
 # (each launch already uses every core).
 _LAUNCH = threading.Lock()
+
+_HERE = threading.local()  # .serial: this thread runs every kernel itself (on_this_thread)
+
+
+def use_pool(size: int) -> bool:
+    """Whether a kernel writing ``size`` elements runs on numba's thread pool: from
+    ``SERIAL_BELOW`` up, unless the calling thread is inside :func:`on_this_thread`."""
+    return size >= SERIAL_BELOW and not getattr(_HERE, "serial", False)
+
+
+@contextlib.contextmanager
+def on_this_thread():
+    """Run every kernel the calling thread launches on that thread, without the GIL.
+
+    For work already spread over threads by the caller (``nn.mc_predict`` runs its input
+    chunks on one Python thread per core): there, launching numba's pool from each thread
+    would only queue the launches behind ``_LAUNCH``. The serial kernels release the GIL, so
+    the callers' threads compute at once. The bits are the same either way.
+    """
+    was = getattr(_HERE, "serial", False)
+    _HERE.serial = True
+    try:
+        yield
+    finally:
+        _HERE.serial = was
 
 _M32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
@@ -212,7 +238,7 @@ def _apply(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
         _apply_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _apply_serial(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
     for ci in range((x.size + chunk - 1) // chunk):
         _apply_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
@@ -224,7 +250,7 @@ def _apply_repeated(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
         _apply_repeated_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _apply_repeated_serial(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
     for ci in range((out.size + chunk - 1) // chunk):
         _apply_repeated_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
@@ -236,7 +262,7 @@ def _keep_mask(out, t, c2, c3, ks0, ks1, chunk):
         _keep_chunk(out, ci, t, c2, c3, ks0, ks1, chunk)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _keep_mask_serial(out, t, c2, c3, ks0, ks1, chunk):
     for ci in range((out.size + chunk - 1) // chunk):
         _keep_chunk(out, ci, t, c2, c3, ks0, ks1, chunk)
@@ -270,7 +296,7 @@ def apply(x, out, threshold, scale, zero, key, counter, chunk=CHUNK):
     ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
     args = (x, out, np.uint32(threshold), scale, zero, c2, c3, ks0, ks1, np.int64(chunk))
     serial, parallel = (_apply_serial, _apply) if out.size == x.size else (_apply_repeated_serial, _apply_repeated)
-    if out.size < SERIAL_BELOW:
+    if not use_pool(out.size):
         serial(*args)
     else:
         with _LAUNCH:
@@ -294,7 +320,7 @@ def keep_mask(out, threshold, key, counter, chunk=CHUNK):
     c2, c3 = _counter_words(counter)
     ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
     args = (out, np.uint32(threshold), c2, c3, ks0, ks1, np.int64(chunk))
-    if out.size < SERIAL_BELOW:
+    if not use_pool(out.size):
         _keep_mask_serial(*args)
     else:
         with _LAUNCH:

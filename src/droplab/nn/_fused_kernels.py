@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from droplab.kernels._numba import (CHUNK, GROUP, GROUP_ELEMENTS, SERIAL_BELOW, _LAUNCH, _chunk_words,
-                                    _counter_words, _key_schedule)
+from droplab.kernels._numba import (CHUNK, GROUP, GROUP_ELEMENTS, _LAUNCH, _chunk_words, _counter_words,
+                                    _key_schedule, use_pool)
 from droplab.kernels._reference import LANES
 
 __all__ = ["bias_relu", "gate", "bias_relu_mask", "small_dense", "small_weight_grad", "gate_small",
@@ -76,7 +76,7 @@ def _small_rows(x, w, b, out, r0, r1):
             orow[j] = orow[j] + b[j]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _small_dense_serial(x, w, b, out, rows):
     _small_rows(x, w, b, out, 0, x.shape[0])
 
@@ -91,7 +91,7 @@ def _small_dense_parallel(x, w, b, out, rows):
 def small_dense(x, w, b, out):
     """``out = x @ w + b`` for few inputs, the products summed in input order."""
     rows = max(1, CHUNK // max(1, w.shape[1]))
-    if out.size < SERIAL_BELOW:
+    if not use_pool(out.size):
         _small_dense_serial(x, w, b, out, rows)
     else:
         with _LAUNCH:
@@ -186,7 +186,7 @@ def _brm_parallel(x, w, b, out, m, t, scale, zero, relu_zero, c2, c3, ks0, ks1, 
         _brm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _brm_serial(x, w, b, out, m, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk):
     for ci in range((out.size + chunk - 1) // chunk):
         _brm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1, chunk)
@@ -197,7 +197,7 @@ def _brm(x, w, b, out, threshold, scale, zero, key, counter):
     ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
     args = (x, w, b, out.reshape(-1), np.int64(out.shape[1]), np.uint32(threshold), scale, zero,
             out.dtype.type(0), c2, c3, ks0, ks1, np.int64(CHUNK))
-    if out.size < SERIAL_BELOW:
+    if not use_pool(out.size):
         _brm_serial(*args)
     else:
         with _LAUNCH:

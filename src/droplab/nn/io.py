@@ -1171,11 +1171,11 @@ def read_state(path: Any) -> tuple[Module, dict, dict[str, np.ndarray]]:
 
     :func:`load` and ``fit``'s resume are built on this.
     """
-    from droplab.nn.train import _fit_blas_threads
+    from droplab.nn.train import _one_blas_thread
 
     src = _Source(_check_path("nn.load", path))
     spec, arrays = _read_validated(src)
-    with _fit_blas_threads():  # a recurrent layer's QR: 1.3 s with one thread, 18 s with two on a busy machine
+    with _one_blas_thread():  # a recurrent layer's QR: 1.3 s with one thread, 18 s with two on a busy machine
         model = _build(src, spec["model"], layer_types(), [0])
     live = model.parameters()
     params = [k for k in arrays if k.startswith("param/")]
