@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from droplab.kernels._numba import (CHUNK, GROUP, GROUP_ELEMENTS, _LAUNCH, _chunk_words, _counter_words,
+from droplab.kernels._numba import (CHUNK, GROUP, GROUP_ELEMENTS, _LAUNCH, _chunk_words, _counter_words, _factors,
                                     _key_schedule, use_pool)
 from droplab.kernels._reference import LANES
 
@@ -149,6 +149,7 @@ def _brm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1,
     start = ci * chunk
     stop = min(start + chunk, out.size)
     u = np.empty(GROUP * LANES, dtype=np.uint32)
+    f = np.empty(GROUP_ELEMENTS, dtype=out.dtype)
     acc = np.empty(GROUP_ELEMENTS, dtype=out.dtype)
     flat = x.reshape(x.size)
     product = w.shape[0] > 0
@@ -156,6 +157,7 @@ def _brm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1,
     while s < stop:  # in steps of GROUP blocks, as kernels._numba._apply_chunk
         e = min(s + GROUP_ELEMENTS, stop)
         _chunk_words(u, s // LANES, (e - s + LANES - 1) // LANES, c2, c3, ks0, ks1)
+        _factors(f, u, e - s, t, scale, zero)
         pos = s
         while pos < e:  # one row segment at a time, so the bias is read contiguously
             i = pos // m
@@ -171,11 +173,11 @@ def _brm_chunk(x, w, b, out, m, ci, t, scale, zero, relu_zero, c2, c3, ks0, ks1,
             xs = acc[:seg]
             os = out[pos:pos + seg]
             bs = b[j0:j0 + seg]
-            us = u[pos - s:pos - s + seg]
+            fs = f[pos - s:pos - s + seg]
             for k in range(seg):
                 v = xs[k] + bs[k]
                 v = v if v > 0 else (relu_zero if v <= 0 else v)
-                os[k] = v * (scale if us[k] >= t else zero)
+                os[k] = v * fs[k]
             pos += seg
         s = e
 
