@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from droplab import _validate, kernels, nn
+from droplab import kernels, nn
 from droplab.nn import mc as mc_module
 
 needs_numba = pytest.mark.skipif(kernels.backend() != "numba",
@@ -84,7 +84,7 @@ def test_same_bits_whatever_the_thread_count(monkeypatch, spread, seed, rng, nam
     X = rng.standard_normal((29, 6)).astype(np.float32)
     results, counters = [], []
     for cores in (1, 2, 3, 5):
-        monkeypatch.setattr(_validate, "usable_cores", lambda cores=cores: cores)
+        monkeypatch.setattr(mc_module, "_thread_count", lambda cores=cores: cores)
         model = _with_loss(_models(seed)[name]())
         spread.clear()
         r = nn.mc_predict(model, X, samples=7, batch_size=4, seed=11 if seeded else None, keep_samples=True)
@@ -135,7 +135,7 @@ def test_a_layer_drawing_per_data_falls_back_to_the_loop(monkeypatch, seed, rng)
     def model():
         return _with_loss(nn.Sequential(nn.Dense(6, 12), _DataDependentDropout(0.3), nn.Dense(12, 3), seed=seed))
 
-    monkeypatch.setattr(_validate, "usable_cores", lambda: 2)
+    monkeypatch.setattr(mc_module, "_thread_count", lambda: 2)
     threaded = model()
     calls = []
     real = mc_module._chunk
@@ -161,7 +161,7 @@ class _Boom(nn.Dropout):
 @needs_numba
 @pytest.mark.parametrize("row", [0, 17, 39])
 def test_an_error_in_any_chunk_reaches_the_caller(monkeypatch, seed, rng, row):
-    monkeypatch.setattr(_validate, "usable_cores", lambda: 3)
+    monkeypatch.setattr(mc_module, "_thread_count", lambda: 3)
     X = rng.standard_normal((40, 6)).astype(np.float32)
     X[row, 0] = 1e7
     model = _with_loss(nn.Sequential(_Boom(0.3), nn.Dense(6, 3), seed=seed))
@@ -169,3 +169,21 @@ def test_an_error_in_any_chunk_reaches_the_caller(monkeypatch, seed, rng, row):
     with pytest.raises(FloatingPointError, match="boom in a chunk"):
         nn.mc_predict(model, X, samples=4, batch_size=3, seed=2)
     assert [m.training for m in model.modules()] == modes
+
+
+@needs_numba
+def test_the_thread_count_follows_the_kernels_thread_count(monkeypatch):
+    import numba
+
+    from droplab import _validate
+
+    monkeypatch.setattr(_validate, "usable_cores", lambda: 8)
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)  # as in the lab's workers: one core's worth of work each
+        assert mc_module._thread_count() == 1
+    finally:
+        numba.set_num_threads(old)
+    assert mc_module._thread_count() == min(8, old)
+    monkeypatch.setattr(_validate, "usable_cores", lambda: 1)
+    assert mc_module._thread_count() == 1

@@ -194,7 +194,7 @@ def _in_threads(layers: tuple, droppers: list[Module], chunk, n_chunks: int) -> 
     """``[chunk(layers, i) for i in range(n_chunks)]``, the chunks spread over one Python
     thread per usable core, with the same bits as that loop.
 
-    Each chunk is one core's work: one BLAS thread (``train._one_blas_thread``) and droplab's
+    Threads: :func:`_thread_count`. Each chunk is one core's work: one BLAS thread (``train._one_blas_thread``) and droplab's
     kernels on the calling thread (``kernels._numba.on_this_thread``, without the GIL). Spread
     this way, the 2-core machine ran T = 100 passes on 10,000 inputs in about 1.0 s against
     1.6 s for the chunks one after the other on both cores' BLAS and kernel pools: after each
@@ -209,7 +209,6 @@ def _in_threads(layers: tuple, droppers: list[Module], chunk, n_chunks: int) -> 
     that cannot be copied or positioned, make the chunks run in order on ``layers`` instead.
     Only chunk 0 writes state into ``layers`` (a loop would leave the last chunk's).
     """
-    from droplab import _validate
     from droplab.kernels import _numba
     from droplab.nn.train import _one_blas_thread
 
@@ -227,7 +226,7 @@ def _in_threads(layers: tuple, droppers: list[Module], chunk, n_chunks: int) -> 
         shared = {id(p): p for m in _modules(layers) for p in m._parameters()}
         copies = []
         try:
-            for _ in range(max(1, min(_validate.usable_cores(), n_chunks - 1))):
+            for _ in range(max(1, min(_thread_count(), n_chunks - 1))):
                 memo = dict(shared)
                 mine = copy.deepcopy(layers, memo)
                 copies.append((mine, [memo[id(s)] for s in streams]))
@@ -273,6 +272,16 @@ def _in_threads(layers: tuple, droppers: list[Module], chunk, n_chunks: int) -> 
         for s, b, d in zip(streams, base, step):
             s.seek(b + n_chunks * d)
         return parts
+
+
+def _thread_count() -> int:
+    """Threads for the chunks: the usable cores, or fewer when the caller gave droplab's
+    kernels fewer threads (``numba.set_num_threads``; the lab's workers run one each)."""
+    import numba
+
+    from droplab import _validate
+
+    return max(1, min(_validate.usable_cores(), numba.get_num_threads()))
 
 
 def _modules(layers: tuple):
