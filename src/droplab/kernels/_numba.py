@@ -2,11 +2,12 @@
 
 Importing this module imports numba (about 0.3 s), so :mod:`droplab.kernels` imports it only
 on the first kernel call. Each kernel is one pass over the output: a ``prange`` over chunks
-of ``CHUNK`` elements (a plain loop on the calling thread below ``SERIAL_BELOW``). A chunk is
-done in steps of ``GROUP`` blocks: a straight-line loop computes Philox4x32-10 for the step's
-blocks into a small local buffer (L1-resident), and a second loop reads that buffer, one
-32-bit word per element, and writes ``x * (scale or 0)``. Both inner loops are branch-free so LLVM vectorises them (``vpmuludq``
-for the 32x32->64 multiplies). No fastmath: the result must match the reference bit for bit.
+of ``CHUNK`` elements (a plain loop on the calling thread below ``SERIAL_BELOW`` or inside
+:func:`on_this_thread`). A chunk is done in steps of ``GROUP`` blocks: a straight-line loop
+computes Philox4x32-10 for the step's blocks into a small local buffer (L1-resident), a second
+turns each element's 32-bit word into its multiplier (``scale`` or 0), and a third writes
+``x * multiplier``. The inner loops are branch-free so LLVM vectorises them (``vpmuludq`` for
+the 32x32->64 multiplies). No fastmath: the result must match the reference bit for bit.
 
 Every element depends only on ``(key, counter, index)``, so the chunk size and the number of
 threads change nothing but speed.
