@@ -7,7 +7,13 @@
   next call draws the same masks either way;
 * a layer that draws a number of masks depending on its input sends the chunks back to the
   in-order loop, with the loop's bits;
-* an error raised in any chunk, on any thread, reaches the caller, with every mode restored.
+* an error raised in any chunk reaches the caller as the loop raises it (the first failing
+  chunk's), with the loop's streams and every mode restored;
+* a user's own layer (its own generator, a closure over the original) runs the loop;
+* overlapping calls put BLAS's thread count back as they found it.
+
+The test models are small, so ``THREAD_MIN_BYTES`` is set to 0 here (the chunks would
+otherwise run in order), except where that floor is under test.
 """
 
 import threading
@@ -19,9 +25,15 @@ from threadpoolctl import threadpool_limits
 
 from droplab import kernels, nn
 from droplab.nn import mc as mc_module
+from droplab.nn import train as train_module
 
 needs_numba = pytest.mark.skipif(kernels.backend() != "numba",
                                  reason="the threads run only with the compiled kernels")
+
+
+@pytest.fixture(autouse=True)
+def small_chunks_on_threads(monkeypatch):
+    monkeypatch.setattr(mc_module, "THREAD_MIN_BYTES", 0)
 
 
 def _models(seed):
@@ -136,6 +148,7 @@ def test_a_layer_drawing_per_data_falls_back_to_the_loop(monkeypatch, seed, rng)
         return _with_loss(nn.Sequential(nn.Dense(6, 12), _DataDependentDropout(0.3), nn.Dense(12, 3), seed=seed))
 
     monkeypatch.setattr(mc_module, "_thread_count", lambda: 2)
+    monkeypatch.setattr(mc_module, "_library_layers", lambda layers: True)  # admit the test's layer
     threaded = model()
     calls = []
     real = mc_module._chunk
@@ -152,23 +165,127 @@ def test_a_layer_drawing_per_data_falls_back_to_the_loop(monkeypatch, seed, rng)
 
 
 class _Boom(nn.Dropout):
+    """Raises on a batch holding a marked row: ``ValueError`` for 1e7, ``RuntimeError`` for 2e7."""
+
     def forward(self, x):
-        if np.asarray(x).shape[0] and np.any(np.asarray(x)[:, 0] > 1e6):
-            raise FloatingPointError("boom in a chunk")
+        col = np.asarray(x)[:, 0]
+        if np.any(col == 1e7):
+            raise ValueError("boom: the first mark")
+        if np.any(col == 2e7):
+            raise RuntimeError("boom: the second mark")
         return super().forward(x)
 
 
 @needs_numba
-@pytest.mark.parametrize("row", [0, 17, 39])
-def test_an_error_in_any_chunk_reaches_the_caller(monkeypatch, seed, rng, row):
+@pytest.mark.parametrize("rows", [(0,), (17,), (39,), (5, 33), (33, 5)])
+def test_an_error_in_any_chunk_is_raised_as_the_loop_raises_it(monkeypatch, seed, rng, rows):
     monkeypatch.setattr(mc_module, "_thread_count", lambda: 3)
     X = rng.standard_normal((40, 6)).astype(np.float32)
-    X[row, 0] = 1e7
-    model = _with_loss(nn.Sequential(_Boom(0.3), nn.Dense(6, 3), seed=seed))
-    modes = [m.training for m in model.modules()]
-    with pytest.raises(FloatingPointError, match="boom in a chunk"):
-        nn.mc_predict(model, X, samples=4, batch_size=3, seed=2)
-    assert [m.training for m in model.modules()] == modes
+    for mark, row in zip((1e7, 2e7), rows):
+        X[row, 0] = mark
+    first = (ValueError, "first") if rows[0] < rows[-1] or len(rows) == 1 else (RuntimeError, "second")
+
+    def model():
+        return _with_loss(nn.Sequential(_Boom(0.3), nn.Dense(6, 12), nn.Dropout(0.2), nn.Dense(12, 3), seed=seed))
+
+    threaded = model()
+    monkeypatch.setattr(mc_module, "_library_layers", lambda layers: True)  # admit the test's layer
+    modes = [m.training for m in threaded.modules()]
+    with pytest.raises(first[0], match=first[1]):
+        nn.mc_predict(threaded, X, samples=4, batch_size=3)
+    assert [m.training for m in threaded.modules()] == modes
+    monkeypatch.setattr(mc_module, "_streams", lambda droppers: None)  # the loop
+    in_order = model()
+    with pytest.raises(first[0], match=first[1]):
+        nn.mc_predict(in_order, X, samples=4, batch_size=3)
+    assert _counters(threaded) == _counters(in_order)  # left where the loop stopped
+
+
+class _InputNoise(nn.Module):
+    """A user's layer with a generator of its own (not a dropout layer): the chunks must run
+    in order, or the draws land in other chunks' rows and the generator ends elsewhere."""
+
+    def __init__(self, seed):
+        super().__init__()
+        self.g = np.random.default_rng(seed)
+
+    def forward(self, x):
+        return x + self.g.standard_normal(np.shape(x)).astype(np.asarray(x).dtype)
+
+
+class _Closure(nn.Module):
+    """A user's model calling its dropout through a closure over itself: a copy would still
+    draw from the original's stream."""
+
+    def __init__(self, seed):
+        super().__init__()
+        self.dense = nn.Dense(6, 12, seed=seed)
+        self.drop = nn.Dropout(0.4, seed=seed)
+        self.head = nn.Dense(12, 3, seed=seed + 1)
+        self.block = lambda h: self.drop.forward(self.dense.forward(h))
+
+    def children(self):
+        return [self.dense, self.drop, self.head]
+
+    def forward(self, x):
+        return self.head.forward(self.block(x))
+
+
+@needs_numba
+@pytest.mark.parametrize("kind", ["noise", "closure"])
+def test_a_users_own_layers_run_the_loop(monkeypatch, spread, seed, rng, kind):
+    monkeypatch.setattr(mc_module, "_thread_count", lambda: 2)
+    X = rng.standard_normal((40, 6)).astype(np.float32)
+
+    def model():
+        if kind == "noise":
+            return _with_loss(nn.Sequential(nn.Dense(6, 12), _InputNoise(seed), nn.Dropout(0.3), nn.Dense(12, 3),
+                                            seed=seed))
+        return _with_loss(_Closure(seed))
+
+    threaded = model()
+    a = [nn.mc_predict(threaded, X, samples=5, batch_size=4, keep_samples=True) for _ in range(2)]
+    assert len(set(spread)) == 1  # one thread: the loop
+    monkeypatch.setattr(mc_module, "_streams", lambda droppers: None)
+    in_order = model()
+    b = [nn.mc_predict(in_order, X, samples=5, batch_size=4, keep_samples=True) for _ in range(2)]
+    for x, y in zip(a, b):
+        _same(x, y)
+    assert _counters(threaded) == _counters(in_order)
+    if kind == "noise":
+        assert threaded[1].g.integers(2**62) == in_order[1].g.integers(2**62)
+
+
+@needs_numba
+def test_small_chunks_run_in_order(monkeypatch, spread, seed, rng):
+    monkeypatch.undo()  # THREAD_MIN_BYTES back to its value; spread's patch re-applied below
+    real = mc_module._chunk
+    ran = []
+    monkeypatch.setattr(mc_module, "_chunk", lambda *a: ran.append(threading.get_ident()) or real(*a))
+    monkeypatch.setattr(mc_module, "_thread_count", lambda: 2)
+    X = rng.standard_normal((40, 6)).astype(np.float32)
+    nn.mc_predict(_with_loss(_models(seed)["mlp"]()), X, samples=5, batch_size=4)  # 5 x 4 rows x 96 B a chunk
+    assert len(ran) == 10 and len(set(ran)) == 1
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_overlapping_blas_limits_put_back_the_count_they_found(monkeypatch):
+    for k in train_module._BLAS_ENV:
+        monkeypatch.delenv(k, raising=False)
+    before = _blas_threads()
+    a, b = train_module._one_blas_thread(), train_module._one_blas_thread()
+    a.__enter__()
+    b.__enter__()
+    assert all(n == 1 for n in _blas_threads())
+    a.__exit__(None, None, None)  # the first in leaves first, the second is still inside
+    assert all(n == 1 for n in _blas_threads())
+    b.__exit__(None, None, None)
+    assert _blas_threads() == before
 
 
 @needs_numba

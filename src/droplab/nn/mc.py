@@ -39,7 +39,7 @@ from droplab.nn.losses import Loss
 from droplab.nn.module import Module, Sequential
 from droplab.nn.train import _forward_eval, _pad_heap
 
-__all__ = ["MCResult", "mc_predict", "MEMORY_BUDGET", "SAMPLES_BUDGET", "MAX_SAMPLES"]
+__all__ = ["MCResult", "mc_predict", "MEMORY_BUDGET", "SAMPLES_BUDGET", "MAX_SAMPLES", "THREAD_MIN_BYTES"]
 
 #: Bytes the widest activation of one stacked forward may take (4 MiB). The number of
 #: inputs per chunk is chosen so that ``T * inputs * widest_row_bytes`` stays under it
@@ -177,6 +177,12 @@ def _chunk(layers, xb: np.ndarray, T: int, t_chunk: int, loss: Loss | None, clas
 # --- the chunks on one thread per core ----------------------------------------------------
 
 
+#: The least bytes a chunk's widest activation must take for the chunks to run on threads:
+#: below it (many tiny chunks, e.g. ``batch_size=1``) the threads only take turns holding the
+#: GIL (2000 one-row chunks at T = 10 ran 1.6x slower on two threads than in order).
+THREAD_MIN_BYTES = 1 << 20
+
+
 def _streams(droppers: list[Module]) -> list[_rng.NoiseStream] | None:
     """The distinct noise streams the sampling layers draw from, or None when one of them
     also holds a NumPy generator, whose position a thread could not set."""
@@ -190,48 +196,71 @@ def _streams(droppers: list[Module]) -> list[_rng.NoiseStream] | None:
     return list(found.values()) or None
 
 
-def _in_threads(layers: tuple, droppers: list[Module], chunk, n_chunks: int) -> list[dict]:
+def _library_layers(layers: tuple) -> bool:
+    """True when every module of ``layers`` is one of droplab's own classes, running its class's
+    forward: only then is all their randomness in the noise streams :func:`_streams` finds,
+    and a copy of them reaches nothing of the original's. A user's layer may draw from a
+    generator of its own or from NumPy's global one, or call the original through a closure;
+    then the chunks run in order."""
+    return all(type(m).__module__.split(".")[0] == "droplab" and "forward" not in vars(m)
+               for m in _modules(layers))
+
+
+def _copy(layers: tuple) -> tuple:
+    """A copy of ``layers`` for one thread, sharing every array a module holds (Parameters,
+    BatchNorm statistics, frozen weights): no forward of droplab's layers writes into them in
+    these modes, and the copy then costs kilobytes, not the model's size."""
+    memo: dict = {}
+    for m in _modules(layers):
+        for p in m._parameters():
+            memo[id(p)] = p
+        for v in vars(m).values():
+            if isinstance(v, np.ndarray):
+                memo[id(v)] = v
+    return copy.deepcopy(layers, memo), memo
+
+
+def _in_threads(layers: tuple, droppers: list[Module], chunk, n_chunks: int, chunk_bytes: int) -> list[dict]:
     """``[chunk(layers, i) for i in range(n_chunks)]``, the chunks spread over one Python
     thread per usable core, with the same bits as that loop.
 
-    Threads: :func:`_thread_count`. Each chunk is one core's work: one BLAS thread (``train._one_blas_thread``) and droplab's
-    kernels on the calling thread (``kernels._numba.on_this_thread``, without the GIL). Spread
-    this way, the 2-core machine ran T = 100 passes on 10,000 inputs in about 1.0 s against
-    1.6 s for the chunks one after the other on both cores' BLAS and kernel pools: after each
-    product, OpenBLAS's idle threads spin for about 0.1 s and take the core the mask kernels
-    need, and the kernels' pool returns the favour to the next product.
+    Threads: :func:`_thread_count`. Each chunk is one core's work: one BLAS thread
+    (``train._one_blas_thread``) and droplab's kernels on the calling thread
+    (``kernels._numba.on_this_thread``, without the GIL). Spread this way, the 2-core machine
+    ran T = 100 passes on 10,000 inputs in about 1.1 s against 1.6 s for the chunks one after
+    the other on both cores' BLAS and kernel pools: after each product, OpenBLAS's idle threads
+    spin for about 0.1 s and take the core the mask kernels need, and the kernels' pool returns
+    the favour to the next product.
 
     The masks do not depend on the thread: chunk 0 runs first on ``layers`` themselves and shows
     how far each noise stream moves per chunk (each chunk draws the same number of masks); every
-    other chunk runs on a thread's copy of the layers (sharing their Parameters), its streams
-    set to where that chunk would start in the loop, and the streams of ``layers`` are left
-    where the loop leaves them. A copy whose streams end elsewhere than predicted, or layers
-    that cannot be copied or positioned, make the chunks run in order on ``layers`` instead.
-    Only chunk 0 writes state into ``layers`` (a loop would leave the last chunk's).
+    other chunk runs on a thread's copy of the layers (:func:`_copy`), its streams set to where
+    that chunk would start in the loop, and the streams of ``layers`` are left where the loop
+    leaves them. The chunks run in order on ``layers`` instead when a module is not one of
+    droplab's (:func:`_library_layers`), a stream cannot be positioned, the chunks are small
+    (:data:`THREAD_MIN_BYTES`) or the copy fails; and they run in order from chunk 1 when a
+    copy's streams end elsewhere than predicted or a chunk raises (the loop then raises the
+    error of the first failing chunk and leaves the streams where it stops). Only chunk 0
+    writes state into ``layers`` (a loop would leave the last chunk's).
     """
     from droplab.kernels import _numba
     from droplab.nn.train import _one_blas_thread
 
-    streams = _streams(droppers) if n_chunks > 1 and _kernels_compiled() else None
+    streams = None
+    if n_chunks > 1 and chunk_bytes >= THREAD_MIN_BYTES and _kernels_compiled() and _library_layers(layers):
+        streams = _streams(droppers)
     if streams is None:
+        return [chunk(layers, i) for i in range(n_chunks)]
+    workers = max(1, min(_thread_count(), n_chunks - 1))
+    try:  # before chunk 0, so the copies hold none of its activations
+        copies = [_copy(layers) for _ in range(workers)]
+        copies = [(mine, [memo[id(s)] for s in streams]) for mine, memo in copies]
+    except Exception:  # noqa: BLE001 - a layer that cannot be copied
         return [chunk(layers, i) for i in range(n_chunks)]
     with _one_blas_thread(), _numba.on_this_thread():
         base = [s.counter for s in streams]
         parts: list = [chunk(layers, 0)] + [None] * (n_chunks - 1)
         step = [s.counter - b for s, b in zip(streams, base)]
-
-        def in_order() -> list[dict]:  # the rest of the loop, on layers
-            return parts[:1] + [chunk(layers, i) for i in range(1, n_chunks)]
-
-        shared = {id(p): p for m in _modules(layers) for p in m._parameters()}
-        copies = []
-        try:
-            for _ in range(max(1, min(_thread_count(), n_chunks - 1))):
-                memo = dict(shared)
-                mine = copy.deepcopy(layers, memo)
-                copies.append((mine, [memo[id(s)] for s in streams]))
-        except Exception:  # noqa: BLE001 - a layer that cannot be copied
-            return in_order()
         nxt = itertools.count(1).__next__
         stop: list[bool] = []  # an error, or a copy off course: hand out no more chunks
         errors: list[BaseException] = []
@@ -251,12 +280,12 @@ def _in_threads(layers: tuple, droppers: list[Module], chunk, n_chunks: int) -> 
                         if any(s.counter != b + (i + 1) * d for s, b, d in zip(mine_streams, base, step)):
                             off_course.append(i)
                             stop.append(True)
-            except BaseException as e:  # noqa: BLE001 - raised again by the calling thread
+            except BaseException as e:  # noqa: BLE001 - handled by the calling thread
                 errors.append(e)
                 stop.append(True)
 
         threads = [threading.Thread(target=work, args=(k,), name=f"droplab-mc-{k}", daemon=True)
-                   for k in range(1, len(copies))]
+                   for k in range(1, workers)]
         for t in threads:
             t.start()
         try:
@@ -265,10 +294,16 @@ def _in_threads(layers: tuple, droppers: list[Module], chunk, n_chunks: int) -> 
             stop.append(True)
             for t in threads:
                 t.join()
-        if errors:
-            raise errors[0]
-        if off_course:  # a layer drew a number of masks that depends on the data; the streams
-            return in_order()  # of layers are still where chunk 0 left them
+        for e in errors:
+            if not isinstance(e, Exception):  # KeyboardInterrupt, SystemExit: at once
+                raise e
+        if errors or off_course:
+            # The loop from chunk 1, on layers, from where chunk 0 left their streams: it raises
+            # the first failing chunk's error, or computes what a layer drawing a data-dependent
+            # number of masks draws in order.
+            for s, b, d in zip(streams, base, step):
+                s.seek(b + d)
+            return parts[:1] + [chunk(layers, i) for i in range(1, n_chunks)]
         for s, b, d in zip(streams, base, step):
             s.seek(b + n_chunks * d)
         return parts
@@ -483,7 +518,7 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
             return _chunk(parts_of, X[starts[i]:starts[i] + per_chunk], T, t_chunk, loss, classification,
                           keep_samples)
 
-        parts = _in_threads(layers, droppers, chunk, len(starts))
+        parts = _in_threads(layers, droppers, chunk, len(starts), t_chunk * min(per_chunk, n) * row_bytes)
     finally:
         for m, t in zip(mods, was):
             m.training = t
