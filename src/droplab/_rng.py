@@ -20,8 +20,8 @@ the fused Dense-ReLU-Dropout block) goes through these methods:
 ``at(counter)``             replay the draw of call ``counter`` (the counter does not move)
 ``counter`` / ``seek(c)``   the next call's number; set it (rewind or skip)
 ``state()`` / ``from_state``  ``{"key": [k0, k1], "counter": c}``, JSON-ready, and back (checked)
-``child()``                 an independent stream for a clone or replica (never the same masks);
-                            it takes the parent's next call, so ``state()`` stays complete
+``child()``                 an independent stream for a replica (never the same masks); it
+                            takes the parent's next call, so ``state()`` stays complete
 ``next(lane=r)``            the next call in lane ``r`` (counter + r * 2**48): one stream, several
                             processes (``droplab.torch`` puts distributed rank ``r`` in lane ``r``)
 ``continuous()``            the draw whose words feed continuous noise (uniforms, normals)
@@ -265,7 +265,8 @@ class NoiseStream:
         return Draw(self._key, _check_counter("NoiseStream", counter))
 
     def child(self) -> NoiseStream:
-        """A new stream for a clone or replica: it takes this stream's next call (the counter
+        """A new stream for a replica (``droplab.torch``'s DataParallel copies; a deep copy of a
+        module keys its clone by a clone count instead): it takes this stream's next call (the counter
         moves on by one) and derives its key from this key and that call's number, so no two
         children (nor the parent) share masks, and :meth:`state` still says everything: a
         stream restored from it makes the same children."""
