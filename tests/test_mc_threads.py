@@ -271,36 +271,59 @@ def test_small_chunks_run_in_order(monkeypatch, spread, seed, rng):
 def _blas_threads():
     from threadpoolctl import threadpool_info
 
-    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-
-
-def test_overlapping_blas_limits_put_back_the_count_they_found(monkeypatch):
-    for k in train_module._BLAS_ENV:
-        monkeypatch.delenv(k, raising=False)
-    before = _blas_threads()
-    a, b = train_module._one_blas_thread(), train_module._one_blas_thread()
-    a.__enter__()
-    b.__enter__()
-    assert all(n == 1 for n in _blas_threads())
-    a.__exit__(None, None, None)  # the first in leaves first, the second is still inside
-    assert all(n == 1 for n in _blas_threads())
-    b.__exit__(None, None, None)
-    assert _blas_threads() == before
+    return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
 
 
 @needs_numba
-def test_the_thread_count_follows_the_kernels_thread_count(monkeypatch):
-    import numba
+def test_overlapping_calls_in_threads_give_each_its_own_bits(monkeypatch, seed, rng):
+    """Two calls from two user threads at once, and a call from a worker thread after one in
+    the main thread: each gives the bits it gives alone, and BLAS's thread count is put back
+    (threadpoolctl hands OpenBLAS's setting to one thread at a time)."""
+    monkeypatch.setattr(mc_module, "_thread_count", lambda: 2)
+    X = rng.standard_normal((64, 6)).astype(np.float32)
+    before = _blas_threads()
+    alone = [nn.mc_predict(_with_loss(_models(seed + k)["mlp"]()), X, samples=6, batch_size=4, keep_samples=True)
+             for k in range(2)]
+    got: dict = {}
 
-    from droplab import _validate
+    def call(k):
+        got[k] = nn.mc_predict(_with_loss(_models(seed + k)["mlp"]()), X, samples=6, batch_size=4,
+                               keep_samples=True)
 
-    monkeypatch.setattr(_validate, "usable_cores", lambda: 8)
-    old = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)  # as in the lab's workers: one core's worth of work each
-        assert mc_module._thread_count() == 1
-    finally:
-        numba.set_num_threads(old)
-    assert mc_module._thread_count() == min(8, old)
-    monkeypatch.setattr(_validate, "usable_cores", lambda: 1)
-    assert mc_module._thread_count() == 1
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(2):
+        _same(alone[k], got[k])
+    later = threading.Thread(target=call, args=(0,))
+    later.start()
+    later.join()
+    _same(alone[0], got[0])
+    after = _blas_threads()
+    assert {k: after[k] for k in before} == before  # (numba may load another BLAS meanwhile)
+
+
+@needs_numba
+def test_the_callers_floating_point_settings_hold_in_every_thread(monkeypatch, seed, rng):
+    monkeypatch.setattr(mc_module, "_thread_count", lambda: 4)
+    X = rng.standard_normal((60, 6)).astype(np.float32)
+    X[47] = 3e38  # finite, but its products overflow float32
+    model = _with_loss(_models(seed)["mlp"]())
+    for _ in range(4):
+        with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+            nn.mc_predict(model, X, samples=6, batch_size=4)
+
+
+@needs_numba
+def test_the_threads_leave_the_layers_state_alone(monkeypatch, seed, rng):
+    """Every chunk runs on a copy: no chunk's activations stay alive on the model's layers
+    (they hold only the one-row probe's, which sizes the chunks)."""
+    monkeypatch.setattr(mc_module, "_thread_count", lambda: 2)
+    model = _with_loss(_models(seed)["mlp"]())
+    X = rng.standard_normal((40, 6)).astype(np.float32)
+    nn.mc_predict(model, X, samples=5, batch_size=4, seed=3)
+    held = [v.shape for m in model.modules() for v in vars(m).values()
+            if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[1] in (6, 24, 3)]
+    assert held and all(shape[0] == 1 for shape in held)

@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 import sys
@@ -113,6 +114,14 @@ def backend() -> str:
     """
     _resolve()
     return _backend_name
+
+
+def on_this_thread():
+    """A context in which the calling thread runs every kernel it launches itself, without
+    the GIL, instead of on numba's thread pool: for work the caller already spreads over one
+    thread per core. The bits are the same either way; a no-op with the NumPy backend."""
+    fast = _resolve()
+    return fast.on_this_thread() if fast is not None else contextlib.nullcontext()
 
 
 def release_memory() -> int:

@@ -178,9 +178,14 @@ def _chunk(layers, xb: np.ndarray, T: int, t_chunk: int, loss: Loss | None, clas
 
 
 #: The least bytes a chunk's widest activation must take for the chunks to run on threads:
-#: below it (many tiny chunks, e.g. ``batch_size=1``) the threads only take turns holding the
-#: GIL (2000 one-row chunks at T = 10 ran 1.6x slower on two threads than in order).
-THREAD_MIN_BYTES = 1 << 20
+#: below it the threads only take turns holding the GIL. Measured on the 2-core machine
+#: (the default MLP, threads against the loop): 10-160 KiB chunks 0.58-0.77x, 200 KiB
+#: 0.99x, 500 KiB 1.47x, 1 MiB 1.76x.
+THREAD_MIN_BYTES = 256 << 10
+
+# One mc_predict at a time spreads its chunks over the cores: each already uses every core,
+# and BLAS's one-thread setting (train._one_blas_thread) belongs to the thread that set it.
+_SPREAD = threading.Lock()
 
 
 def _streams(droppers: list[Module]) -> list[_rng.NoiseStream] | None:
@@ -222,45 +227,60 @@ def _copy(layers: tuple) -> tuple:
 
 def _in_threads(layers: tuple, droppers: list[Module], chunk, n_chunks: int, chunk_bytes: int) -> list[dict]:
     """``[chunk(layers, i) for i in range(n_chunks)]``, the chunks spread over one Python
-    thread per usable core, with the same bits as that loop.
+    thread per usable core, with the same bits as that loop whatever the number of threads.
 
     Threads: :func:`_thread_count`. Each chunk is one core's work: one BLAS thread
-    (``train._one_blas_thread``) and droplab's kernels on the calling thread
-    (``kernels._numba.on_this_thread``, without the GIL). Spread this way, the 2-core machine
-    ran T = 100 passes on 10,000 inputs in about 1.1 s against 1.6 s for the chunks one after
-    the other on both cores' BLAS and kernel pools: after each product, OpenBLAS's idle threads
-    spin for about 0.1 s and take the core the mask kernels need, and the kernels' pool returns
-    the favour to the next product.
+    (``train._one_blas_thread``, held by the calling thread for the whole call, so BLAS runs
+    one thread in the whole process meanwhile, as during ``fit``) and droplab's kernels on the
+    calling thread (:func:`droplab.kernels.on_this_thread`, without the GIL). Spread this
+    way, the 2-core machine ran T = 100 passes on 10,000 inputs in about 1.1 s against 1.6 s
+    for the chunks one after the other on both cores' BLAS and kernel pools: after each
+    product, OpenBLAS's idle threads spin for about 0.1 s and take the core the mask kernels
+    need, and the kernels' pool returns the favour to the next product. With one thread, the
+    chunks run in order under the same settings (the same bits, no copies).
 
-    The masks do not depend on the thread: chunk 0 runs first on ``layers`` themselves and shows
-    how far each noise stream moves per chunk (each chunk draws the same number of masks); every
-    other chunk runs on a thread's copy of the layers (:func:`_copy`), its streams set to where
-    that chunk would start in the loop, and the streams of ``layers`` are left where the loop
-    leaves them. The chunks run in order on ``layers`` instead when a module is not one of
-    droplab's (:func:`_library_layers`), a stream cannot be positioned, the chunks are small
-    (:data:`THREAD_MIN_BYTES`) or the copy fails; and they run in order from chunk 1 when a
-    copy's streams end elsewhere than predicted or a chunk raises (the loop then raises the
-    error of the first failing chunk and leaves the streams where it stops). Only chunk 0
-    writes state into ``layers`` (a loop would leave the last chunk's).
+    The masks do not depend on the thread: every chunk runs on a thread's copy of the layers
+    (:func:`_copy`, made before any chunk runs), its streams set to where that chunk starts in
+    the loop (chunk 0 shows how far each stream moves per chunk), and the streams of
+    ``layers`` are then left where the loop leaves them. One chunk per thread is in flight, so
+    the memory of the chunks grows with the number of threads. NumPy's floating-point error
+    settings (``np.errstate``) of the calling thread apply in every thread.
+
+    The chunks run in order on ``layers``, with BLAS's own thread count, when a module is not
+    one of droplab's (:func:`_library_layers`), a stream cannot be positioned, there is one
+    chunk or the chunks are small (:data:`THREAD_MIN_BYTES`), or the copy fails. They run in
+    order on ``layers`` under the threads' settings when a copy's streams end elsewhere than
+    predicted (a layer drawing a data-dependent number of masks) or a chunk raises: the loop
+    then raises the error of the first failing chunk and leaves the streams where it stops.
     """
-    from droplab.kernels import _numba
+    from droplab import kernels
     from droplab.nn.train import _one_blas_thread
 
     streams = None
-    if n_chunks > 1 and chunk_bytes >= THREAD_MIN_BYTES and _kernels_compiled() and _library_layers(layers):
+    if n_chunks > 1 and chunk_bytes >= THREAD_MIN_BYTES and _library_layers(layers):
         streams = _streams(droppers)
     if streams is None:
         return [chunk(layers, i) for i in range(n_chunks)]
-    workers = max(1, min(_thread_count(), n_chunks - 1))
-    try:  # before chunk 0, so the copies hold none of its activations
-        copies = [_copy(layers) for _ in range(workers)]
-        copies = [(mine, [memo[id(s)] for s in streams]) for mine, memo in copies]
-    except Exception:  # noqa: BLE001 - a layer that cannot be copied
+    workers = min(_thread_count(), n_chunks)
+    err = dict(np.geterr(), call=np.geterrcall())
+
+    def in_order() -> list[dict]:  # the loop on layers, from their streams' starting point
+        for s, b in zip(streams, base):
+            s.seek(b)
         return [chunk(layers, i) for i in range(n_chunks)]
-    with _one_blas_thread(), _numba.on_this_thread():
-        base = [s.counter for s in streams]
-        parts: list = [chunk(layers, 0)] + [None] * (n_chunks - 1)
-        step = [s.counter - b for s, b in zip(streams, base)]
+
+    base = [s.counter for s in streams]
+    with _SPREAD, _one_blas_thread(), kernels.on_this_thread():
+        if workers == 1:
+            return in_order()
+        try:
+            copies = [_copy(layers) for _ in range(workers)]
+            copies = [(mine, [memo[id(s)] for s in streams]) for mine, memo in copies]
+        except Exception:  # noqa: BLE001 - a layer that cannot be copied
+            return in_order()
+        parts: list = [None] * n_chunks
+        parts[0] = chunk(copies[0][0], 0)
+        step = [s.counter - b for s, b in zip(copies[0][1], base)]
         nxt = itertools.count(1).__next__
         stop: list[bool] = []  # an error, or a copy off course: hand out no more chunks
         errors: list[BaseException] = []
@@ -269,7 +289,7 @@ def _in_threads(layers: tuple, droppers: list[Module], chunk, n_chunks: int, chu
         def work(k: int) -> None:
             mine, mine_streams = copies[k]
             try:
-                with _numba.on_this_thread():
+                with kernels.on_this_thread(), np.errstate(**err):
                     while not stop:
                         i = nxt()
                         if i >= n_chunks:
@@ -298,12 +318,7 @@ def _in_threads(layers: tuple, droppers: list[Module], chunk, n_chunks: int, chu
             if not isinstance(e, Exception):  # KeyboardInterrupt, SystemExit: at once
                 raise e
         if errors or off_course:
-            # The loop from chunk 1, on layers, from where chunk 0 left their streams: it raises
-            # the first failing chunk's error, or computes what a layer drawing a data-dependent
-            # number of masks draws in order.
-            for s, b, d in zip(streams, base, step):
-                s.seek(b + d)
-            return parts[:1] + [chunk(layers, i) for i in range(1, n_chunks)]
+            return in_order()
         for s, b, d in zip(streams, base, step):
             s.seek(b + n_chunks * d)
         return parts
@@ -328,14 +343,6 @@ def _modules(layers: tuple):
                 if id(sub) not in seen:
                     seen.add(id(sub))
                     yield sub
-
-
-def _kernels_compiled() -> bool:
-    """The threads pay off only with the compiled kernels (the NumPy reference holds the GIL
-    between its many small operations)."""
-    from droplab import kernels
-
-    return kernels.backend() == "numba"
 
 
 def _run(layers, x: np.ndarray) -> np.ndarray:

@@ -29,7 +29,6 @@ import copy
 import math
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -394,12 +393,6 @@ def _check_divergence(epoch_loss: float, reference: float | None, divergence: fl
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
-_blas_lock = threading.Lock()
-_blas_users = 0  # callers inside _one_blas_thread now, in every thread
-_blas_limit = None  # threadpoolctl's limiter, held while _blas_users > 0
-
-
-@contextlib.contextmanager
 def _one_blas_thread():
     """One BLAS thread while fit trains (or ``mc_predict`` runs its chunks on one thread per
     core), unless the user chose a count through the environment.
@@ -413,32 +406,19 @@ def _one_blas_thread():
     default that is never catastrophic, and it keeps the thread count, and so the result,
     the same whatever the load.
 
-    BLAS's thread count is one setting for the whole process, so the limit is counted: the
-    first caller in sets it and the last one out puts back what it found, in whatever order
-    overlapping callers (two threads each in ``fit`` or ``mc_predict``) leave.
+    Enter and exit it in one thread (``with``): threadpoolctl hands OpenBLAS's process-wide
+    setting to the thread that entered until that thread exits. While it is held, BLAS calls
+    in every thread of the process run on one thread.
     """
-    global _blas_users, _blas_limit
     if any(os.environ.get(k) for k in _BLAS_ENV):
-        yield
-        return
-    with _blas_lock:
-        if _blas_users == 0:
-            try:
-                from threadpoolctl import ThreadpoolController
-            except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-                ThreadpoolController = None
-            # a fresh look at the loaded libraries (~1 ms): a controller kept from an earlier
-            # fit misses a BLAS loaded since (numba loads scipy's OpenBLAS), which then ran 2 threads
-            _blas_limit = ThreadpoolController().limit(limits=1, user_api="blas") if ThreadpoolController else None
-        _blas_users += 1
+        return contextlib.nullcontext()
     try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0 and _blas_limit is not None:
-                _blas_limit.restore_original_limits()
-                _blas_limit = None
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    # a fresh look at the loaded libraries each fit (~1 ms): a controller kept from an earlier
+    # fit misses a BLAS loaded since (numba loads scipy's OpenBLAS), which then ran 2 threads
+    return ThreadpoolController().limit(limits=1, user_api="blas")
 
 
 #: Free memory glibc keeps at the top of the heap instead of returning it (``M_TOP_PAD``).
