@@ -169,28 +169,6 @@ def words(first_block: int, nblocks: int, key, counter) -> np.ndarray:
 
 
 @njit(inline="always")
-def _apply_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk):
-    n = x.size
-    start = ci * chunk
-    stop = min(start + chunk, n)
-    u = np.empty(GROUP * LANES, dtype=np.uint32)
-    f = np.empty(GROUP * LANES, dtype=x.dtype)
-    s = start
-    while s < stop:
-        e = min(s + GROUP_ELEMENTS, stop)
-        _chunk_words(u, s // LANES, (e - s + LANES - 1) // LANES, c2, c3, ks0, ks1)
-        _factors(f, u, e - s, t, scale, zero)
-        # Slices, so the loop index starts at 0: LLVM then proves it non-negative, drops
-        # numba's negative-index wraparound and vectorises with plain loads and stores
-        # (indexing x[s + k] gave gathers and scatters).
-        xs = x[s:e]
-        os = out[s:e]
-        for k in range(e - s):
-            os[k] = xs[k] * f[k]
-        s = e
-
-
-@njit(inline="always")
 def _factors(f, u, n, t, scale, zero):
     # The step's multipliers, ``scale`` where kept and ``zero`` where dropped, staged in a local
     # buffer: the product loop then reads two arrays that cannot overlap its output and
@@ -200,10 +178,14 @@ def _factors(f, u, n, t, scale, zero):
 
 
 @njit(inline="always")
-def _apply_repeated_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk):
-    # ``_apply_chunk`` on ``x`` stacked ``out.size // x.size`` times, without the stacked copy:
-    # output element ``i`` reads ``x[i % x.size]`` and takes the word of ``i`` (so the very
-    # bits of the kernel on the copy), in segments that never cross the end of ``x``.
+def _apply_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk):
+    # ``out = x * multiplier`` over chunk ``ci`` of ``out``, where ``out.size`` is a whole
+    # multiple of ``x.size`` (1 for plain dropout): ``x`` is read as if stacked that many
+    # times, without the stacked copy. Output element ``i`` reads ``x[i % x.size]`` and takes
+    # the word of ``i``, in segments that never cross the end of ``x`` (one per step when the
+    # sizes are equal). Slices, so each loop index starts at 0: LLVM then proves it
+    # non-negative, drops numba's negative-index wraparound and vectorises with plain loads
+    # and stores (indexing x[s + k] gave gathers and scatters).
     n = out.size
     m = x.size
     start = ci * chunk
@@ -250,26 +232,14 @@ def _keep_chunk(out, ci, t, c2, c3, ks0, ks1, chunk):
 
 @njit(parallel=True, cache=True)
 def _apply(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
-    for ci in prange((x.size + chunk - 1) // chunk):
+    for ci in prange((out.size + chunk - 1) // chunk):
         _apply_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
 
 
 @njit(cache=True, nogil=True)
 def _apply_serial(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
-    for ci in range((x.size + chunk - 1) // chunk):
-        _apply_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
-
-
-@njit(parallel=True, cache=True)
-def _apply_repeated(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
-    for ci in prange((out.size + chunk - 1) // chunk):
-        _apply_repeated_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
-
-
-@njit(cache=True, nogil=True)
-def _apply_repeated_serial(x, out, t, scale, zero, c2, c3, ks0, ks1, chunk):
     for ci in range((out.size + chunk - 1) // chunk):
-        _apply_repeated_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
+        _apply_chunk(x, out, ci, t, scale, zero, c2, c3, ks0, ks1, chunk)
 
 
 @njit(parallel=True, cache=True)
@@ -311,12 +281,11 @@ def apply(x, out, threshold, scale, zero, key, counter, chunk=CHUNK):
     c2, c3 = _counter_words(counter)
     ks0, ks1 = _key_schedule(int(key[0]), int(key[1]))
     args = (x, out, np.uint32(threshold), scale, zero, c2, c3, ks0, ks1, np.int64(chunk))
-    serial, parallel = (_apply_serial, _apply) if out.size == x.size else (_apply_repeated_serial, _apply_repeated)
     if not use_pool(out.size):
-        serial(*args)
+        _apply_serial(*args)
     else:
         with _LAUNCH:
-            parallel(*args)
+            _apply(*args)
     return out
 
 
