@@ -282,15 +282,14 @@ def _in_threads(layers: tuple, droppers: list[Module], chunk, n_chunks: int, chu
         parts[0] = chunk(copies[0][0], 0)
         step = [s.counter - b for s, b in zip(copies[0][1], base)]
         nxt = itertools.count(1).__next__
-        stop: list[bool] = []  # an error, or a copy off course: hand out no more chunks
         errors: list[BaseException] = []
-        off_course: list[int] = []
+        off_course: list[int] = []  # with errors: hand out no more chunks
 
         def work(k: int) -> None:
             mine, mine_streams = copies[k]
             try:
                 with kernels.on_this_thread(), np.errstate(**err):
-                    while not stop:
+                    while not (errors or off_course):
                         i = nxt()
                         if i >= n_chunks:
                             return
@@ -299,21 +298,16 @@ def _in_threads(layers: tuple, droppers: list[Module], chunk, n_chunks: int, chu
                         parts[i] = chunk(mine, i)
                         if any(s.counter != b + (i + 1) * d for s, b, d in zip(mine_streams, base, step)):
                             off_course.append(i)
-                            stop.append(True)
             except BaseException as e:  # noqa: BLE001 - handled by the calling thread
                 errors.append(e)
-                stop.append(True)
 
         threads = [threading.Thread(target=work, args=(k,), name=f"droplab-mc-{k}", daemon=True)
                    for k in range(1, workers)]
         for t in threads:
             t.start()
-        try:
-            work(0)
-        finally:
-            stop.append(True)
-            for t in threads:
-                t.join()
+        work(0)  # returns once every chunk is handed out or one went wrong
+        for t in threads:
+            t.join()
         for e in errors:
             if not isinstance(e, Exception):  # KeyboardInterrupt, SystemExit: at once
                 raise e
@@ -338,7 +332,7 @@ def _modules(layers: tuple):
     """The distinct modules of ``(prefix, rest, head, after)``."""
     seen = set()
     for part in layers:
-        for m in ([part] if isinstance(part, Module) else list(part or ())):
+        for m in ([part] if isinstance(part, Module) else part or ()):
             for sub in m.modules():
                 if id(sub) not in seen:
                     seen.add(id(sub))
