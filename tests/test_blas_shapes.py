@@ -154,7 +154,7 @@ def test_the_bound_is_not_vacuous(seed, rows):
     assert np.any(np.abs(out.astype(np.float64) - model.predict(rows)) > bound)
 
 
-def test_mc_passes_at_p_positive_agree_across_chunkings_within_the_bound(seed, rows):
+def test_mc_passes_at_p_positive_same_chunking_same_bits(seed, rows):
     # the same seed, inputs and T in two chunkings: the masks are a function of the element
     # index inside each stacked forward, so only the BLAS-free claim (same chunking, same bits)
     # is exact; a different chunking gives a different (equally valid) draw. Here: same

@@ -402,9 +402,9 @@ def mc_predict(model: Module, X, samples: int = 50, seed: _rng.Seed = None, batc
     ``variation_ratio`` are exactly 0. With sampling layers, a pass's rows meet the matrix
     products (BLAS) in other shapes than ``predict``'s (stacked, chunked), and BLAS may round
     a product differently for another shape: the same seed, inputs, ``samples`` and chunking
-    give the same bits on one machine, whatever the number of cores or threads, and other
-    chunkings agree within float32 rounding
-    (a few ulp per layer; see ``tests/test_blas_shapes.py`` for the derived bound).
+    give the same bits on one machine, whatever the number of cores or threads. Another
+    chunking (``batch_size``) draws other masks, since a mask element is a function of its
+    index in the stacked forward: another, equally valid, sample of the passes.
 
     Randomness: with ``seed`` (int | Generator), the dropout layers draw from temporary mask
     streams derived from it, and their keys and counters are restored afterwards, so the
