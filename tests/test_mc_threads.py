@@ -71,14 +71,14 @@ def _same(a, b):
 
 @pytest.fixture
 def spread(monkeypatch):
-    """Each chunk sleeps 2 ms first (releasing the GIL), so every thread takes chunks and the
+    """Each chunk sleeps 10 ms first (releasing the GIL), so the threads take chunks and the
     chunks interleave across threads; returns the threads that ran the chunks, one per chunk."""
     ran = []
     real = mc_module._chunk
 
     def slow(*args):
         ran.append(threading.get_ident())
-        time.sleep(0.002)
+        time.sleep(0.01)
         return real(*args)
 
     monkeypatch.setattr(mc_module, "_chunk", slow)
@@ -100,8 +100,9 @@ def test_same_bits_whatever_the_thread_count(monkeypatch, spread, seed, rng, nam
         model = _with_loss(_models(seed)[name]())
         spread.clear()
         r = nn.mc_predict(model, X, samples=7, batch_size=4, seed=11 if seeded else None, keep_samples=True)
-        # 8 chunks, each run once (no fall-back to the loop): the first on the caller, 7 spread
-        assert len(spread) == 8 and len(set(spread)) == min(cores, 7)
+        # 8 chunks, each run once (no fall-back to the loop), over more than one thread when
+        # there are several (how many of them get a chunk depends on the scheduler)
+        assert len(spread) == 8 and (len(set(spread)) == 1 if cores == 1 else 2 <= len(set(spread)) <= cores)
         results.append(r)
         counters.append(_counters(model))
         # the next call starts where this one left the streams
